@@ -1,0 +1,1 @@
+"""Pure, synchronous core: windowing, scaling, SPC. No asyncio, no protocol libraries."""

@@ -1,0 +1,40 @@
+"""Every error Lineside raises on purpose, as one tree.
+
+LinesideError
+├── ConfigError          a site config or tag map is malformed; names the field and the fix
+├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
+│   └── BundleFormatError    the manifest is of a format this agent does not know
+└── SourceError          a PLC read failed; never raised into the detection loop, it becomes
+                         bad-quality tags with this error as the reason
+"""
+
+from __future__ import annotations
+
+
+class LinesideError(Exception):
+    """Base of every error Lineside raises on purpose."""
+
+
+class ConfigError(LinesideError):
+    """A config value is wrong: `field` is its dotted path, `fix` says what to do."""
+
+    def __init__(self, field: str, problem: str, fix: str = "", *, source: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.source = source
+        where = f"{source}: " if source else ""
+        hint = f" (fix: {fix})" if fix else ""
+        super().__init__(f"{where}{field}: {problem}{hint}")
+
+
+class BundleError(LinesideError):
+    """A bundle cannot be used; the message says which file or field and why."""
+
+
+class BundleFormatError(BundleError):
+    """The manifest declares a bundle format this agent does not understand."""
+
+
+class SourceError(LinesideError):
+    """A read from a PLC failed; carried as the reason of bad-quality tags."""

@@ -1,0 +1,107 @@
+"""Alarm state machines with debounce and hysteresis. Pure and synchronous."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+class Edge(Enum):
+    """What an update did to the alarm."""
+
+    NONE = "none"
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+class DebouncedAlarm:
+    """Raise after `raise_after` bad updates in a row; clear after `clear_after` good ones.
+
+    An update can be neither (between the clear and the raise level): it resets both counts,
+    which is the hysteresis band.
+
+    Examples
+    --------
+    >>> alarm = DebouncedAlarm(raise_after=2, clear_after=2)
+    >>> [alarm.update(bad=b, good=not b).value for b in (True, True, True, False, False)]
+    ['none', 'raised', 'none', 'none', 'cleared']
+    """
+
+    def __init__(self, raise_after: int, clear_after: int) -> None:
+        self.raise_after = raise_after
+        self.clear_after = clear_after
+        self.active = False
+        self._bad = 0
+        self._good = 0
+
+    def reset(self) -> None:
+        """Back to inactive with no history."""
+        self.active = False
+        self._bad = self._good = 0
+
+    def update(self, bad: bool, good: bool) -> Edge:
+        """Feed one observation: `bad` above the raise level, `good` below the clear level."""
+        self._bad = self._bad + 1 if bad else 0
+        self._good = self._good + 1 if good else 0
+        if not self.active and self._bad >= self.raise_after:
+            self.active = True
+            return Edge.RAISED
+        if self.active and self._good >= self.clear_after:
+            self.active = False
+            return Edge.CLEARED
+        return Edge.NONE
+
+
+class SustainedRuleAlarm:
+    """Raise when one channel broke a rule in at least `hits` of its last `span` updates;
+    clear after `clear_after` updates in a row where no channel does.
+
+    Counting per channel, not across the line, matters: with nine charted tags, a single
+    3-sigma point somewhere on the line is expected every few dozen samples of a healthy
+    process, but the same tag breaking a rule three times in five samples is not.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> alarm = SustainedRuleAlarm(channels=2, hits=2, span=3, clear_after=2)
+    >>> rows = [[True, False], [False, True], [True, False], [False, False], [False, False]]
+    >>> [alarm.update(np.array(r)).value for r in rows]
+    ['none', 'none', 'raised', 'none', 'cleared']
+    >>> alarm.channels_sustained.tolist()
+    [False, False]
+    """
+
+    def __init__(self, channels: int, hits: int, span: int, clear_after: int) -> None:
+        self.hits = hits
+        self.clear_after = clear_after
+        self.active = False
+        self._recent = np.zeros((span, channels), dtype=bool)
+        self._next = 0
+        self._good = 0
+        self.channels_sustained = np.zeros(channels, dtype=bool)
+
+    def reset(self) -> None:
+        """Back to inactive with no history."""
+        self.active = False
+        self._recent[:] = False
+        self._good = 0
+        self.channels_sustained[:] = False
+
+    def update(self, broken: BoolArray) -> Edge:
+        """Feed one row: which channels broke a rule in it."""
+        self._recent[self._next] = broken
+        self._next = (self._next + 1) % self._recent.shape[0]
+        self.channels_sustained = self._recent.sum(axis=0) >= self.hits
+        sustained = bool(self.channels_sustained.any())
+        self._good = 0 if sustained else self._good + 1
+        if not self.active and sustained:
+            self.active = True
+            return Edge.RAISED
+        if self.active and self._good >= self.clear_after:
+            self.active = False
+            return Edge.CLEARED
+        return Edge.NONE

@@ -1,0 +1,80 @@
+"""Value types that cross module boundaries: samples, scores, events. Frozen and small."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Quality(enum.Enum):
+    """Quality of one tag reading, as OPC-UA would say it."""
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+@dataclass(frozen=True)
+class TagReading:
+    """One tag's engineering value with its quality; `reason` says why it is not good."""
+
+    value: float
+    quality: Quality = Quality.GOOD
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Everything one source read in one poll, stamped with the wall-clock time (s)."""
+
+    ts: float
+    source: str
+    readings: dict[str, TagReading]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A detector's verdict on one window: higher is more anomalous."""
+
+    value: float
+    threshold: float
+    contributions: tuple[float, ...]
+
+    @property
+    def anomalous(self) -> bool:
+        """True when the score is above the threshold."""
+        return self.value > self.threshold
+
+
+class EventKind(enum.Enum):
+    """What an event is about."""
+
+    ANOMALY = "anomaly"
+    SPC = "spc"
+
+
+class EventState(enum.Enum):
+    """An alarm's edge."""
+
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An alarm edge on a line, with what the detector saw at that moment."""
+
+    ts: float
+    line: str
+    kind: EventKind
+    state: EventState
+    detector: str
+    severity: int
+    message: str
+    tag: str = ""
+    score: float | None = None
+    threshold: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
