@@ -1,0 +1,1 @@
+"""A simulated extrusion line: a process model with injectable faults behind a Modbus TCP PLC."""

@@ -1,0 +1,1 @@
+"""I/O at the edge: PLC sources that turn registers and nodes into samples."""

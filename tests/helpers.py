@@ -1,0 +1,50 @@
+"""Helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from agent.config import SiteConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def site_config(
+    bundle: Path, state: Path, plc_port: int, opcua_port: int, speedup: float = 10.0
+) -> SiteConfig:
+    """The shipped example site config on the given ports, `speedup` times real time."""
+    from agent.demo import demo_config
+
+    return demo_config(state, bundle, plc_port, opcua_port, speedup)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> float:
+    """Wait until `predicate()` is true; return the seconds it took, raise on timeout."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(step)
+    return time.monotonic() - start
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> float:
+    """Poll an async predicate until it is true; return the seconds it took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not await check():
+        if loop.time() - start > timeout:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
+    return loop.time() - start
