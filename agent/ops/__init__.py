@@ -1,0 +1,1 @@
+"""Operations at the edge of the device: bundles, systemd, USB."""

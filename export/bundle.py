@@ -1,0 +1,169 @@
+"""Writing a model bundle: the format-1 manifest, file hashes, and an all-or-nothing publish.
+
+Everything is written into a staging directory beside `--out` (same filesystem, so the final
+rename is atomic). Only when every file is written and `load_bundle` accepts the staging
+directory is it renamed to `--out`; a failed export removes the staging directory and leaves
+`--out` as it was. A non-empty `--out` is refused unless `force` is given, and then the old
+bundle is moved aside first and deleted only after the new one is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.core.scaler import RobustScaler
+from agent.core.spc import ImrLimits
+from agent.errors import BundleError
+from agent.ops.bundles import BUNDLE_FORMAT, MANIFEST_NAME, Bundle, load_bundle, sha256_file
+from export.errors import ExportError
+from export.parity import Parity
+
+KIND = "lineside-bundle"
+MIN_AGENT_VERSION = "0.1.0"
+FP32_NAME = "vae.onnx"
+INT8_NAME = "vae.int8.onnx"
+PARITY_NAME = "parity.json"
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """Refuse an `--out` that is a file, or a non-empty directory without `force`."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: --out exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(
+            f"{out}: --out is not empty; choose a new directory or pass --force to replace it"
+        )
+
+
+@contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A fresh directory beside `out`; removed again if the block raises."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is copied to devices
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """The manifest `files` entry of one file: its sha256 and size in bytes."""
+    return {"sha256": sha256_file(path), "size": path.stat().st_size}
+
+
+def build_manifest(
+    *,
+    model_version: int,
+    label: str,
+    channels: list[dict[str, str]],
+    window: int,
+    hop: int,
+    scaler: RobustScaler,
+    spc: ImrLimits,
+    detector: dict[str, Any],
+    bundle_dir: Path,
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """The format-1 manifest dict (see agent/ops/bundles.py), hashing the files in bundle_dir."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "kind": KIND,
+        "model_version": model_version,
+        "label": label,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "min_agent_version": MIN_AGENT_VERSION,
+        "channels": channels,
+        "window": window,
+        "hop": hop,
+        "scaler": scaler.to_dict(),
+        "spc": {
+            "chart": "imr",
+            "center": spc.center.tolist(),
+            "sigma": spc.sigma.tolist(),
+            "mr_bar": spc.mr_bar.tolist(),
+            "nsigmas": float(spc.nsigmas),
+            "sigma_method": list(spc.sigma_method),
+        },
+        "detector": detector,
+        "models": {"fp32": FP32_NAME, "int8": INT8_NAME},
+        "files": {
+            name: file_entry(bundle_dir / name) for name in (FP32_NAME, INT8_NAME, PARITY_NAME)
+        },
+        "training": training,
+    }
+
+
+def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write manifest.json (UTF-8, indented, trailing newline)."""
+    text = json.dumps(manifest, indent=2) + "\n"
+    (bundle_dir / MANIFEST_NAME).write_text(text, encoding="utf-8")
+
+
+def _verify(path: Path) -> Bundle:
+    try:
+        return load_bundle(path)
+    except BundleError as exc:
+        raise ExportError(f"the written bundle does not load: {exc}") from exc
+
+
+def publish(staging: Path, out: Path, force: bool) -> Bundle:
+    """Verify the staged bundle, move it to `out` atomically, and verify it again there."""
+    _verify(staging)
+    check_out_dir(out, force)
+    old: Path | None = None
+    if out.is_dir():
+        if any(out.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+        else:
+            out.rmdir()
+    try:
+        staging.rename(out)
+    except OSError as exc:
+        if old is not None:
+            old.rename(out)
+        raise ExportError(f"{out}: cannot move the new bundle into place: {exc}") from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return _verify(out)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def summary(bundle: Bundle, parity: Parity, rows: dict[str, int]) -> str:
+    """A few human lines about a published bundle, for stdout."""
+    m = bundle.manifest
+    units = [f"{c.name} [{c.unit}]" if c.unit else c.name for c in m.channels]
+    sizes = {name: int(entry["size"]) for name, entry in m.files.items()}
+    fp32, int8 = sizes[m.models["fp32"]], sizes[m.models["int8"]]
+    verdict = "ok" if parity.passed else "FAILED (allowed by --allow-parity-loss)"
+    return "\n".join(
+        [
+            f"bundle    {bundle.path}  (model_version {m.model_version}, {m.label!r})",
+            f"channels  {len(m.channels)}: {', '.join(units)}",
+            f"window    {m.window} samples, hop {m.hop}",
+            f"rows      train {rows['train']}, val {rows['val']}, cal {rows['cal']}, "
+            f"dropped {rows['dropped']}",
+            f"threshold {m.threshold:.6g}  ({m.threshold_method})",
+            f"parity    {verdict}: pearson {parity.pearson:.5f}, max abs diff "
+            f"{parity.max_abs_diff:.3g}, max rel diff {parity.max_rel_diff:.3g}, "
+            f"{parity.decision_flips}/{parity.windows} decisions flipped",
+            f"files     {m.models['fp32']} {_size(fp32)}, {m.models['int8']} {_size(int8)} "
+            f"({int8 / fp32:.0%} of fp32)",
+        ]
+    )

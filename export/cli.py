@@ -1,0 +1,122 @@
+"""`lineside-export`: the workstation command line (subcommand `train`).
+
+Exit status: 0 on success, 2 on an ExportError (a one-line `lineside-export: error: ...` on
+stderr, no traceback) or a usage error (argparse's own message). Heavy imports (torch, onnx)
+happen only once a subcommand runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from export.errors import ExportError
+
+PROG = "lineside-export"
+
+
+def _columns(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of column names")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train and package Lineside model bundles on a workstation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = sub.add_parser(
+        "train",
+        help="train a VAE on historian CSVs and write a model bundle",
+        description=(
+            "Train a VAE anomaly detector on normal-operation CSVs and write a bundle "
+            "(manifest.json, vae.onnx, vae.int8.onnx, parity.json) into --out. Each file is "
+            "split 70/15/15 into train, validation (early stopping) and calibration "
+            "(threshold, int8 parity)."
+        ),
+    )
+    train.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="CSV",
+        help="a CSV of normal operation, oldest row first; repeat for more files",
+    )
+    train.add_argument("--out", required=True, type=Path, metavar="DIR", help="bundle directory")
+    train.add_argument(
+        "--columns", type=_columns, metavar="A,B,C", help="feature columns (default: all)"
+    )
+    train.add_argument("--window", type=int, default=32, help="samples per window (32)")
+    train.add_argument("--hop", type=int, default=1, help="samples between windows (1)")
+    train.add_argument("--epochs", type=int, default=60, help="maximum epochs (60)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    train.add_argument(
+        "--tag-map", type=Path, metavar="TOML", help="[[tag]] tables with name and unit"
+    )
+    train.add_argument("--model-version", type=int, default=1, help="monotonic integer (1)")
+    train.add_argument("--label", default="", help="a name for humans")
+    train.add_argument(
+        "--threshold-quantile",
+        type=float,
+        default=0.999,
+        help="quantile of calibration scores (0.999)",
+    )
+    train.add_argument(
+        "--threshold-margin", type=float, default=1.25, help="factor on that quantile (1.25)"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    train.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    train.add_argument(
+        "--allow-parity-loss",
+        action="store_true",
+        help="export even if the int8 model disagrees with fp32",
+    )
+    train.set_defaults(handler=_cmd_train)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Run `train` with parsed arguments; print the bundle summary to stdout."""
+    from export.pipeline import TrainOptions, run_train  # torch comes later, once data is read
+
+    options = TrainOptions(
+        inputs=list(args.inputs),
+        out=args.out,
+        columns=args.columns,
+        window=args.window,
+        hop=args.hop,
+        epochs=args.epochs,
+        seed=args.seed,
+        tag_map=args.tag_map,
+        model_version=args.model_version,
+        label=args.label,
+        threshold_quantile=args.threshold_quantile,
+        threshold_margin=args.threshold_margin,
+        quiet=args.quiet,
+        force=args.force,
+        allow_parity_loss=args.allow_parity_loss,
+    )
+    outcome = run_train(options)
+    print(outcome.summary)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `lineside-export`; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except ExportError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    return status

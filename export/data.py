@@ -1,0 +1,267 @@
+"""Historian CSVs in, scaled training windows out: reading, checking and splitting the data.
+
+A CSV has one header line and one row per sample, oldest first. The separator is `,` or `;`,
+decided from the header line; in a `;` file a decimal comma (`1,5`) is read as `1.5`. A column
+named timestamp/datetime/time/date is the time axis and the label columns anomaly/changepoint
+are ignored; every other column (or only those named with `--columns`) is a float feature.
+
+A row with an empty or NaN cell is dropped and counted; the rows either side of it are not
+adjacent any more, so a window never spans the gap. A cell that is not a number is an error
+naming the file, the column and the row (the line number in the file; the header is row 1).
+
+Each file is split chronologically: the first 70% of its rows train, the next 15% validate
+(early stopping) and the last 15% calibrate (threshold and int8 parity). Windows never span
+two files, two parts of a file, or a dropped row.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.core.scaler import RobustScaler
+from agent.core.window import sliding_windows
+from export.errors import ExportError
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+
+TIME_COLUMNS = frozenset({"timestamp", "datetime", "time", "date"})
+LABEL_COLUMNS = frozenset({"anomaly", "changepoint"})
+TRAIN_FRACTION = 0.70
+VAL_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class Table:
+    """The numeric rows of one CSV: `segments` are the runs of rows between dropped rows."""
+
+    path: Path
+    columns: list[str]
+    segments: list[FloatArray]
+    dropped: int
+
+    @property
+    def rows(self) -> int:
+        """Rows kept (not counting the dropped ones)."""
+        return sum(s.shape[0] for s in self.segments)
+
+
+@dataclass
+class Split:
+    """Raw (unscaled) rows per part, as contiguous segments that windows may not cross."""
+
+    train: list[FloatArray] = field(default_factory=list)
+    val: list[FloatArray] = field(default_factory=list)
+    cal: list[FloatArray] = field(default_factory=list)
+
+    def rows(self, part: str) -> int:
+        """Number of rows in `train`, `val` or `cal`."""
+        return sum(s.shape[0] for s in getattr(self, part))
+
+    def stacked(self, part: str) -> FloatArray:
+        """All rows of a part as one (rows, channels) array, segments concatenated."""
+        return np.concatenate(getattr(self, part), axis=0)
+
+
+def detect_separator(header: str) -> str:
+    """`;` when the header line has more semicolons than commas, else `,`."""
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def _is_ignored(name: str) -> bool:
+    lowered = name.strip().lower()
+    # An unnamed column is the empty field after a trailing separator in some exports.
+    return lowered in TIME_COLUMNS or lowered in LABEL_COLUMNS or lowered == ""
+
+
+def _parse_cell(cell: str, sep: str) -> float:
+    text = cell.strip()
+    if text == "":
+        return math.nan
+    if sep == ";" and "," in text and "." not in text:
+        text = text.replace(",", ".")
+    return float(text)  # ValueError for anything that is not a number
+
+
+def select_columns(header: list[str], wanted: list[str] | None, source: str) -> list[str]:
+    """Feature columns of a header: `wanted` in that order, or every non-ignored column."""
+    available = [c for c in header if not _is_ignored(c)]
+    if wanted is None:
+        if not available:
+            raise ExportError(
+                f"{source}: no feature columns (only {', '.join(header) or 'nothing'}); "
+                "the CSV needs at least one numeric column besides the timestamp"
+            )
+        return available
+    for name in wanted:
+        if name not in available:
+            why = " (it is a timestamp or label column)" if name in header else ""
+            raise ExportError(
+                f"{source}: unknown column {name!r} in --columns{why}; "
+                f"available columns: {', '.join(available)}"
+            )
+    if len(set(wanted)) != len(wanted):
+        raise ExportError(f"--columns names a column twice: {', '.join(wanted)}")
+    return list(wanted)
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> Table:
+    """Read one CSV into float rows; raise ExportError naming file, column and row."""
+    name = str(path)
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as f:
+            header_line = f.readline()
+            if not header_line.strip():
+                raise ExportError(f"{name}: the file is empty (expected a header line)")
+            sep = detect_separator(header_line)
+            f.seek(0)
+            reader = csv.reader(f, delimiter=sep)
+            header = [h.strip() for h in next(reader)]
+            named = [h for h in header if h]
+            if len(set(named)) != len(named):
+                dupes = sorted({h for h in named if named.count(h) > 1})
+                raise ExportError(f"{name}: the header repeats column(s) {', '.join(dupes)}")
+            selected = select_columns(header, columns, name)
+            index = [header.index(c) for c in selected]
+            segments: list[FloatArray] = []
+            current: list[list[float]] = []
+            dropped = 0
+            for cells in reader:
+                if not cells or all(not c.strip() for c in cells):
+                    continue
+                row = reader.line_num
+                if len(cells) != len(header):
+                    raise ExportError(
+                        f"{name}: row {row} has {len(cells)} cells, the header has {len(header)}"
+                    )
+                values: list[float] = []
+                for col, i in zip(selected, index, strict=True):
+                    try:
+                        value = _parse_cell(cells[i], sep)
+                    except ValueError:
+                        raise ExportError(
+                            f"{name}: column {col!r} row {row}: {cells[i].strip()!r} "
+                            "is not a number"
+                        ) from None
+                    if math.isinf(value):
+                        raise ExportError(
+                            f"{name}: column {col!r} row {row}: {cells[i].strip()!r} "
+                            "is not a finite number"
+                        )
+                    values.append(value)
+                if any(math.isnan(v) for v in values):
+                    dropped += 1
+                    if current:
+                        segments.append(np.asarray(current, dtype=np.float64))
+                        current = []
+                    continue
+                current.append(values)
+            if current:
+                segments.append(np.asarray(current, dtype=np.float64))
+    except OSError as exc:
+        raise ExportError(f"{name}: cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
+    except csv.Error as exc:
+        raise ExportError(f"{name}: malformed CSV: {exc}") from None
+    if not segments:
+        raise ExportError(f"{name}: no complete data rows ({dropped} dropped for empty/NaN cells)")
+    return Table(path=path, columns=selected, segments=segments, dropped=dropped)
+
+
+def read_tables(paths: list[Path], columns: list[str] | None = None) -> list[Table]:
+    """Read every input; they must all have the feature columns of the first, in any order."""
+    if not paths:
+        raise ExportError("no input files: give at least one --input CSV")
+    first = read_table(paths[0], columns)
+    tables = [first]
+    for path in paths[1:]:
+        table = read_table(path, columns)
+        if set(table.columns) != set(first.columns):
+            missing = sorted(set(first.columns) - set(table.columns))
+            extra = sorted(set(table.columns) - set(first.columns))
+            raise ExportError(
+                f"{path}: columns differ from {paths[0]}: "
+                f"missing {', '.join(missing) or 'none'}; extra {', '.join(extra) or 'none'} "
+                "(use --columns to pick the common ones)"
+            )
+        if table.columns != first.columns:
+            order = [table.columns.index(c) for c in first.columns]
+            table = Table(
+                path=table.path,
+                columns=list(first.columns),
+                segments=[s[:, order] for s in table.segments],
+                dropped=table.dropped,
+            )
+        tables.append(table)
+    return tables
+
+
+def _cut(segments: list[FloatArray], start: int, stop: int) -> list[FloatArray]:
+    """The rows [start, stop) of the concatenated segments, still split at segment edges."""
+    out: list[FloatArray] = []
+    offset = 0
+    for seg in segments:
+        lo, hi = max(start - offset, 0), min(stop - offset, seg.shape[0])
+        if lo < hi:
+            out.append(seg[lo:hi])
+        offset += seg.shape[0]
+    return out
+
+
+def split_tables(tables: list[Table]) -> Split:
+    """Split each file 70/15/15 chronologically and gather the parts across files."""
+    split = Split()
+    for table in tables:
+        n = table.rows
+        a = round(n * TRAIN_FRACTION)
+        b = a + round(n * VAL_FRACTION)
+        split.train += _cut(table.segments, 0, a)
+        split.val += _cut(table.segments, a, b)
+        split.cal += _cut(table.segments, b, n)
+    return split
+
+
+def count_windows(segments: list[FloatArray], window: int, hop: int) -> int:
+    """How many windows `make_windows` would cut from these segments."""
+    return sum((s.shape[0] - window) // hop + 1 for s in segments if s.shape[0] >= window)
+
+
+def make_windows(
+    segments: list[FloatArray], scaler: RobustScaler, window: int, hop: int
+) -> Float32Array:
+    """Scaled float32 windows (n, window, channels) of every segment; none crosses an edge."""
+    channels = segments[0].shape[1] if segments else 0
+    parts = [sliding_windows(scaler.transform(s), window, hop) for s in segments]
+    if not parts:
+        return np.empty((0, window, channels), dtype=np.float32)
+    return np.concatenate(parts, axis=0).astype(np.float32)
+
+
+def read_tag_units(path: Path) -> dict[str, str]:
+    """Units by tag name from a TOML tag map of `[[tag]]` tables with `name` and `unit`."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read the tag map: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ExportError(f"{path}: the tag map is not valid TOML: {exc}") from None
+    tags = raw.get("tag", [])
+    if not isinstance(tags, list):
+        raise ExportError(f"{path}: 'tag' must be an array of tables, written [[tag]]")
+    units: dict[str, str] = {}
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, dict) or not isinstance(tag.get("name"), str):
+            raise ExportError(f"{path}: tag[{i}] needs a string 'name'")
+        unit = tag.get("unit", "")
+        if not isinstance(unit, str):
+            raise ExportError(f"{path}: tag[{i}] ({tag['name']}): 'unit' must be a string")
+        units[tag["name"]] = unit
+    return units

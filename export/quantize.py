@@ -1,0 +1,142 @@
+"""Dynamic int8 quantisation of the fp32 scoring model with onnxruntime.
+
+`quantize_dynamic` stores the weights as int8 and quantises activations on the fly, so no
+calibration data is needed. Its integer-op registry covers MatMul (as MatMulInteger) but not
+Gemm, and the dynamo exporter writes every nn.Linear as a Gemm. Left alone, the "int8" model
+would be the fp32 model again; so each plain Gemm (alpha = beta = 1, no transA, constant B) is
+first rewritten as MatMul + Add with B transposed in place, which is exactly equivalent. The
+model then goes through `quant_pre_process` (shape inference) with the onnxruntime graph
+optimisation skipped, because that optimisation fuses MatMul + Add back into Gemm.
+
+Small MatMuls (fewer than `SMALL_WEIGHTS` weights: the VAE's latent bottleneck) stay fp32.
+Dynamic quantisation rounds their activations to 8 bits too, and an error in the 8 latent
+numbers moves the whole reconstruction: with them in int8, score correlation with fp32 fell to
+0.987 on the demo line; with them in fp32 it is 0.9987, for about 2 KB more model.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from export.errors import ExportError
+
+_QUANTIZED_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul"})
+SMALL_WEIGHTS = 4096
+
+
+def small_matmuls(model: onnx.ModelProto, limit: int = SMALL_WEIGHTS) -> list[str]:
+    """Names of MatMul nodes whose constant weight has fewer than `limit` elements."""
+    sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and len(n.input) > 1 and sizes.get(n.input[1], limit) < limit
+    ]
+
+
+def _attr(node: onnx.NodeProto, name: str, default: float | int) -> float | int:
+    for a in node.attribute:
+        if a.name == name:
+            value: float | int = helper.get_attribute_value(a)
+            return value
+    return default
+
+
+def gemm_to_matmul(model: onnx.ModelProto) -> int:
+    """Rewrite plain Gemm nodes with a constant B as MatMul + Add, in place; return the count."""
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    new_nodes: list[onnx.NodeProto] = []
+    rewritten = 0
+    for node in graph.node:
+        b_name = node.input[1] if node.op_type == "Gemm" and len(node.input) >= 2 else ""
+        plain = (
+            node.op_type == "Gemm"
+            and b_name in inits
+            and _attr(node, "alpha", 1.0) == 1.0
+            and _attr(node, "beta", 1.0) == 1.0
+            and _attr(node, "transA", 0) == 0
+        )
+        if not plain:
+            new_nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[b_name])
+        if _attr(node, "transB", 0):
+            weight = weight.T.copy()
+        w_name = f"{b_name}_matmul_T"
+        graph.initializer.append(numpy_helper.from_array(weight, w_name))
+        base = node.name or f"gemm_{rewritten}"
+        has_bias = len(node.input) >= 3 and node.input[2] != ""
+        mm_out = f"{base}_matmul_out" if has_bias else node.output[0]
+        new_nodes.append(
+            helper.make_node("MatMul", [node.input[0], w_name], [mm_out], name=f"{base}_matmul")
+        )
+        if has_bias:
+            new_nodes.append(
+                helper.make_node(
+                    "Add", [mm_out, node.input[2]], [node.output[0]], name=f"{base}_bias"
+                )
+            )
+        rewritten += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    used = {name for node in graph.node for name in node.input}
+    keep = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return rewritten
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = True) -> dict[str, object]:
+    """Write a dynamically int8-quantised copy of `fp32_path`; return what was done."""
+    model = onnx.load(str(fp32_path))
+    rewritten = gemm_to_matmul(model)
+    onnx.checker.check_model(model)
+    kept_fp32 = small_matmuls(model)
+    ort_logger = logging.getLogger("onnxruntime")
+    previous = ort_logger.level
+    ort_logger.setLevel(logging.ERROR)  # "please run pre-processing" notes, already done
+    try:
+        with tempfile.TemporaryDirectory(prefix="lineside-quant-") as scratch:
+            matmul_path = Path(scratch) / "matmul.onnx"
+            pre_path = Path(scratch) / "pre.onnx"
+            onnx.save_model(model, str(matmul_path))
+            quant_pre_process(str(matmul_path), str(pre_path), skip_optimization=True)
+            quantize_dynamic(
+                pre_path,
+                int8_path,
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_exclude=kept_fp32,
+            )
+    except ExportError:
+        raise
+    except Exception as exc:  # onnxruntime.quantization raises plain Exceptions
+        raise ExportError(f"int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        ort_logger.setLevel(previous)
+    quantized = onnx.load(str(int8_path))
+    ops = sorted({n.op_type for n in quantized.graph.node})
+    n_quantized = sum(n.op_type in _QUANTIZED_OPS for n in quantized.graph.node)
+    if n_quantized == 0:
+        raise ExportError(
+            f"int8 quantisation left no integer MatMul in {int8_path.name} (ops: {ops})"
+        )
+    onnx.checker.check_model(str(int8_path), full_check=True)
+    return {
+        "method": "onnxruntime quantize_dynamic",
+        "weight_type": "QInt8",
+        "per_channel": per_channel,
+        "gemm_rewritten": rewritten,
+        "quantized_matmuls": n_quantized,
+        "kept_fp32": kept_fp32,
+    }

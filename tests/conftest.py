@@ -1,0 +1,33 @@
+"""Shared fixtures: a small real bundle trained on simulator data through the export path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.paths import firmware_configs
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle trained by `lineside-export train` on two hours of simulated normal data."""
+    from agent.demo import write_historian
+    from export.pipeline import TrainOptions, run_train
+
+    work = tmp_path_factory.mktemp("bundle")
+    csv_path = work / "historian.csv"
+    write_historian(csv_path, rows=7200, seed=11)
+    out = work / "bundle"
+    run_train(
+        TrainOptions(
+            inputs=[csv_path],
+            out=out,
+            epochs=25,
+            seed=0,
+            tag_map=firmware_configs() / "plc" / "simulated-extruder.toml",
+            label="test",
+            quiet=True,
+        )
+    )
+    return out
