@@ -1,0 +1,166 @@
+"""`lineside ...`: the device-side command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent import __version__
+from agent.errors import BundleError, ConfigError
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The protocol libraries are chatty at INFO; their problems reach us as exceptions.
+    quiet = max(logging.WARNING, getattr(logging, level.upper()))
+    for noisy in ("pymodbus", "asyncua"):
+        logging.getLogger(noisy).setLevel(quiet)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a site config and everything it names."""
+    from agent.config import load_config
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"lineside check-config: {exc}", file=sys.stderr)
+        return 2
+    tags = sum(len(p.tag_map.tags) for p in config.plcs)
+    print(f"{args.config}: ok (line {config.line}, {len(config.plcs)} PLC(s), {tags} tags)")
+    return 0
+
+
+async def _run_until_signalled(config_path: Path) -> None:
+    from agent.app import Agent
+    from agent.config import load_config
+
+    agent = Agent(load_config(config_path))
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stops = 0
+
+    def on_signal() -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:
+            logging.getLogger(__name__).warning("second stop signal: exiting now")
+            raise SystemExit(1)
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT."""
+    _setup_logging(args.log_level)
+    try:
+        asyncio.run(_run_until_signalled(Path(args.config)))
+    except (ConfigError, BundleError) as exc:
+        print(f"lineside run: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The simulated line end to end."""
+    from agent.demo import run_demo
+
+    _setup_logging("error")
+    return run_demo(
+        args.seconds, args.speedup, Path(args.state_dir), args.json, not args.no_view, args.seed
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve the simulated line over Modbus TCP, or write a historian CSV."""
+    if args.historian:
+        from agent.demo import write_historian
+
+        write_historian(Path(args.historian), rows=args.rows, seed=args.seed)
+        print(f"wrote {args.rows} rows of normal operation to {args.historian}")
+        return 0
+    from agent.simulator.plc import SimulatedPlc
+    from agent.simulator.process import ExtrusionLine
+
+    _setup_logging(args.log_level)
+
+    async def serve() -> None:
+        plc = SimulatedPlc(
+            ExtrusionLine(seed=args.seed),
+            host=args.host,
+            port=args.port,
+            period_s=1.0 / args.speedup,
+        )
+        await plc.start()
+        print(f"simulated extrusion line on modbus-tcp {args.host}:{args.port}, unit 1")
+        try:
+            await plc.run()
+        finally:
+            await plc.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `lineside`."""
+    parser = argparse.ArgumentParser(prog="lineside", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lineside {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the agent (the daemon)")
+    p.add_argument("--config", required=True, help="site config (TOML)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a site config; exit 2 naming the field")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("demo", help="the built-in simulated line with injected faults")
+    p.add_argument("--seconds", type=float, default=60.0, help="wall-clock length (default 60)")
+    p.add_argument("--speedup", type=float, default=10.0, help="line seconds per second")
+    p.add_argument("--state-dir", default=".demo", help="where the demo keeps bundle and journal")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, last line")
+    p.add_argument("--no-view", action="store_true", help="no live terminal view")
+    p.add_argument("--seed", type=int, default=2024, help="seed of the simulated line")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="serve the simulated line over Modbus TCP")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5020)
+    p.add_argument("--speedup", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--historian", help="write a CSV of normal operation instead of serving")
+    p.add_argument("--rows", type=int, default=7200)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lineside` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Detectors: score windows or rows of a line. Pure apart from onnxruntime inference."""

@@ -1,0 +1,162 @@
+"""The detection pipeline of one line: window, SPC, VAE, alarms. Pure and synchronous.
+
+The live agent and offline replay (`lineside score`) feed the same `LineMonitor`, so what was
+measured offline is what runs on the line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.config import DetectionConfig
+from agent.core.window import SlidingWindow
+from agent.detectors.base import Detector
+from agent.detectors.spc import SpcDetector
+from agent.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
+from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
+
+ANOMALY_SEVERITY = 700
+SPC_SEVERITY = 500
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """What one sample did to the line: readings, per-channel SPC state, score, alarms."""
+
+    ts: float
+    readings: dict[str, TagReading]
+    spc_states: dict[str, str]
+    score: Score | None
+    anomaly_active: bool
+    spc_alarm_active: bool
+    events: tuple[Event, ...]
+
+    @property
+    def alarm_active(self) -> bool:
+        """Any alarm of the line."""
+        return self.anomaly_active or self.spc_alarm_active
+
+
+class LineMonitor:
+    """Keeps the window and alarm state of one line and processes samples one at a time."""
+
+    def __init__(
+        self,
+        line: str,
+        channels: list[str],
+        window: int,
+        hop: int,
+        vae: Detector | None,
+        spc: SpcDetector,
+        detection: DetectionConfig,
+    ) -> None:
+        self.line = line
+        self.channels = channels
+        self.vae = vae
+        self.spc = spc
+        self.window = SlidingWindow(window, len(channels), hop)
+        self.anomaly = DebouncedAlarm(detection.raise_after, detection.clear_after)
+        self.spc_alarm = SustainedRuleAlarm(
+            len(channels), detection.spc_hits, detection.spc_span, detection.clear_after
+        )
+        self.clear_ratio = detection.clear_ratio
+        self.latest: dict[str, TagReading] = {}
+        self.last_score: Score | None = None
+
+    def process(self, sample: Sample) -> LineResult:
+        """Take one sample from any source of the line and return the line's new state."""
+        self.latest.update(sample.readings)
+        missing = TagReading(math.nan, Quality.BAD, "never read")
+        readings = [self.latest.get(c, missing) for c in self.channels]
+        good = np.array([r.quality is Quality.GOOD for r in readings])
+        row = np.array([r.value if ok else math.nan for r, ok in zip(readings, good, strict=True)])
+        events: list[Event] = []
+
+        state = self.spc.update(row)
+        spc_states = {
+            c: SpcDetector.describe(state, i, bool(good[i])) for i, c in enumerate(self.channels)
+        }
+        edge = self.spc_alarm.update(good & state.out_of_control)
+        if edge is not Edge.NONE:
+            sustained = [
+                c
+                for c, s in zip(self.channels, self.spc_alarm.channels_sustained, strict=True)
+                if s
+            ]
+            events.append(self._spc_event(sample.ts, edge, sustained, spc_states))
+
+        score: Score | None = None
+        if not good.all():
+            self.window.reset()  # a gap: the next window starts fresh
+        elif self.vae is not None:
+            window = self.window.push(row)
+            if window is not None:
+                score = self.vae.score_one(window)
+                self.last_score = score
+                edge = self.anomaly.update(
+                    bad=score.value > score.threshold,
+                    good=score.value < self.clear_ratio * score.threshold,
+                )
+                if edge is not Edge.NONE:
+                    events.append(self._anomaly_event(sample.ts, edge, score))
+
+        return LineResult(
+            ts=sample.ts,
+            readings=dict(self.latest),
+            spc_states=spc_states,
+            score=score,
+            anomaly_active=self.anomaly.active,
+            spc_alarm_active=self.spc_alarm.active,
+            events=tuple(events),
+        )
+
+    def _anomaly_event(self, ts: float, edge: Edge, score: Score) -> Event:
+        order = sorted(
+            range(len(self.channels)), key=lambda i: score.contributions[i], reverse=True
+        )
+        top = self.channels[order[0]]
+        share = {self.channels[i]: round(score.contributions[i], 6) for i in order[:3]}
+        raised = edge is Edge.RAISED
+        message = (
+            f"Anomaly on line {self.line}: score {score.value:.3g} above {score.threshold:.3g}, "
+            f"most unusual tag {top}"
+            if raised
+            else f"Anomaly on line {self.line} cleared: score {score.value:.3g}"
+        )
+        return Event(
+            ts=ts,
+            line=self.line,
+            kind=EventKind.ANOMALY,
+            state=EventState.RAISED if raised else EventState.CLEARED,
+            detector="vae",
+            severity=ANOMALY_SEVERITY,
+            message=message,
+            tag=top,
+            score=score.value,
+            threshold=score.threshold,
+            details={"top_contributions": share},
+        )
+
+    def _spc_event(self, ts: float, edge: Edge, broken: list[str], states: dict[str, str]) -> Event:
+        raised = edge is Edge.RAISED
+        rules = {c: states[c] for c in broken}
+        message = (
+            f"SPC alarm on line {self.line}: "
+            + ", ".join(f"{c} {rule}" for c, rule in rules.items())
+            if raised
+            else f"SPC alarm on line {self.line} cleared"
+        )
+        return Event(
+            ts=ts,
+            line=self.line,
+            kind=EventKind.SPC,
+            state=EventState.RAISED if raised else EventState.CLEARED,
+            detector="spc",
+            severity=SPC_SEVERITY,
+            message=message,
+            tag=broken[0] if broken else "",
+            details={"rules": rules},
+        )
