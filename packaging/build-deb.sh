@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Build lineside_<version>_<arch>.deb for the machine this runs on.
+#
+#   packaging/build-deb.sh [OUTDIR]        (default: <repo>/dist)
+#
+# The package carries a self-contained venv in /opt/lineside/venv with the device
+# dependencies only (numpy, onnxruntime, pymodbus, pyserial, asyncua and what they pull in);
+# never the `export` extra (torch, onnx): that is workstation-only.
+#
+# Build on the release and architecture you deploy to (e.g. Debian 12 arm64 for an arm64
+# line PC): the venv links to this machine's /usr/bin/python3 and holds compiled wheels
+# (numpy, onnxruntime) for this architecture, so it only runs on the same Python minor
+# version; DEBIAN/control pins that. Cross-building is not supported.
+#
+# Environment:
+#   PYTHON           interpreter for the venv (default /usr/bin/python3; must be the one the
+#                    target's python3 package provides, not a pyenv/conda build)
+#   DEB_COMPRESSION  dpkg-deb -Z value: xz (default), gzip, zstd, none
+#   DEBFULLNAME, DEBEMAIL  Maintainer field
+# pip's own configuration (PIP_INDEX_URL, PIP_CONSTRAINT, pip.conf) applies to the install.
+set -eu
+set -o pipefail
+umask 022
+
+die() { echo "build-deb: $*" >&2; exit 1; }
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PKG=lineside
+VENV_DEST=/opt/lineside/venv
+PYTHON=${PYTHON:-/usr/bin/python3}
+COMPRESSION=${DEB_COMPRESSION:-xz}
+OUTDIR=${1:-$ROOT/dist}
+
+for tool in dpkg-deb dpkg "$PYTHON"; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install dpkg python3 python3-venv)"
+done
+case $PYTHON in
+    /usr/bin/python3*) ;;
+    *) die "PYTHON=$PYTHON: the venv would link to an interpreter the target does not have; use /usr/bin/python3" ;;
+esac
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PYTHON is older than 3.11"
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || die "$PYTHON lacks venv/ensurepip (apt-get install python3-venv)"
+
+# PEP 440 -> Debian: pre-releases sort before the release with "~" (0.2.0rc1 -> 0.2.0~rc1).
+VERSION=$("$PYTHON" - "$ROOT/pyproject.toml" <<'EOF'
+import re, sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    v = tomllib.load(f)["project"]["version"]
+print(re.sub(r"\.?(a|b|rc|dev)(\d+)", r"~\1\2", v))
+EOF
+)
+ARCH=$(dpkg --print-architecture)
+PY_MINOR=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PY_NEXT=$("$PYTHON" -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
+
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+DEB=$OUTDIR/${PKG}_${VERSION}_${ARCH}.deb
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lineside-deb.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+STAGE=$WORK/root
+VENV=$STAGE$VENV_DEST
+DOC=$STAGE/usr/share/doc/$PKG
+
+echo "build-deb: $PKG $VERSION ($ARCH, Python $PY_MINOR) -> $DEB"
+
+# --- venv ----------------------------------------------------------------------------
+# Install from a clean copy of the sources: `pip install .` in the work tree would reuse a
+# stale build/ directory (files since deleted from agent/ would end up in the wheel) and
+# leave build/ and *.egg-info behind.
+SRC=$WORK/src
+mkdir -p "$SRC"
+items=""
+for item in pyproject.toml setup.cfg setup.py MANIFEST.in README.md README.rst LICENSE agent export; do
+    if [ -e "$ROOT/$item" ]; then items="$items $item"; fi
+done
+# shellcheck disable=SC2086  # $items is a list of plain names without spaces
+tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - $items | tar -C "$SRC" -xf -
+
+"$PYTHON" -m venv "$VENV"
+# No extras: device dependencies only.
+"$VENV/bin/python" -m pip install --no-cache-dir --disable-pip-version-check "$SRC"
+
+for forbidden in torch onnx onnxscript optimum transformers; do
+    if "$VENV/bin/python" -m pip show --quiet "$forbidden" >/dev/null 2>&1; then
+        die "$forbidden ended up in the device venv (workstation-only dependency)"
+    fi
+done
+[ -x "$VENV/bin/lineside" ] || die "console script 'lineside' missing from the venv"
+
+# The venv was created at $VENV but will live at $VENV_DEST: rewrite the absolute paths
+# in scripts' #! lines, activate* and pyvenv.cfg. (.pyc files also record the build path,
+# but the import system replaces it with the real source path when it loads them.)
+{ grep -rlIF "$VENV" "$VENV" || true; } | while IFS= read -r f; do
+    sed -i "s|$VENV|$VENV_DEST|g" "$f"
+done
+if left=$(grep -rlIF "$STAGE" "$VENV"); then
+    die "build paths left in the venv: $left"
+fi
+
+# --- files -----------------------------------------------------------------------------
+install -d "$STAGE/usr/bin"
+cat >"$STAGE/usr/bin/lineside" <<EOF
+#!/bin/sh
+# Installed by the $PKG package. exec keeps the PID: under systemd the agent itself must be
+# the main process (lineside.service has Type=notify, NotifyAccess=main).
+exec $VENV_DEST/bin/lineside "\$@"
+EOF
+chmod 0755 "$STAGE/usr/bin/lineside"
+
+install -D -m 0644 "$ROOT/packaging/lineside.service" "$STAGE/lib/systemd/system/lineside.service"
+install -D -m 0644 "$ROOT/packaging/sysusers.d/lineside.conf" "$STAGE/usr/lib/sysusers.d/lineside.conf"
+install -D -m 0644 "$ROOT/packaging/tmpfiles.d/lineside.conf" "$STAGE/usr/lib/tmpfiles.d/lineside.conf"
+install -D -m 0644 "$ROOT/packaging/99-lineside-serial.rules" \
+    "$STAGE/usr/lib/udev/rules.d/99-lineside-serial.rules"
+
+install -d "$DOC/examples"
+install -m 0644 "$ROOT/packaging/lineside-serial.conf" "$DOC/examples/lineside-serial.conf"
+# Register maps and example sites: the agent reads them from /usr/share/lineside/
+# firmware-configs (agent/paths.py; `lineside demo` and `simulate` need them). The examples
+# keep the sites/ + plc/ layout because site files point at tag maps as "../plc/<name>.toml".
+if [ -d "$ROOT/firmware-configs" ]; then
+    install -d "$STAGE/usr/share/$PKG"
+    tar -C "$ROOT" --exclude=__pycache__ -cf - firmware-configs | tar -C "$STAGE/usr/share/$PKG" -xf -
+    for sub in sites plc; do
+        for f in "$ROOT/firmware-configs/$sub"/*.toml; do
+            if [ -e "$f" ]; then install -D -m 0644 "$f" "$DOC/examples/$sub/$(basename "$f")"; fi
+        done
+    done
+fi
+cat >"$DOC/README.Debian" <<'EOF'
+lineside for Debian
+===================
+
+The service is installed but neither enabled nor started: a line PC must not poll PLCs
+before it has a site configuration. To put it into service:
+
+  1. Write /etc/lineside/site.toml (examples in /usr/share/doc/lineside/examples/sites/,
+     PLC register maps in /usr/share/lineside/firmware-configs/plc/) and check it:
+       sudo -u lineside lineside check-config /etc/lineside/site.toml
+  2. Modbus RTU: install the serial drop-in and use the stable names from
+     /usr/lib/udev/rules.d/99-lineside-serial.rules (/dev/lineside/rs485-*):
+       mkdir -p /etc/systemd/system/lineside.service.d
+       cp /usr/share/doc/lineside/examples/lineside-serial.conf \
+          /etc/systemd/system/lineside.service.d/serial.conf
+  3. systemctl daemon-reload && systemctl enable --now lineside
+     journalctl -u lineside -f
+
+State (journal, model bundles, OPC-UA certificates) lives in /var/lib/lineside and is
+removed only by `apt purge lineside`. The Python environment is /opt/lineside/venv.
+EOF
+cat >"$DOC/copyright" <<'EOF'
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: lineside
+
+Files: *
+License: Apache-2.0
+ On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.
+ /opt/lineside/venv bundles third-party Python packages under their own licenses; see the
+ *.dist-info directories there.
+EOF
+
+# --- DEBIAN/ -------------------------------------------------------------------------------
+install -d -m 0755 "$STAGE/DEBIAN"
+INSTALLED_KB=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
+cat >"$STAGE/DEBIAN/control" <<EOF
+Package: $PKG
+Version: $VERSION
+Architecture: $ARCH
+Maintainer: ${DEBFULLNAME:-Lineside maintainers} <${DEBEMAIL:-lineside@localhost}>
+Installed-Size: $INSTALLED_KB
+Depends: python3 (>= $PY_MINOR), python3 (<< $PY_NEXT), systemd
+Recommends: udev
+Section: misc
+Priority: optional
+Description: edge inference agent: PLC polling, SPC/VAE anomaly detection, OPC-UA
+ The lineside daemon polls PLCs over Modbus TCP/RTU and OPC-UA, runs SPC charts and an
+ ONNX VAE anomaly detector, and publishes the results as OPC-UA tags for SCADA.
+ .
+ Ships a private Python $PY_MINOR environment in $VENV_DEST (device dependencies only)
+ and a hardened systemd unit that is not enabled on installation.
+EOF
+
+cat >"$STAGE/DEBIAN/postinst" <<'EOF'
+#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    systemd-sysusers lineside.conf
+    systemd-tmpfiles --create lineside.conf
+    if [ -S /run/udev/control ]; then
+        udevadm control --reload-rules || true
+        # "change", not "add": an add event makes ModemManager & co. probe every serial port.
+        udevadm trigger --subsystem-match=tty --action=change || true
+    fi
+    if [ -d /run/systemd/system ]; then
+        systemctl --system daemon-reload >/dev/null || true
+    fi
+    # Never enable or start on installation: a line PC must not start polling PLCs before
+    # /etc/lineside/site.toml is written. Only record the unit's state (so purge can clean
+    # up links the admin creates with `systemctl enable`) and keep an existing enablement.
+    if command -v deb-systemd-helper >/dev/null 2>&1; then
+        if deb-systemd-helper debian-installed lineside.service; then
+            deb-systemd-helper unmask lineside.service >/dev/null || true
+            if deb-systemd-helper --quiet was-enabled lineside.service; then
+                deb-systemd-helper enable lineside.service >/dev/null || true
+            fi
+        fi
+        deb-systemd-helper update-state lineside.service >/dev/null || true
+    fi
+    # Upgrade: a running agent moves to the new code now; a stopped one stays stopped.
+    if [ -n "${2:-}" ] && [ -d /run/systemd/system ]; then
+        deb-systemd-invoke try-restart lineside.service || true
+    fi
+fi
+exit 0
+EOF
+
+cat >"$STAGE/DEBIAN/prerm" <<'EOF'
+#!/bin/sh
+set -e
+# On upgrade the agent keeps running until postinst restarts it into the new version.
+if [ "$1" = remove ] || [ "$1" = deconfigure ]; then
+    if [ -d /run/systemd/system ]; then
+        deb-systemd-invoke stop lineside.service || true
+    fi
+fi
+exit 0
+EOF
+
+cat >"$STAGE/DEBIAN/postrm" <<'EOF'
+#!/bin/sh
+set -e
+case "$1" in
+    remove|purge)
+        if [ -d /run/systemd/system ]; then
+            systemctl --system daemon-reload >/dev/null || true
+        fi
+        if [ -S /run/udev/control ]; then
+            udevadm control --reload-rules || true
+        fi
+        ;;
+esac
+if [ "$1" = purge ]; then
+    # Journal, model bundles and OPC-UA certificates go only on purge. /etc/lineside holds
+    # the admin's own files and stays; so does the lineside user (files may still be owned
+    # by its UID).
+    rm -rf /var/lib/lineside
+    if command -v deb-systemd-helper >/dev/null 2>&1; then
+        deb-systemd-helper purge lineside.service >/dev/null || true
+        deb-systemd-helper unmask lineside.service >/dev/null || true
+    fi
+fi
+exit 0
+EOF
+chmod 0755 "$STAGE/DEBIAN/postinst" "$STAGE/DEBIAN/prerm" "$STAGE/DEBIAN/postrm"
+
+(cd "$STAGE" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
+    | xargs -0 md5sum) >"$STAGE/DEBIAN/md5sums"
+chmod 0644 "$STAGE/DEBIAN/md5sums"
+
+dpkg-deb --build --root-owner-group -Z"$COMPRESSION" "$STAGE" "$DEB"
+echo "build-deb: wrote $DEB ($(du -h "$DEB" | cut -f1))"
