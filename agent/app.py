@@ -101,9 +101,9 @@ class Agent:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
         self.started_at = time.monotonic()
-        await self.journal.open()
-        await self.scada.start()
         try:
+            await self.journal.open()
+            await self.scada.start()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.journal.run(), name="journal")
                 tg.create_task(self.scada.run(), name="opcua-publisher")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.errors import BundleError, ConfigError
+from agent.errors import BundleError, ConfigError, LinesideError
 
 
 def _setup_logging(level: str) -> None:
@@ -75,6 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, BundleError) as exc:
         print(f"lineside run: {exc}", file=sys.stderr)
         return 2
+    except LinesideError as exc:
+        print(f"lineside run: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

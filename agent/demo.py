@@ -120,6 +120,25 @@ def demo_config(
     )
 
 
+def write_site_file(state: Path, bundle: Path, plc_port: int, opcua_port: int) -> Path:
+    """Write the example site config with absolute paths and these ports, for `lineside run`."""
+    examples = firmware_configs()
+    text = (examples / "sites" / "demo-extruder.toml").read_text()
+    for old, new in (
+        ('"../../.demo/bundle"', f'"{bundle.resolve()}"'),
+        ('"../../.demo/events.sqlite"', f'"{(state / "events.sqlite").resolve()}"'),
+        ('"../plc/simulated-extruder.toml"', f'"{examples / "plc" / "simulated-extruder.toml"}"'),
+        ("port = 5020", f"port = {plc_port}"),
+        ("127.0.0.1:4840", f"127.0.0.1:{opcua_port}"),
+    ):
+        if old not in text:
+            raise ValueError(f"the example site no longer contains {old}")
+        text = text.replace(old, new)
+    path = state / "site.toml"
+    path.write_text(text)
+    return path
+
+
 class DemoRun:
     """One demo run: simulator, agent, fault schedule, live view, scoring."""
 

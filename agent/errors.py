@@ -4,8 +4,10 @@ LinesideError
 ├── ConfigError          a site config or tag map is malformed; names the field and the fix
 ├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
 │   └── BundleFormatError    the manifest is of a format this agent does not know
-└── SourceError          a PLC read failed; never raised into the detection loop, it becomes
-                         bad-quality tags with this error as the reason
+└── StartupError         a service could not start (e.g. the OPC-UA port is taken)
+
+A failed PLC read is not an exception anyone sees: the hub turns it into bad-quality readings
+whose `reason` says what happened, and the detection loop carries on.
 """
 
 from __future__ import annotations
@@ -36,5 +38,5 @@ class BundleFormatError(BundleError):
     """The manifest declares a bundle format this agent does not understand."""
 
 
-class SourceError(LinesideError):
-    """A read from a PLC failed; carried as the reason of bad-quality tags."""
+class StartupError(LinesideError):
+    """A service of the agent could not start; the message says which and why."""

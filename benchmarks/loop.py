@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.app import build_monitor  # noqa: E402
-from agent.demo import demo_config, free_port  # noqa: E402
+from agent.demo import demo_config, free_port, write_site_file  # noqa: E402
 from agent.detectors.vae import VaeDetector  # noqa: E402
 from agent.ops.bundles import load_bundle  # noqa: E402
 from agent.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
@@ -88,22 +88,6 @@ def bench_in_process(bundle_path: Path, samples: int) -> list[tuple[str, float, 
     return results
 
 
-def write_site(state: Path, bundle: Path, plc_port: int, opcua_port: int) -> Path:
-    """The example site config with this run's ports, bundle and journal."""
-    site = (REPO / "firmware-configs/sites/demo-extruder.toml").read_text()
-    site = site.replace('"../../.demo/bundle"', f'"{bundle.resolve()}"')
-    site = site.replace('"../../.demo/events.sqlite"', f'"{state / "events.sqlite"}"')
-    site = site.replace("port = 5020", f"port = {plc_port}")
-    site = site.replace("4840", str(opcua_port))
-    site = site.replace(
-        '"../plc/simulated-extruder.toml"',
-        f'"{REPO / "firmware-configs/plc/simulated-extruder.toml"}"',
-    )
-    path = state / "site.toml"
-    path.write_text(site)
-    return path
-
-
 def rss_mb(pid: int) -> tuple[float, float]:
     """Resident and peak resident memory of a process, MB."""
     fields = {}
@@ -150,7 +134,7 @@ def bench_process(bundle: Path) -> list[tuple[str, str]]:
         stderr=subprocess.DEVNULL,
     )
     time.sleep(1.5)
-    site = write_site(state, bundle, plc_port, opcua_port)
+    site = write_site_file(state, bundle, plc_port, opcua_port)
     started = time.monotonic()
     agent = subprocess.Popen(
         [*lineside, "run", "--config", str(site), "--log-level", "warning"],

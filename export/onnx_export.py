@@ -120,9 +120,7 @@ def ensure_single_file(path: Path) -> None:
 
 def export_onnx(model: Vae, path: Path, baseline: Float32Array | None = None) -> None:
     """Write the scoring graph of `model` to `path` as one self-contained ONNX file."""
-    scoring = ScoringModule(
-        model, None if baseline is None else torch.from_numpy(baseline)
-    ).eval()
+    scoring = ScoringModule(model, None if baseline is None else torch.from_numpy(baseline)).eval()
     example = torch.zeros((2, model.window, model.channels), dtype=torch.float32)
     try:
         with _quiet_exporter(), torch.no_grad():

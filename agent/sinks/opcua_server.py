@@ -29,6 +29,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from agent.config import OpcUaConfig, Tag
+from agent.errors import StartupError
 from agent.monitor import LineResult
 from agent.types import Quality
 
@@ -177,7 +178,20 @@ class ScadaServer:
         ):
             zero = 0.0 if vtype is ua.VariantType.Double else 0
             await self._variable(agent, f"Agent/{name}", name, zero, vtype, text)
-        await server.start()
+        # asyncua logs a failed start with a full traceback before raising; we report the
+        # failure ourselves, in one line with the fix, so its logger is muted for this call.
+        asyncua_log = logging.getLogger("asyncua.server.server")
+        level = asyncua_log.level
+        asyncua_log.setLevel(logging.CRITICAL)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"OPC-UA server cannot listen on {self.config.endpoint}: {exc.strerror or exc} "
+                "(fix: another process holds the port; change opcua.endpoint or stop it)"
+            ) from exc
+        finally:
+            asyncua_log.setLevel(level)
         log.info("OPC-UA server listening on %s", self.config.endpoint)
 
     def offer(self, result: LineResult) -> None:
