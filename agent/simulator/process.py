@@ -127,7 +127,7 @@ class ExtrusionLine:
         """Start a fault now (replaces any fault already on that signal)."""
         fault.started_at = self.t
         fault._frozen = None
-        fault._own = 0.0
+        fault._own = float(self._rng.standard_normal())  # the other process is mid-wander
         self.faults[fault.signal] = fault
 
     def clear(self, signal: str | None = None) -> None:
@@ -160,9 +160,9 @@ class ExtrusionLine:
                 measured[i] = fault._frozen
             elif fault.kind is FaultKind.DECOUPLE:
                 # The signal keeps its level and spread (`magnitude` is its usual standard
-                # deviation) but wanders on its own instead of following feed and viscosity,
-                # so no single-signal chart can see it.
-                fault._own = _ar1(fault._own, 240.0, self.dt, self._rng)
+                # deviation) but follows another process, as when a drive's current is mapped
+                # to the wrong register after maintenance: no single-signal chart can see it.
+                fault._own = _ar1(fault._own, 90.0, self.dt, self._rng)
                 at_rest = self._true_values(0.0, 0.0)[i]
                 measured[i] = at_rest + fault.magnitude * fault._own + noise[i]
         self._last = measured
