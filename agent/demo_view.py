@@ -72,7 +72,12 @@ class LiveView:
             state = r.spc_states.get(name, "")
             colour = _GREEN if state == "in-control" else (_RED if state else _DIM)
             share = contributions.get(name)
-            bar = "" if share is None else "#" * min(30, int(share * 10))
+            # 20 characters = the threshold: a bar past it is what raises the anomaly alarm
+            bar = (
+                ""
+                if share is None or r.score is None
+                else "#" * min(30, int(20 * share / r.score.threshold))
+            )
             lines.append(f"{name:<20} {reading.value:>10.3f}  {colour}{state:<18}{_RESET} {bar}")
         if r.score is not None:
             fill = min(40, int(40 * r.score.value / (2 * r.score.threshold)))
