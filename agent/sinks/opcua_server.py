@@ -244,11 +244,21 @@ class ScadaServer:
                 await self._write(
                     f"{p}/AnomalyContribution", result.score.contributions[i], D, when=when
                 )
+        # Without good readings of every model tag the detectors cannot judge the line: the
+        # alarm flags keep their last value but say it is only the last usable one.
+        blind = any(
+            result.readings.get(c) is None or result.readings[c].quality is not Quality.GOOD
+            for c in self.channels
+        )
+        judged = ua.StatusCodes.UncertainLastUsableValue if blind else ua.StatusCodes.Good
         if result.score is not None:
             await self._write(f"{base}/AnomalyScore", result.score.value, D, when=when)
-        await self._write(f"{base}/AnomalyActive", result.anomaly_active, B, when=when)
-        await self._write(f"{base}/SpcAlarmActive", result.spc_alarm_active, B, when=when)
-        await self._write(f"{base}/AlarmActive", result.alarm_active, B, when=when)
+        for name, flag in (
+            ("AnomalyActive", result.anomaly_active),
+            ("SpcAlarmActive", result.spc_alarm_active),
+            ("AlarmActive", result.alarm_active),
+        ):
+            await self._write(f"{base}/{name}", flag, B, judged, when)
         if result.events:
             await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
         c = self.counters

@@ -118,6 +118,10 @@ async def test_unreachable_plc_publishes_bad_quality_and_recovers(
         await eventually(bad, 5)
         reason = await quality.read_value()
         assert reason.startswith("bad: ") and str(plc_port) in reason
+        alarm = client.get_node(f"ns={ns};s=Lines/extruder-1/AlarmActive")
+        flag = await alarm.read_data_value(raise_on_bad_status=False)
+        # blind detectors: the alarm flag is only the last usable value, and says so
+        assert flag.StatusCode.value == ua.StatusCodes.UncertainLastUsableValue
         assert agent.sources[0].stats.failures >= 1
         assert not task.done()  # the agent keeps running
 
