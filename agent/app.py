@@ -62,8 +62,6 @@ class Agent:
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
         self.sample_queue_drops = 0
         self.listeners: list[Callable[[LineResult], None]] = []
-        self.started_at = 0.0
-        self.first_publish_at = 0.0
 
     def _emit(self, sample: Sample) -> None:
         if self.samples.full():
@@ -90,8 +88,6 @@ class Agent:
             self.scada.offer(result)
             for listener in self.listeners:
                 listener(result)
-            if not self.first_publish_at:
-                self.first_publish_at = time.monotonic()
             watchdog.kick()
 
     def _on_event(self, event: Event) -> None:
@@ -100,7 +96,6 @@ class Agent:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
-        self.started_at = time.monotonic()
         try:
             await self.journal.open()
             await self.scada.start()

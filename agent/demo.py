@@ -218,14 +218,14 @@ def run_demo(
 ) -> int:
     """The `lineside demo` command."""
     out = sys.stderr if as_json else sys.stdout
-    state.mkdir(parents=True, exist_ok=True)
-    bundle = ensure_bundle(state, out)
-    config = demo_config(state, bundle, free_port(), free_port(), speedup)
     try:
         plan(seconds * speedup)
     except ValueError as exc:
         print(f"lineside demo: {exc}", file=sys.stderr)
         return 2
+    state.mkdir(parents=True, exist_ok=True)
+    bundle = ensure_bundle(state, out)
+    config = demo_config(state, bundle, free_port(), free_port(), speedup)
     print(
         f"Simulated extrusion line at {speedup:g}x for {seconds:g} s "
         f"({seconds * speedup:.0f} line seconds). SCADA can browse "
