@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=60, help="maximum epochs (60)")
     train.add_argument("--seed", type=int, default=0, help="random seed (0)")
     train.add_argument(
-        "--tag-map", type=Path, metavar="TOML", help="[[tag]] tables with name and unit"
+        "--tag-map",
+        type=Path,
+        metavar="TOML",
+        help="a PLC tag map (firmware-configs/plc/*.toml); gives the channel units",
     )
     train.add_argument("--model-version", type=int, default=1, help="monotonic integer (1)")
     train.add_argument("--label", default="", help="a name for humans")

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import csv
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.config import load_tag_map
 from agent.core.scaler import RobustScaler
 from agent.core.window import sliding_windows
+from agent.errors import ConfigError
 from export.errors import ExportError
 
 FloatArray = npt.NDArray[np.float64]
@@ -246,22 +247,9 @@ def make_windows(
 
 
 def read_tag_units(path: Path) -> dict[str, str]:
-    """Units by tag name from a TOML tag map of `[[tag]]` tables with `name` and `unit`."""
+    """Units by tag name from a PLC tag map, read and validated exactly as the agent reads it."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot read the tag map: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ExportError(f"{path}: the tag map is not valid TOML: {exc}") from None
-    tags = raw.get("tag", [])
-    if not isinstance(tags, list):
-        raise ExportError(f"{path}: 'tag' must be an array of tables, written [[tag]]")
-    units: dict[str, str] = {}
-    for i, tag in enumerate(tags):
-        if not isinstance(tag, dict) or not isinstance(tag.get("name"), str):
-            raise ExportError(f"{path}: tag[{i}] needs a string 'name'")
-        unit = tag.get("unit", "")
-        if not isinstance(unit, str):
-            raise ExportError(f"{path}: tag[{i}] ({tag['name']}): 'unit' must be a string")
-        units[tag["name"]] = unit
-    return units
+        tag_map = load_tag_map(path)
+    except ConfigError as exc:
+        raise ExportError(f"tag map {exc}") from None
+    return {tag.name: tag.unit for tag in tag_map.tags}

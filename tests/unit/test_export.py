@@ -64,8 +64,12 @@ def write_csv(
 
 
 def write_tag_map(path: Path) -> Path:
-    blocks = [f'[[tag]]\nname = "{n}"\nunit = "{u}"\n' for n, u in UNITS.items()]
-    path.write_text("\n".join([*blocks, '[[tag]]\nname = "unused"\n']), encoding="utf-8")
+    names = [*UNITS, "unused"]
+    blocks = [
+        f'[[tag]]\nname = "{n}"\naddress = {2 * i}\ntype = "float32"\nunit = "{UNITS.get(n, "")}"\n'
+        for i, n in enumerate(names)
+    ]
+    path.write_text("\n".join(blocks), encoding="utf-8")
     return path
 
 
@@ -332,8 +336,8 @@ def test_inputs_with_different_columns_are_refused(tmp_path: Path) -> None:
 def test_tag_map_units_and_errors(tmp_path: Path) -> None:
     assert read_tag_units(write_tag_map(tmp_path / "tags.toml"))["pressure"] == "bar"
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[tag]]\nname = "flow"\nunit = 3\n')
-    with pytest.raises(ExportError, match=r"bad\.toml: tag\[0\] \(flow\): 'unit'"):
+    bad.write_text('[[tag]]\nname = "flow"\naddress = 0\ntype = "float32"\nunit = 3\n')
+    with pytest.raises(ExportError, match=r"bad\.toml: tag\[0\]\.unit: must be a str"):
         read_tag_units(bad)
 
 
