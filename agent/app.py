@@ -20,11 +20,32 @@ from agent.ops.bundles import Bundle, load_bundle
 from agent.ops.systemd import Watchdog, notify
 from agent.sinks.journal import Journal
 from agent.sinks.opcua_server import ScadaServer
-from agent.sources.modbus import ModbusTcpHub
+from agent.sources import make_source
 from agent.types import Event, Sample
 
 log = logging.getLogger(__name__)
 SAMPLE_QUEUE_SIZE = 256
+
+
+def clock_source(config: SiteConfig, channels: list[str]) -> str | None:
+    """The source whose samples step detection: the one that reads the first model channel.
+
+    With a single source every sample steps detection (None)."""
+    sources = source_names(config)
+    if len(set(sources.values())) <= 1:
+        return None
+    return sources.get(channels[0])
+
+
+def source_names(config: SiteConfig) -> dict[str, str]:
+    """Tag name -> the `source` its samples carry (`plc/device` for Modbus, `plc` for OPC-UA)."""
+    names: dict[str, str] = {}
+    for plc in config.plcs:
+        if plc.opcua is not None:
+            names.update({t.name: plc.name for t in plc.opcua.node_map.tags})
+        for device in plc.devices:
+            names.update({t.name: f"{plc.name}/{device.name}" for t in device.tag_map.tags})
+    return names
 
 
 def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
@@ -38,6 +59,7 @@ def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
         vae=VaeDetector(bundle, precision=config.detection.precision),
         spc=SpcDetector.from_manifest(manifest.spc, config.detection.flatline_samples),
         detection=config.detection,
+        clock=clock_source(config, manifest.channel_names),
     )
 
 
@@ -48,13 +70,13 @@ class Agent:
         self.config = config
         self.bundle = load_bundle(config.bundle)
         self.monitor = build_monitor(config, self.bundle)
-        self.sources = [ModbusTcpHub(plc) for plc in config.plcs]
+        self.sources = [make_source(plc) for plc in config.plcs]
         self.journal = Journal(config.journal_path)
         manifest = self.bundle.manifest
         self.scada = ScadaServer(
             config.opcua,
             config.line,
-            tags=[t for plc in config.plcs for t in plc.tag_map.tags],
+            tags=[t for plc in config.plcs for t in plc.tags],
             channels=manifest.channel_names,
             model_version=f"{manifest.model_version} ({manifest.label})",
             threshold=manifest.threshold,
@@ -74,7 +96,8 @@ class Agent:
         counters = self.scada.counters
         while True:
             try:
-                sample = await asyncio.wait_for(self.samples.get(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    sample = await self.samples.get()
             except TimeoutError:
                 watchdog.kick()  # idle but alive: no PLC answering is not a hung loop
                 continue

@@ -106,6 +106,10 @@ def demo_config(
             poll_interval_s=plc.poll_interval_s / speedup,
             timeout_s=plc.timeout_s / speedup,
             max_backoff_s=plc.max_backoff_s / speedup,
+            devices=tuple(
+                dataclasses.replace(d, poll_interval_s=d.poll_interval_s / speedup)
+                for d in plc.devices
+            ),
         )
         for plc in site.plcs
     )
@@ -156,12 +160,13 @@ class DemoRun:
         self.score = DemoScore(plan(self.total_s), self.total_s)
         self.line = ExtrusionLine(seed=seed)
         plc_cfg = config.plcs[0]
+        device = plc_cfg.devices[0]
         self.plc = SimulatedPlc(
             self.line,
             port=plc_cfg.port,
-            unit=plc_cfg.unit,
+            unit=device.unit,
             period_s=1.0 / speedup,
-            tag_map=plc_cfg.tag_map,
+            tag_map=device.tag_map,
         )
         self.agent = Agent(config)
         self.agent.listeners.append(self._on_result)

@@ -52,9 +52,14 @@ class LineMonitor:
         vae: Detector | None,
         spc: SpcDetector,
         detection: DetectionConfig,
+        clock: str | None = None,
     ) -> None:
         self.line = line
         self.channels = channels
+        # Detection steps on samples of the clock source only; samples of other sources of the
+        # line just refresh the latest values, so the window keeps one row per clock period.
+        self.clock = clock
+        self._last_states: dict[str, str] = {c: "no-data" for c in channels}
         self.vae = vae
         self.spc = spc
         self.window = SlidingWindow(window, len(channels), hop)
@@ -69,6 +74,16 @@ class LineMonitor:
     def process(self, sample: Sample) -> LineResult:
         """Take one sample from any source of the line and return the line's new state."""
         self.latest.update(sample.readings)
+        if self.clock is not None and sample.source != self.clock:
+            return LineResult(
+                ts=sample.ts,
+                readings=dict(self.latest),
+                spc_states=dict(self._last_states),
+                score=None,
+                anomaly_active=self.anomaly.active,
+                spc_alarm_active=self.spc_alarm.active,
+                events=(),
+            )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
         good = np.array([r.quality is Quality.GOOD for r in readings])
@@ -79,6 +94,7 @@ class LineMonitor:
         spc_states = {
             c: SpcDetector.describe(state, i, bool(good[i])) for i, c in enumerate(self.channels)
         }
+        self._last_states = spc_states
         edge = self.spc_alarm.update(good & state.out_of_control)
         if edge is not Edge.NONE:
             sustained = [

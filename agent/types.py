@@ -18,11 +18,15 @@ class Quality(enum.Enum):
 
 @dataclass(frozen=True)
 class TagReading:
-    """One tag's engineering value with its quality; `reason` says why it is not good."""
+    """One tag's engineering value with its quality; `reason` says why it is not good.
+
+    A string tag carries its text in `text` and NaN in `value`; a bool is 0.0 or 1.0.
+    """
 
     value: float
     quality: Quality = Quality.GOOD
     reason: str = ""
+    text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Server, ua
 
-from agent.config import OpcUaConfig, Tag
+from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
 from agent.monitor import LineResult
+from agent.sources.codec import DataType
 from agent.types import Quality
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,15 @@ _STATUS = {
     Quality.UNCERTAIN: ua.StatusCodes.UncertainSensorNotAccurate,
     Quality.BAD: ua.StatusCodes.BadNoCommunication,
 }
+
+
+def value_type(tag: Tag | NodeTag) -> ua.VariantType:
+    """The OPC-UA type a tag's Value is published as."""
+    if isinstance(tag, Tag) and tag.dtype is DataType.STRING:
+        return ua.VariantType.String
+    if isinstance(tag, Tag) and tag.dtype is DataType.BOOL:
+        return ua.VariantType.Boolean
+    return ua.VariantType.Double
 
 
 @dataclass
@@ -58,7 +69,7 @@ class ScadaServer:
         self,
         config: OpcUaConfig,
         line: str,
-        tags: list[Tag],
+        tags: Sequence[Tag | NodeTag],
         channels: list[str],
         model_version: str,
         threshold: float,
@@ -92,7 +103,8 @@ class ScadaServer:
     async def _variable(
         self, parent: Any, path: str, name: str, value: Any, vtype: ua.VariantType, description: str
     ) -> None:
-        initial = ua.Variant(0.0 if value is None else value, vtype)
+        blank = {ua.VariantType.String: "", ua.VariantType.Boolean: False}.get(vtype, 0.0)
+        initial = ua.Variant(blank if value is None else value, vtype)
         node = await parent.add_variable(
             ua.NodeId(path, self._ns), ua.QualifiedName(name, self._ns), initial
         )
@@ -131,7 +143,7 @@ class ScadaServer:
                 f"{p}/Value",
                 "Value",
                 None,
-                ua.VariantType.Double,
+                value_type(tag),
                 f"{tag.description or tag.name}{unit}; status code carries the PLC quality",
             )
             await self._variable(
@@ -228,7 +240,13 @@ class ScadaServer:
                 continue
             p = f"{base}/Signals/{tag.name}"
             status = _STATUS[reading.quality]
-            await self._write(f"{p}/Value", reading.value, D, status, when)
+            vtype = value_type(tag)
+            value: object = reading.value
+            if vtype is S:
+                value = reading.text or ""
+            elif vtype is B:
+                value = reading.value == 1.0
+            await self._write(f"{p}/Value", value, vtype, status, when)
             text = (
                 "good"
                 if reading.quality is Quality.GOOD

@@ -1,6 +1,18 @@
-"""One hub per Modbus TCP connection: batched reads under a deadline, bad quality on failure,
-reconnection with exponential backoff and jitter. pymodbus's own reconnect loop is switched off
-(its default backs off up to 300 s; a line cannot wait five minutes)."""
+"""One hub per Modbus connection: per-device schedules, batched reads, quality, backoff.
+
+A hub owns one transport (a TCP connection, a serial port, an RTU-over-TCP socket) and polls
+every device (unit id) on it on that device's own interval. Requests are serialised on the
+connection (one on the wire at a time, which a shared RTU bus requires), but taken block by
+block, so a device with many blocks does not hold the line for the others.
+
+Failures never raise into the detection loop; they become bad-quality readings whose reason
+says what happened:
+- a Modbus exception answer marks only the tags of that request bad;
+- a device that does not answer is backed off on its own, the others carry on;
+- a lost connection marks every tag bad and is re-opened with exponential backoff and
+  jitter (pymodbus's own reconnect, which backs off up to 300 s, is switched off).
+Each failure is logged once, then quietly until it recovers, with counters.
+"""
 
 from __future__ import annotations
 
@@ -8,207 +20,217 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
-from agent.config import PlcConfig, Tag
+from agent.config import DeviceConfig, PlcConfig, Tag
+from agent.sources.backoff import Backoff
 from agent.sources.base import Emit
 from agent.sources.blocks import Block, plan_blocks
-from agent.sources.codec import decode
+from agent.sources.codec import DataType, decode, decode_bit, decode_string
+from agent.sources.transport import ExceptionReply, LinkError, ModbusTransport
 from agent.types import Quality, Sample, TagReading
 
 log = logging.getLogger(__name__)
 
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    6: "server device busy",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-
-
-class Backoff:
-    """Exponential backoff with full jitter between `initial` and `maximum` seconds."""
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        """The next wait: grows 2x per failure up to `maximum`, jittered to 50..100 %."""
-        ceiling = min(self.maximum, self.initial * (2.0**self.attempt))
-        self.attempt += 1
-        return ceiling * (0.5 + 0.5 * self._rng.random())
-
-    def reset(self) -> None:
-        """Back to the first delay after a success."""
-        self.attempt = 0
-
 
 @dataclass
-class HubStats:
-    """Counters a hub exposes: what it did and how it is doing now."""
+class HealthStats:
+    """Counters of one device or one connection."""
 
     polls: int = 0
+    requests: int = 0
     failures: int = 0
-    reconnects: int = 0
     consecutive_failures: int = 0
     overruns: int = 0
-    connected: bool = False
     last_error: str = ""
-    last_ok: float = field(default=0.0)
+    last_ok: float = 0.0
 
 
-class _ReadFailed(Exception):
-    """The connection is unusable; every tag of the hub goes bad with this reason."""
+class _Device:
+    """A device on the connection: its blocks, schedule, backoff and counters."""
+
+    def __init__(self, config: DeviceConfig, source: str, max_backoff_s: float) -> None:
+        self.config = config
+        self.source = source
+        self.blocks: list[Block] = plan_blocks(
+            config.tag_map.tags, config.max_gap, config.max_registers, config.max_bits
+        )
+        self.stats = HealthStats()
+        self.backoff = Backoff(min(0.5, config.poll_interval_s), max_backoff_s)
+        self.retry_at = 0.0
 
 
-class ModbusTcpHub:
-    """Owns one Modbus TCP client for one PLC and turns its tag map into samples."""
+class ModbusHub:
+    """Owns one transport and polls every device on it."""
 
-    def __init__(self, plc: PlcConfig) -> None:
+    def __init__(self, plc: PlcConfig, transport: ModbusTransport | None = None) -> None:
+        from agent.sources.transports import make_transport
+
         self.plc = plc
         self.name = plc.name
-        self.blocks: list[Block] = plan_blocks(plc.tag_map.tags)
-        self.stats = HubStats()
-        self._client: AsyncModbusTcpClient | None = None
-        self._backoff = Backoff(initial=min(0.5, plc.poll_interval_s), maximum=plc.max_backoff_s)
+        self.transport = transport or make_transport(plc)
+        self.devices = [_Device(d, f"{plc.name}/{d.name}", plc.max_backoff_s) for d in plc.devices]
+        self.link = HealthStats()
+        self.reconnects = 0
+        self._lock = asyncio.Lock()
+        self._link_backoff = Backoff(min(0.5, plc.poll_interval_s), plc.max_backoff_s)
+        self._link_retry_at = 0.0
+        self._link_failing = False
 
-    def _new_client(self) -> AsyncModbusTcpClient:
-        return AsyncModbusTcpClient(
-            self.plc.host,
-            port=self.plc.port,
-            timeout=self.plc.timeout_s,
-            retries=0,
-            reconnect_delay=0,  # 0 disables pymodbus's background reconnect; we own it
-            name=self.plc.name,
-        )
+    @property
+    def blocks(self) -> list[Block]:
+        """Every request of one round over all devices."""
+        return [b for d in self.devices for b in d.blocks]
 
-    async def _connect(self) -> None:
-        client = self._client or self._new_client()
-        self._client = client
-        try:
-            ok = await asyncio.wait_for(client.connect(), self.plc.timeout_s)
-        except (TimeoutError, OSError, ModbusException) as exc:
-            ok = False
-            reason = f"connect to {self.plc.host}:{self.plc.port} failed: {exc or 'timeout'}"
-        else:
-            reason = f"connection to {self.plc.host}:{self.plc.port} refused or unreachable"
-        if not ok:
-            self._drop_client()
-            raise _ReadFailed(reason)
-        self.stats.reconnects += 1
-        self.stats.connected = True
+    @property
+    def stats(self) -> HealthStats:
+        """The first device's counters (the whole story for a one-device connection)."""
+        return self.devices[0].stats
 
-    def _drop_client(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        self._client = None
-        self.stats.connected = False
+    async def _ensure_link(self) -> None:
+        if self.transport.connected:
+            return
+        now = time.monotonic()
+        if now < self._link_retry_at:
+            raise LinkError(self.link.last_error or "connection down", link_down=True)
+        async with self._lock:
+            if self.transport.connected:
+                return
+            try:
+                await self.transport.connect()
+            except LinkError as exc:
+                self._link_retry_at = time.monotonic() + self._link_backoff.next_delay()
+                self._link_down(str(exc))
+                raise
+        self.reconnects += 1
+        self._link_backoff.reset()
+        if self._link_failing:
+            log.warning("PLC %s: connection %s is back", self.name, self.transport.description)
+            self._link_failing = False
 
-    async def _read_block(self, block: Block) -> dict[str, TagReading]:
-        assert self._client is not None
-        read = (
-            self._client.read_holding_registers
-            if block.table == "holding"
-            else self._client.read_input_registers
-        )
-        try:
-            response = await read(block.start, count=block.count, device_id=self.plc.unit)
-        except ModbusException as exc:
-            raise _ReadFailed(f"read {block.table} {block.start}+{block.count}: {exc}") from exc
-        if response.isError():
-            code = getattr(response, "exception_code", 0)
-            reason = (
-                f"PLC answered exception {code} ({_EXCEPTION_NAMES.get(code, 'unknown')}) "
-                f"to {block.table} {block.start}+{block.count}"
+    def _link_down(self, reason: str) -> None:
+        self.link.failures += 1
+        self.link.last_error = reason
+        if not self._link_failing:
+            log.warning("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
+            self._link_failing = True
+
+    async def _read_block(self, device: _Device, block: Block) -> dict[str, TagReading]:
+        unit = device.config.unit
+        async with self._lock:
+            device.stats.requests += 1
+            if block.table in ("coil", "discrete"):
+                bits = await self.transport.read_bits(unit, block.table, block.start, block.count)
+                return {
+                    t.name: TagReading(1.0 if bits[t.address - block.start] else 0.0)
+                    for t in block.tags
+                }
+            registers = await self.transport.read_registers(
+                unit, block.table, block.start, block.count
             )
-            return {t.name: TagReading(math.nan, Quality.BAD, reason) for t in block.tags}
-        registers = response.registers
-        if len(registers) != block.count:
-            raise _ReadFailed(f"short reply: {len(registers)} of {block.count} registers")
-        return {t.name: _decode_tag(t, registers, block.start) for t in block.tags}
+        return {t.name: decode_tag(t, registers, block.start) for t in block.tags}
 
-    async def poll_once(self) -> Sample:
-        """Read every block once; never raises, failures become bad-quality readings."""
+    async def poll_device(self, device: _Device) -> Sample:
+        """Read every block of one device once; never raises."""
         ts = time.time()
         readings: dict[str, TagReading] = {}
+        device.stats.polls += 1
         try:
-            if self._client is None or not self._client.connected:
-                await self._connect()
-            async with asyncio.timeout(self.plc.timeout_s * max(1, len(self.blocks))):
-                for block in self.blocks:
-                    readings.update(await self._read_block(block))
-        except (_ReadFailed, TimeoutError, OSError) as exc:
-            reason = str(exc) or f"no reply within {self.plc.timeout_s} s"
-            # After a timeout the connection may still deliver the late reply; drop it so a
-            # stale answer can never be taken for the next request.
-            self._drop_client()
-            self._record_failure(reason)
-            readings = {
-                t.name: TagReading(math.nan, Quality.BAD, reason) for t in self.plc.tag_map.tags
-            }
-        else:
-            self._record_success()
-        self.stats.polls += 1
-        return Sample(ts=ts, source=self.name, readings=readings)
+            await self._ensure_link()  # counts its own failed attempts in `link`
+        except LinkError as exc:
+            return self._failed_sample(device, ts, str(exc))
+        try:
+            for block in device.blocks:
+                try:
+                    readings.update(await self._read_block(device, block))
+                except ExceptionReply as exc:
+                    readings.update(_bad(block.tags, str(exc)))
+        except LinkError as exc:
+            if exc.link_down:  # the connection broke under a read
+                self.transport.close()
+                self._link_down(str(exc))
+            return self._failed_sample(device, ts, str(exc))
+        self._device_ok(device)
+        return Sample(ts=ts, source=device.source, readings=readings)
 
-    def _record_failure(self, reason: str) -> None:
-        self.stats.failures += 1
-        self.stats.consecutive_failures += 1
-        self.stats.last_error = reason
-        if self.stats.consecutive_failures == 1:
-            log.warning("PLC %s: %s; tags marked bad, retrying with backoff", self.name, reason)
-        else:
-            log.debug("PLC %s still failing: %s", self.name, reason)
+    def _failed_sample(self, device: _Device, ts: float, reason: str) -> Sample:
+        self._device_failed(device, reason)
+        return Sample(
+            ts=ts, source=device.source, readings=_bad(device.config.tag_map.tags, reason)
+        )
 
-    def _record_success(self) -> None:
-        if self.stats.consecutive_failures:
+    def _device_failed(self, device: _Device, reason: str) -> None:
+        stats = device.stats
+        stats.failures += 1
+        stats.consecutive_failures += 1
+        stats.last_error = reason
+        device.retry_at = time.monotonic() + device.backoff.next_delay()
+        if stats.consecutive_failures == 1:
+            log.warning("PLC %s: %s; tags bad, retrying with backoff", device.source, reason)
+        else:
+            log.debug("PLC %s still failing: %s", device.source, reason)
+
+    def _device_ok(self, device: _Device) -> None:
+        stats = device.stats
+        if stats.consecutive_failures:
             log.warning(
-                "PLC %s recovered after %d failed polls", self.name, self.stats.consecutive_failures
+                "PLC %s recovered after %d failed polls", device.source, stats.consecutive_failures
             )
-        self.stats.consecutive_failures = 0
-        self.stats.last_ok = time.time()
-        self._backoff.reset()
+        stats.consecutive_failures = 0
+        stats.last_ok = time.time()
+        device.backoff.reset()
+
+    async def poll_once(self) -> Sample:
+        """Poll the first device once (a one-device connection's whole story)."""
+        return await self.poll_device(self.devices[0])
+
+    async def _run_device(self, device: _Device, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        interval = device.config.poll_interval_s
+        next_at = loop.time()
+        while True:
+            emit(await self.poll_device(device))
+            if device.stats.consecutive_failures:
+                # Wait out the backoff, but still report at the poll rate at the slowest:
+                # SCADA keeps seeing fresh bad-quality timestamps.
+                await asyncio.sleep(max(0.0, device.retry_at - time.monotonic()))
+                next_at = loop.time()
+                continue
+            next_at += interval
+            now = loop.time()
+            if next_at < now:
+                # A slow poll: skip the missed slots instead of bursting to catch up.
+                device.stats.overruns += 1
+                next_at = now
+            await asyncio.sleep(next_at - now)
 
     async def run(self, emit: Emit) -> None:
-        """Poll on an absolute schedule until cancelled; back off while the PLC is away."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        """Poll every device on its own schedule until cancelled."""
         try:
-            while True:
-                sample = await self.poll_once()
-                emit(sample)
-                if self.stats.consecutive_failures:
-                    await asyncio.sleep(self._backoff.next_delay())
-                    next_at = loop.time()
-                    continue
-                next_at += self.plc.poll_interval_s
-                now = loop.time()
-                if next_at < now:
-                    # A slow poll: skip the missed slots instead of bursting to catch up.
-                    self.stats.overruns += 1
-                    next_at = now
-                await asyncio.sleep(next_at - now)
+            async with asyncio.TaskGroup() as tg:
+                for device in self.devices:
+                    tg.create_task(self._run_device(device, emit), name=f"poll:{device.source}")
         finally:
             with contextlib.suppress(Exception):
-                self._drop_client()
+                self.transport.close()
 
 
-def _decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReading:
+def _bad(tags: Sequence[Tag], reason: str) -> dict[str, TagReading]:
+    return {t.name: TagReading(math.nan, Quality.BAD, reason) for t in tags}
+
+
+def decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReading:
+    """One tag's reading from the registers of the block that holds it."""
     offset = tag.address - block_start
-    raw = decode(registers[offset : offset + tag.registers], tag.dtype, tag.layout)
-    value = tag.scaling.to_engineering(raw)
+    words = registers[offset : offset + tag.span]
+    if tag.dtype is DataType.BOOL:
+        assert tag.bit is not None
+        return TagReading(1.0 if decode_bit(words[0], tag.bit) else 0.0)
+    if tag.dtype is DataType.STRING:
+        return TagReading(math.nan, Quality.GOOD, text=decode_string(words, tag.length, tag.layout))
+    value = tag.scaling.to_engineering(decode(words, tag.dtype, tag.layout))
     if not math.isfinite(value):
         return TagReading(value, Quality.UNCERTAIN, f"PLC sent {value} (not a finite number)")
     return TagReading(value, Quality.GOOD)

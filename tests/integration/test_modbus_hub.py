@@ -9,25 +9,35 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import PlcConfig, TagMap, load_tag_map
+from agent.config import DeviceConfig, PlcConfig, Tag, TagMap, load_tag_map
 from agent.simulator.plc import SimulatedPlc, Tick, default_tag_map
 from agent.simulator.process import SIGNAL_NAMES, ExtrusionLine
-from agent.sources.modbus import Backoff, ModbusTcpHub
+from agent.sources.backoff import Backoff
+from agent.sources.modbus import ModbusHub
 from agent.types import Quality, Sample
 from tests.helpers import free_port, wait_for
 
 
 def plc_config(port: int, tag_map: TagMap | None = None, timeout: float = 0.3) -> PlcConfig:
+    device = DeviceConfig(
+        name="extruder",
+        unit=1,
+        poll_interval_s=0.5,
+        tag_map=tag_map or load_tag_map(default_tag_map()),
+        max_gap=8,
+        max_registers=125,
+        max_bits=2000,
+    )
     return PlcConfig(
         name="test-plc",
         protocol="modbus-tcp",
         host="127.0.0.1",
         port=port,
-        unit=1,
-        poll_interval_s=0.1,
+        serial=None,
         timeout_s=timeout,
         max_backoff_s=0.4,
-        tag_map=tag_map or load_tag_map(default_tag_map()),
+        poll_interval_s=0.5,
+        devices=(device,),
     )
 
 
@@ -37,14 +47,14 @@ async def test_hub_decodes_what_the_plc_encoded() -> None:
     plc = SimulatedPlc(ExtrusionLine(seed=5), port=port, period_s=10.0, on_tick=ticks.append)
     await plc.start()
     try:
-        hub = ModbusTcpHub(plc_config(port))
+        hub = ModbusHub(plc_config(port))
         sample = await hub.poll_once()
     finally:
         await plc.stop()
     # registers 0..12 and the heartbeat at 20 are 7 apart: within the gap tolerance, one read
     assert [(b.start, b.count) for b in hub.blocks] == [(0, 21)]
     truth = dict(zip(SIGNAL_NAMES, ticks[-1].values, strict=True))
-    resolution = {t.name: abs(t.scaling.scale) for t in hub.plc.tag_map.tags}
+    resolution = {t.name: abs(t.scaling.scale) for t in hub.plc.tags if isinstance(t, Tag)}
     for name, value in truth.items():
         reading = sample.readings[name]
         assert reading.quality is Quality.GOOD, reading.reason
@@ -56,7 +66,7 @@ async def test_hub_decodes_what_the_plc_encoded() -> None:
 
 async def test_dead_plc_gives_bad_tags_then_recovers_without_restart() -> None:
     port = free_port()  # nothing listens here yet
-    hub = ModbusTcpHub(plc_config(port))
+    hub = ModbusHub(plc_config(port))
     samples: list[Sample] = []
     task = asyncio.create_task(hub.run(samples.append))
     plc = SimulatedPlc(ExtrusionLine(seed=1), port=port, period_s=0.1)
@@ -67,6 +77,7 @@ async def test_dead_plc_gives_bad_tags_then_recovers_without_restart() -> None:
         assert math.isnan(bad.value)
         assert "127.0.0.1" in bad.reason and str(port) in bad.reason
         assert hub.stats.consecutive_failures >= 3
+        assert hub.link.failures >= 1  # connect attempts, spaced by the link backoff
         await plc.start()  # the PLC comes back
         await wait_for(
             lambda: samples[-1].readings["melt_pressure"].quality is Quality.GOOD, timeout=5
@@ -88,7 +99,7 @@ async def test_illegal_address_marks_only_that_block_bad(tmp_path: Path) -> None
     plc = SimulatedPlc(ExtrusionLine(seed=2), port=port, period_s=10.0)
     await plc.start()
     try:
-        hub = ModbusTcpHub(plc_config(port, load_tag_map(path)))
+        hub = ModbusHub(plc_config(port, load_tag_map(path)))
         sample = await hub.poll_once()
     finally:
         await plc.stop()
@@ -113,7 +124,7 @@ async def test_silent_plc_times_out_within_the_deadline() -> None:
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        hub = ModbusTcpHub(plc_config(port, timeout=0.2))
+        hub = ModbusHub(plc_config(port, timeout=0.2))
         loop = asyncio.get_running_loop()
         started = loop.time()
         sample = await hub.poll_once()
@@ -125,8 +136,8 @@ async def test_silent_plc_times_out_within_the_deadline() -> None:
         await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
     assert sample.readings["throughput"].quality is Quality.BAD
-    assert hub.stats.connected is False  # the stale connection was dropped
-    # two blocks, each under a 0.2 s deadline: the poll gives up well before a second
+    assert "no reply within 0.2 s" in sample.readings["throughput"].reason
+    # one block under a 0.2 s deadline: the poll gives up well before a second
     assert elapsed < 1.0
 
 

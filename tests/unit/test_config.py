@@ -35,7 +35,7 @@ def error_of(path: Path, check_bundle: bool = False) -> ConfigError:
 def test_shipped_configs_are_valid() -> None:
     config = load_config(SITE, check_bundle=False)
     assert config.line == "extruder-1"
-    assert [t.name for t in config.plcs[0].tag_map.tags][:2] == ["screw_speed", "throughput"]
+    assert [t.name for t in config.plcs[0].tags][:2] == ["screw_speed", "throughput"]
     for tag_map in (firmware_configs() / "plc").glob("*.toml"):
         assert load_tag_map(tag_map).tags
 
@@ -59,13 +59,13 @@ def test_unknown_tag_type_names_the_tag_field(tmp_path: Path) -> None:
 def test_overlapping_registers_are_refused(tmp_path: Path) -> None:
     broken = TAG_MAP.read_text().replace("address = 2\n", "address = 1\n", 1)
     error = error_of(write_site(tmp_path, tag_map=broken))
-    assert "register 1 is already used by screw_speed" in str(error)
+    assert "holding 1 is already used by screw_speed" in str(error)
 
 
 def test_timeout_must_be_shorter_than_poll(tmp_path: Path) -> None:
     path = write_site(tmp_path, SITE.read_text().replace("timeout_s = 0.5", "timeout_s = 2.0"))
     error = error_of(path)
-    assert error.field == "plc[0].timeout_s"
+    assert error.field == "plc[0].poll_interval_s"
     assert "next poll" in error.fix
 
 
@@ -103,7 +103,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path, bundle_dir: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "ok (line extruder-1, 1 PLC(s), 10 tags)" in ok.stdout
+    assert "ok (site, line extruder-1, 1 connection(s), 10 tags)" in ok.stdout
     bad = write_site(tmp_path, SITE.read_text().replace("unit = 1\n", "unit = 300\n"))
     failed = subprocess.run(
         [sys.executable, "-m", "agent", "check-config", str(bad)],

@@ -1,0 +1,440 @@
+"""The site config: one line, its PLC connections and devices, model, SCADA server, journal.
+
+A `[[plc]]` table is one connection: a Modbus TCP endpoint, a serial port (Modbus RTU), a TCP
+endpoint speaking RTU frames (serial device servers), or an OPC-UA server. Modbus connections
+carry one or more `[[plc.device]]` tables (unit id, poll interval, tag map); a connection with
+a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]` table itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config.reader import Section, read_toml
+from agent.config.tagmaps import (
+    MAX_BITS_PER_READ,
+    MAX_REGISTERS_PER_READ,
+    NodeMap,
+    NodeTag,
+    Tag,
+    TagMap,
+    load_node_map,
+    load_tag_map,
+)
+from agent.errors import BundleError, ConfigError
+from agent.sources.codec import DataType
+
+MODBUS_PROTOCOLS = ("modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp")
+PROTOCOLS = (*MODBUS_PROTOCOLS, "opcua")
+SECURITY_POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
+BAUD_RATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    """A serial port for Modbus RTU, and the silent interval between frames on it."""
+
+    port: str
+    baudrate: int
+    parity: str
+    bytesize: int
+    stopbits: int
+    inter_frame_s: float
+
+    @property
+    def char_time_s(self) -> float:
+        """Seconds per character on the wire: start + data + parity + stop bits."""
+        bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+        return bits / self.baudrate
+
+
+def default_inter_frame_s(baudrate: int, parity: str, bytesize: int, stopbits: int) -> float:
+    """3.5 character times, or 1.75 ms above 19200 baud (Modbus over serial line, 2.5.1.1)."""
+    if baudrate > 19200:
+        return 0.00175
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return 3.5 * bits / baudrate
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One Modbus device (unit id) on a connection, with its own schedule and tag map."""
+
+    name: str
+    unit: int
+    poll_interval_s: float
+    tag_map: TagMap
+    max_gap: int
+    max_registers: int
+    max_bits: int
+
+
+@dataclass(frozen=True)
+class OpcUaClientConfig:
+    """How to read an OPC-UA server: subscription or polling, security, identity."""
+
+    endpoint: str
+    mode: str
+    sampling_interval_s: float
+    security_policy: str
+    security_mode: str
+    certificate: Path | None
+    private_key: Path | None
+    server_certificate: Path | None
+    username: str | None
+    password_file: Path | None
+    node_map: NodeMap
+
+
+@dataclass(frozen=True)
+class PlcConfig:
+    """One connection to the plant floor."""
+
+    name: str
+    protocol: str
+    host: str
+    port: int
+    serial: SerialSettings | None
+    timeout_s: float
+    max_backoff_s: float
+    poll_interval_s: float
+    devices: tuple[DeviceConfig, ...]
+    opcua: OpcUaClientConfig | None = None
+
+    @property
+    def tags(self) -> tuple[Tag | NodeTag, ...]:
+        """Every tag this connection reads."""
+        if self.opcua is not None:
+            return self.opcua.node_map.tags
+        return tuple(t for d in self.devices for t in d.tag_map.tags)
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """How detector outputs become alarms: debounce, hysteresis, SPC rule window."""
+
+    raise_after: int
+    clear_after: int
+    clear_ratio: float
+    spc_hits: int
+    spc_span: int
+    flatline_samples: int
+    precision: str
+
+
+@dataclass(frozen=True)
+class OpcUaConfig:
+    """The local OPC-UA server for SCADA."""
+
+    endpoint: str
+    namespace: str
+    security: str
+    allow_anonymous: bool
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """A whole site config: one line, its PLCs, model, server and journal."""
+
+    path: Path
+    line: str
+    bundle: Path
+    detection: DetectionConfig
+    opcua: OpcUaConfig
+    journal_path: Path
+    plcs: tuple[PlcConfig, ...]
+
+    @property
+    def tags(self) -> dict[str, Tag | NodeTag]:
+        """Every tag of every connection, by name."""
+        return {t.name: t for plc in self.plcs for t in plc.tags}
+
+
+_PLC_KEYS = {
+    "name", "protocol", "host", "port", "serial", "timeout_s", "max_backoff_s",
+    "poll_interval_s", "unit", "tag_map", "max_gap", "max_registers", "max_bits", "device",
+    "endpoint", "mode", "sampling_interval_s", "security_policy", "security_mode",
+    "certificate", "private_key", "server_certificate", "username", "password_file",
+    "node_map",
+}  # fmt: skip
+_DEVICE_KEYS = {"name", "unit", "poll_interval_s", "tag_map", "max_gap", "max_registers",
+                "max_bits"}  # fmt: skip
+_SERIAL_KEYS = {"port", "baudrate", "parity", "bytesize", "stopbits", "inter_frame_s"}
+
+
+def _included(section: Section, key: str, base: Path, loader):  # type: ignore[no-untyped-def]
+    """Load a file named by `key`, reporting its errors under that field."""
+    path = section.path_value(key, base)
+    try:
+        return loader(path)
+    except ConfigError as exc:
+        raise ConfigError(
+            section.field(key), f"{exc.field}: {exc.problem}", exc.fix, source=str(path)
+        ) from None
+
+
+def _serial(p: Section) -> SerialSettings:
+    s = p.table("serial", required=True)
+    s.reject_unknown(_SERIAL_KEYS)
+    baudrate = s.get("baudrate", int, 19200)
+    if baudrate not in BAUD_RATES:
+        raise s.error("baudrate", f"{baudrate} is not a standard rate", f"use one of {BAUD_RATES}")
+    parity = s.choice("parity", ("N", "E", "O"), "E", fix="N (none), E (even) or O (odd)")
+    bytesize = s.get("bytesize", int, 8)
+    if bytesize not in (7, 8):
+        raise s.error("bytesize", f"{bytesize} is not 7 or 8")
+    stopbits = s.get("stopbits", int, 1 if parity != "N" else 2)
+    if stopbits not in (1, 2):
+        raise s.error("stopbits", f"{stopbits} is not 1 or 2")
+    default_gap = default_inter_frame_s(baudrate, parity, bytesize, stopbits)
+    inter_frame = s.positive("inter_frame_s", float, default_gap)
+    if inter_frame < default_gap:
+        raise s.error(
+            "inter_frame_s",
+            f"{inter_frame} s is shorter than 3.5 characters ({default_gap:.5f} s) at this speed",
+            "the Modbus RTU spec requires at least 3.5 character times of silence",
+        )
+    return SerialSettings(
+        port=s.get("port", str), baudrate=baudrate, parity=parity, bytesize=bytesize,
+        stopbits=stopbits, inter_frame_s=inter_frame,
+    )  # fmt: skip
+
+
+def _device(
+    d: Section, base: Path, parent_poll: float, timeout: float, protocol: str, listed: bool
+) -> DeviceConfig:
+    if listed:
+        d.reject_unknown(_DEVICE_KEYS)
+    poll = d.positive("poll_interval_s", float, parent_poll)
+    if timeout >= poll:
+        raise d.error(
+            "poll_interval_s",
+            f"{poll} s is not longer than the connection's timeout_s {timeout} s",
+            "a read must time out before the next poll is due",
+        )
+    unit = d.within("unit", 0, 247, 1)
+    if unit == 0 and protocol == "modbus-rtu":
+        raise d.error("unit", "0 is the broadcast address on a serial bus: nobody answers a read")
+    device = DeviceConfig(
+        name=d.get("name", str, f"unit-{unit}"),
+        unit=unit,
+        poll_interval_s=poll,
+        tag_map=_included(d, "tag_map", base, load_tag_map),
+        max_gap=d.within("max_gap", 0, MAX_REGISTERS_PER_READ, 8),
+        max_registers=d.within("max_registers", 1, MAX_REGISTERS_PER_READ, MAX_REGISTERS_PER_READ),
+        max_bits=d.within("max_bits", 1, MAX_BITS_PER_READ, MAX_BITS_PER_READ),
+    )
+    for tag in device.tag_map.tags:
+        limit = device.max_bits if tag.is_bit_table else device.max_registers
+        if tag.span > limit:
+            raise d.error(
+                "tag_map",
+                f"tag {tag.name} spans {tag.span} addresses, more than one read of this device "
+                f"({limit})",
+                "shorten the tag or raise max_registers (at most 125)",
+            )
+    return device
+
+
+def _opcua_client(p: Section, base: Path) -> OpcUaClientConfig:
+    policy = p.choice("security_policy", SECURITY_POLICIES, "None")
+    mode = p.choice(
+        "security_mode", SECURITY_MODES, "None" if policy == "None" else "SignAndEncrypt"
+    )
+    if (policy == "None") != (mode == "None"):
+        raise p.error(
+            "security_mode",
+            f"security_mode {mode} does not fit security_policy {policy}",
+            'use both "None", or a policy with Sign or SignAndEncrypt',
+        )
+    certificate = p.path_value("certificate", base) if p.has("certificate") else None
+    private_key = p.path_value("private_key", base) if p.has("private_key") else None
+    if policy != "None" and (certificate is None or private_key is None):
+        raise p.error(
+            "certificate", f"security_policy {policy} needs a client certificate and private_key"
+        )
+    for key, value in (("certificate", certificate), ("private_key", private_key)):
+        if value is not None and not value.is_file():
+            raise p.error(key, f"{value} does not exist")
+    password_file = p.path_value("password_file", base) if p.has("password_file") else None
+    if p.has("username") != (password_file is not None):
+        raise p.error("username", "username and password_file go together")
+    return OpcUaClientConfig(
+        endpoint=p.get("endpoint", str),
+        mode=p.choice("mode", ("subscription", "poll"), "subscription"),
+        sampling_interval_s=p.positive("sampling_interval_s", float, 0.5),
+        security_policy=policy,
+        security_mode=mode,
+        certificate=certificate,
+        private_key=private_key,
+        server_certificate=(
+            p.path_value("server_certificate", base) if p.has("server_certificate") else None
+        ),
+        username=p.optional("username", str),
+        password_file=password_file,
+        node_map=_included(p, "node_map", base, load_node_map),
+    )
+
+
+def _load_plc(p: Section, base: Path) -> PlcConfig:
+    p.reject_unknown(_PLC_KEYS)
+    protocol = p.choice("protocol", PROTOCOLS, "modbus-tcp")
+    poll = p.positive("poll_interval_s", float, 1.0)
+    timeout = p.positive("timeout_s", float, min(1.0, poll / 2))
+    host, port, serial = "", 0, None
+    if protocol in ("modbus-tcp", "modbus-rtu-over-tcp"):
+        host = p.get("host", str)
+        port = p.within("port", 1, 65535, 502)
+    elif protocol == "modbus-rtu":
+        serial = _serial(p)
+    if protocol == "opcua":
+        opcua = _opcua_client(p, base)
+        devices: tuple[DeviceConfig, ...] = ()
+        if timeout >= poll:
+            raise p.error("timeout_s", f"{timeout} s is not shorter than poll_interval_s {poll} s")
+    else:
+        opcua = None
+        if p.has("device"):
+            for key in ("unit", "tag_map"):
+                if p.has(key):
+                    raise p.error(key, "belongs in each [[plc.device]] when devices are listed")
+            devices = tuple(
+                _device(d, base, poll, timeout, protocol, listed=True) for d in p.tables("device")
+            )
+        else:
+            devices = (_device(p, base, poll, timeout, protocol, listed=False),)
+        units: dict[int, str] = {}
+        for i, device in enumerate(devices):
+            if device.unit in units:
+                raise p.error(
+                    f"device[{i}].unit", f"unit {device.unit} is also {units[device.unit]}"
+                )
+            units[device.unit] = device.name
+    return PlcConfig(
+        name=p.get("name", str),
+        protocol=protocol,
+        host=host,
+        port=port,
+        serial=serial,
+        timeout_s=timeout,
+        max_backoff_s=p.positive("max_backoff_s", float, 10.0),
+        poll_interval_s=poll,
+        devices=devices,
+        opcua=opcua,
+    )
+
+
+def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
+    """Read a site config and every file it names; raise ConfigError on the first problem."""
+    path = path.resolve()
+    base = path.parent
+    root = read_toml(path)
+    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc"})
+    line_table = root.table("line")
+    line_table.reject_unknown({"name"})
+    line = line_table.get("name", str)
+    model = root.table("model")
+    model.reject_unknown({"bundle", "precision"})
+    det = root.table("detection", required=False)
+    det.reject_unknown(
+        {"raise_after", "clear_after", "clear_ratio", "spc_hits", "spc_span", "flatline_samples"}
+    )
+    opcua = root.table("opcua", required=False)
+    opcua.reject_unknown({"endpoint", "namespace", "security", "allow_anonymous"})
+    journal = root.table("journal", required=False)
+    journal.reject_unknown({"path"})
+    detection = DetectionConfig(
+        raise_after=det.positive("raise_after", int, 3),
+        clear_after=det.positive("clear_after", int, 10),
+        clear_ratio=det.positive("clear_ratio", float, 0.8),
+        spc_hits=det.positive("spc_hits", int, 3),
+        spc_span=det.positive("spc_span", int, 5),
+        flatline_samples=det.get("flatline_samples", int, 15),
+        precision=model.choice("precision", ("int8", "fp32"), "int8"),
+    )
+    if detection.spc_hits > detection.spc_span:
+        raise det.error("spc_hits", "cannot exceed spc_span", "e.g. spc_hits = 3, spc_span = 5")
+    if detection.clear_ratio > 1.0:
+        raise det.error("clear_ratio", "must be at most 1 (clear below the raise threshold)")
+    plcs = tuple(_load_plc(p, base) for p in root.tables("plc"))
+    owners: dict[str, str] = {}
+    serial_ports: dict[str, str] = {}
+    for i, plc in enumerate(plcs):
+        for tag in plc.tags:
+            if tag.name in owners:
+                raise ConfigError(
+                    f"plc[{i}]", f"tag {tag.name!r} is also defined by {owners[tag.name]}",
+                    "tag names must be unique across the line", source=str(path),
+                )  # fmt: skip
+            owners[tag.name] = plc.name
+        if plc.serial is not None:
+            if plc.serial.port in serial_ports:
+                raise ConfigError(
+                    f"plc[{i}].serial.port",
+                    f"{plc.serial.port} is also used by {serial_ports[plc.serial.port]}",
+                    "list every slave of one bus as a [[plc.device]] of one [[plc]]",
+                    source=str(path),
+                )
+            serial_ports[plc.serial.port] = plc.name
+    config = SiteConfig(
+        path=path,
+        line=line,
+        bundle=model.path_value("bundle", base),
+        detection=detection,
+        opcua=OpcUaConfig(
+            endpoint=opcua.get("endpoint", str, "opc.tcp://0.0.0.0:4840/lineside/"),
+            namespace=opcua.get("namespace", str, "urn:lineside"),
+            security=opcua.choice(
+                "security",
+                ("none",),
+                fix='this version serves only security = "none"; set it explicitly to accept '
+                "an unencrypted, unauthenticated endpoint (signed and encrypted endpoints are "
+                "planned)",
+            ),
+            allow_anonymous=opcua.get("allow_anonymous", bool, False),
+        ),
+        journal_path=journal.path_value("path", base, "lineside-events.sqlite"),
+        plcs=plcs,
+    )
+    if not config.opcua.allow_anonymous:
+        raise opcua.error(
+            "allow_anonymous",
+            "this version has no user accounts yet, so anonymous access is the only way in",
+            "set allow_anonymous = true on a lab network (user accounts are planned)",
+        )
+    if check_bundle:
+        check_bundle_fits(config, model.field("bundle"))
+    return config
+
+
+def check_bundle_fits(config: SiteConfig, field: str = "model.bundle") -> None:
+    """The bundle must exist, verify, and find every model channel among the line's tags."""
+    from agent.ops.bundles import load_bundle
+
+    try:
+        bundle = load_bundle(config.bundle)
+    except BundleError as exc:
+        raise ConfigError(
+            field, str(exc), "point model.bundle at a bundle directory made by lineside-export",
+            source=str(config.path),
+        ) from None  # fmt: skip
+    tags = config.tags
+    missing = [c for c in bundle.manifest.channel_names if c not in tags]
+    if missing:
+        raise ConfigError(
+            field,
+            f"model channels {missing} are not tags of any PLC of this line",
+            "add them to a tag map or use a bundle trained on this line's tags",
+            source=str(config.path),
+        )
+    texts = [
+        c for c in bundle.manifest.channel_names
+        if isinstance(tags[c], Tag) and tags[c].dtype is DataType.STRING  # type: ignore[union-attr]
+    ]  # fmt: skip
+    if texts:
+        raise ConfigError(
+            field, f"model channels {texts} are string tags", "a model reads numbers only",
+            source=str(config.path),
+        )  # fmt: skip

@@ -1,0 +1,246 @@
+"""PLC tag maps (Modbus registers) and OPC-UA node maps, read from TOML and validated.
+
+A Modbus tag map lists `[[tag]]` tables:
+
+    name         plain identifier, unique on the line
+    table        holding (default) | input | coil | discrete
+    address      0-based protocol address (register 40001 in a manual is address 0)
+    type         int16 uint16 int32 uint32 int64 uint64 float32 float64 bool string
+    order        byte/word layout: AB BA | ABCD CDAB BADC DCBA | ABCDEFGH GHEFCDAB ...
+    bit          for `bool` in a holding/input register: which bit, 0 = least significant
+    length       for `string`: bytes (two per register)
+    scale/offset engineering = raw * scale + offset
+    unit         engineering unit, e.g. "degC"
+    description  what the tag is, in plant words
+
+An OPC-UA node map lists `[[tag]]` tables with `name`, `node_id`, optional `unit`,
+`description`, `scale`, `offset` and `deadband` (absolute, in engineering units).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config.reader import Section, read_toml
+from agent.sources.codec import DataType, Layout, Scaling, string_registers
+
+REGISTER_TABLES = ("holding", "input")
+BIT_TABLES = ("coil", "discrete")
+MAX_REGISTERS_PER_READ = 125  # Modbus spec: read holding/input registers, 0x7D
+MAX_BITS_PER_READ = 2000  # Modbus spec: read coils/discrete inputs, 0x7D0
+MAX_STRING_LENGTH = 2 * MAX_REGISTERS_PER_READ
+
+_TAG_KEYS = {
+    "name", "table", "address", "type", "order", "bit", "length",
+    "scale", "offset", "unit", "description",
+}  # fmt: skip
+_NODE_KEYS = {"name", "node_id", "unit", "description", "scale", "offset", "deadband"}
+# The string form of an ExpandedNodeId (OPC 10000-6, 5.3.1.10), without a server index.
+NODE_ID = re.compile(
+    r"(?:(?:ns=\d+|nsu=[^;]+);)?"
+    r"(?:i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|b=[A-Za-z0-9+/]+={0,2})"
+)
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One Modbus item mapped to a named, typed, scaled engineering value."""
+
+    name: str
+    table: str
+    address: int
+    dtype: DataType
+    layout: Layout
+    scaling: Scaling
+    unit: str
+    description: str
+    bit: int | None = None
+    length: int = 0
+
+    @property
+    def is_bit_table(self) -> bool:
+        """Coils and discrete inputs are addressed in bits, not registers."""
+        return self.table in BIT_TABLES
+
+    @property
+    def span(self) -> int:
+        """Consecutive addresses the tag occupies (bits for coil/discrete, else registers)."""
+        if self.is_bit_table or self.dtype is DataType.BOOL:
+            return 1
+        if self.dtype is DataType.STRING:
+            return string_registers(self.length)
+        return self.dtype.registers
+
+    @property
+    def registers(self) -> int:
+        """Register count (kept for callers that only deal with register tables)."""
+        return self.span
+
+
+@dataclass(frozen=True)
+class NodeTag:
+    """One OPC-UA variable of a PLC or SCADA server mapped to a named engineering value."""
+
+    name: str
+    node_id: str
+    scaling: Scaling
+    unit: str
+    description: str
+    deadband: float = 0.0
+
+
+@dataclass(frozen=True)
+class TagMap:
+    """The register map of one PLC program or device."""
+
+    path: Path
+    vendor: str
+    model: str
+    tags: tuple[Tag, ...]
+
+
+@dataclass(frozen=True)
+class NodeMap:
+    """The node list of one OPC-UA server."""
+
+    path: Path
+    vendor: str
+    tags: tuple[NodeTag, ...]
+
+
+def _check_name(t: Section, seen: dict[str, str]) -> str:
+    name = t.get("name", str)
+    if not name.isidentifier():
+        raise t.error("name", f"{name!r} is not a plain tag name", "use letters, digits and _")
+    if name in seen:
+        raise t.error("name", f"duplicate tag name {name!r} (also {seen[name]})")
+    seen[name] = t.path
+    return name
+
+
+def _scaling(t: Section) -> Scaling:
+    scale = t.get("scale", float, 1.0)
+    if scale == 0:
+        raise t.error("scale", "must not be 0")
+    return Scaling(scale=scale, offset=t.get("offset", float, 0.0))
+
+
+def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
+    t.reject_unknown(_TAG_KEYS)
+    name = _check_name(t, seen)
+    table = t.choice("table", REGISTER_TABLES + BIT_TABLES, "holding")
+    default_type = "bool" if table in BIT_TABLES else None
+    try:
+        dtype = DataType.parse(t.get("type", str, default_type))
+    except ValueError as exc:
+        raise t.error("type", str(exc)) from None
+    if table in BIT_TABLES and dtype is not DataType.BOOL:
+        raise t.error(
+            "type", f"a {table} holds one bit: its type is bool, not {dtype.name.lower()}"
+        )
+    bit: int | None = None
+    if dtype is DataType.BOOL and table in REGISTER_TABLES:
+        if not t.has("bit"):
+            raise t.error("bit", f"a bool in a {table} register needs its bit (0..15)")
+        bit = t.within("bit", 0, 15)
+    elif t.has("bit"):
+        raise t.error("bit", f"only a bool in a holding/input register has a bit ({dtype.name})")
+    length = 0
+    if dtype is DataType.STRING:
+        length = t.within("length", 1, MAX_STRING_LENGTH)
+    elif t.has("length"):
+        raise t.error("length", "only a string has a length")
+    try:
+        layout = Layout.parse(t.get("order", str, Layout.default_name(dtype)), dtype)
+    except ValueError as exc:
+        raise t.error("order", str(exc)) from None
+    if dtype is DataType.BOOL and t.has("order"):
+        raise t.error("order", "a bool has no byte order")
+    address = t.within("address", 0, 0xFFFF)
+    tag = Tag(
+        name=name, table=table, address=address, dtype=dtype, layout=layout,
+        scaling=_scaling(t), unit=t.get("unit", str, ""),
+        description=t.get("description", str, ""), bit=bit, length=length,
+    )  # fmt: skip
+    if address + tag.span - 1 > 0xFFFF:
+        raise t.error("address", f"{name} runs past address 65535")
+    return tag
+
+
+def load_tag_map(path: Path) -> TagMap:
+    """Read and validate a Modbus tag map (see firmware-configs/plc/)."""
+    root = read_toml(path)
+    root.reject_unknown({"device", "tag"})
+    device = root.table("device", required=False)
+    seen: dict[str, str] = {}
+    # (table, address) -> owner; bits of one register may be shared by several bool tags
+    used: dict[tuple[str, int], str] = {}
+    bits: dict[tuple[str, int, int], str] = {}
+    tags: list[Tag] = []
+    for t in root.tables("tag"):
+        tag = _modbus_tag(t, seen)
+        if tag.bit is not None:
+            key = (tag.table, tag.address, tag.bit)
+            if key in bits:
+                raise t.error(
+                    "bit", f"bit {tag.bit} of register {tag.address} is already {bits[key]}"
+                )
+            bits[key] = tag.name
+        else:
+            for offset in range(tag.span):
+                slot = (tag.table, tag.address + offset)
+                if slot in used:
+                    raise t.error(
+                        "address",
+                        f"{tag.table} {tag.address + offset} is already used by {used[slot]}",
+                        "check the register map: two tags overlap",
+                    )
+                used[slot] = tag.name
+        tags.append(tag)
+    return TagMap(
+        path=path,
+        vendor=device.get("vendor", str, ""),
+        model=device.get("model", str, ""),
+        tags=tuple(tags),
+    )
+
+
+def load_node_map(path: Path) -> NodeMap:
+    """Read and validate an OPC-UA node map (see firmware-configs/opcua/)."""
+    root = read_toml(path)
+    root.reject_unknown({"server", "tag"})
+    server = root.table("server", required=False)
+    seen: dict[str, str] = {}
+    nodes: dict[str, str] = {}
+    tags: list[NodeTag] = []
+    for t in root.tables("tag"):
+        t.reject_unknown(_NODE_KEYS)
+        name = _check_name(t, seen)
+        node_id = t.get("node_id", str)
+        if not NODE_ID.fullmatch(node_id):
+            raise t.error(
+                "node_id",
+                f"{node_id!r} is not an OPC-UA node id",
+                "write [ns=<index>;|nsu=<uri>;]<i=number|s=text|g=guid|b=base64>, "
+                'e.g. "ns=2;s=Line1.Temp"',
+            )
+        if node_id in nodes:
+            raise t.error("node_id", f"{node_id} is already mapped to {nodes[node_id]}")
+        nodes[node_id] = name
+        deadband = t.get("deadband", float, 0.0)
+        if deadband < 0:
+            raise t.error("deadband", "must not be negative")
+        tags.append(
+            NodeTag(
+                name=name,
+                node_id=node_id,
+                scaling=_scaling(t),
+                unit=t.get("unit", str, ""),
+                description=t.get("description", str, ""),
+                deadband=deadband,
+            )
+        )
+    return NodeMap(path=path, vendor=server.get("vendor", str, ""), tags=tuple(tags))
