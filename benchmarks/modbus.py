@@ -113,7 +113,7 @@ async def throughput(tags: int, hz: float, seconds: float, work: Path) -> list[t
     good = sum(all(r.quality is Quality.GOOD for r in s.readings.values()) for s in samples)
     return [
         ("tags, rate", f"{tags} float32 tags at {hz:g} Hz for {wall:.1f} s"),
-        ("requests per round (125 registers each)", f"{len(hub.blocks)}"),
+        ("requests per round (at most 125 registers each)", f"{len(hub.blocks)}"),
         ("requests/s", f"{(requests1 - requests0) / wall:.0f}"),
         ("samples/s (all tags good)", f"{good / wall:.1f} of {hz:g} asked"),
         ("hub CPU, % of one core", f"{100 * cpu / wall:.1f} %"),
