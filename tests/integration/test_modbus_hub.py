@@ -18,7 +18,7 @@ from agent.types import Quality, Sample
 from tests.helpers import free_port, wait_for
 
 
-def plc_config(port: int, tag_map: TagMap | None = None, timeout: float = 0.3) -> PlcConfig:
+def plc_config(port: int, tag_map: TagMap | None = None, timeout: float = 2.0) -> PlcConfig:
     device = DeviceConfig(
         name="extruder",
         unit=1,
