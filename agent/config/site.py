@@ -8,8 +8,10 @@ a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from agent.config.reader import Section, read_toml
 from agent.config.tagmaps import (
@@ -29,6 +31,7 @@ MODBUS_PROTOCOLS = ("modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp")
 PROTOCOLS = (*MODBUS_PROTOCOLS, "opcua")
 SECURITY_POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
 SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
+T = TypeVar("T")
 BAUD_RATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
 
 
@@ -164,7 +167,7 @@ _DEVICE_KEYS = {"name", "unit", "poll_interval_s", "tag_map", "max_gap", "max_re
 _SERIAL_KEYS = {"port", "baudrate", "parity", "bytesize", "stopbits", "inter_frame_s"}
 
 
-def _included(section: Section, key: str, base: Path, loader):  # type: ignore[no-untyped-def]
+def _included(section: Section, key: str, base: Path, loader: Callable[[Path], T]) -> T:
     """Load a file named by `key`, reporting its errors under that field."""
     path = section.path_value(key, base)
     try:
