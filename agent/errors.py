@@ -4,6 +4,7 @@ LinesideError
 ├── ConfigError          a site config or tag map is malformed; names the field and the fix
 ├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
 │   └── BundleFormatError    the manifest is of a format this agent does not know
+├── DataError            a CSV to replay or train on is unreadable; names file, column, row
 └── StartupError         a service could not start (e.g. the OPC-UA port is taken)
 
 A failed PLC read is not an exception anyone sees: the hub turns it into bad-quality readings
@@ -36,6 +37,10 @@ class BundleError(LinesideError):
 
 class BundleFormatError(BundleError):
     """The manifest declares a bundle format this agent does not understand."""
+
+
+class DataError(LinesideError):
+    """A data file cannot be used; the message names the file, and the column and row."""
 
 
 class StartupError(LinesideError):

@@ -16,8 +16,6 @@ two files, two parts of a file, or a dropped row.
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +25,13 @@ import numpy.typing as npt
 from agent.config import load_tag_map
 from agent.core.scaler import RobustScaler
 from agent.core.window import sliding_windows
-from agent.errors import ConfigError
+from agent.errors import ConfigError, DataError
+from agent.tabular import read_csv
 from export.errors import ExportError
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 
-TIME_COLUMNS = frozenset({"timestamp", "datetime", "time", "date"})
-LABEL_COLUMNS = frozenset({"anomaly", "changepoint"})
 TRAIN_FRACTION = 0.70
 VAL_FRACTION = 0.15
 
@@ -71,110 +68,26 @@ class Split:
         return np.concatenate(getattr(self, part), axis=0)
 
 
-def detect_separator(header: str) -> str:
-    """`;` when the header line has more semicolons than commas, else `,`."""
-    return ";" if header.count(";") > header.count(",") else ","
-
-
-def _is_ignored(name: str) -> bool:
-    lowered = name.strip().lower()
-    # An unnamed column is the empty field after a trailing separator in some exports.
-    return lowered in TIME_COLUMNS or lowered in LABEL_COLUMNS or lowered == ""
-
-
-def _parse_cell(cell: str, sep: str) -> float:
-    text = cell.strip()
-    if text == "":
-        return math.nan
-    if sep == ";" and "," in text and "." not in text:
-        text = text.replace(",", ".")
-    return float(text)  # ValueError for anything that is not a number
-
-
-def select_columns(header: list[str], wanted: list[str] | None, source: str) -> list[str]:
-    """Feature columns of a header: `wanted` in that order, or every non-ignored column."""
-    available = [c for c in header if not _is_ignored(c)]
-    if wanted is None:
-        if not available:
-            raise ExportError(
-                f"{source}: no feature columns (only {', '.join(header) or 'nothing'}); "
-                "the CSV needs at least one numeric column besides the timestamp"
-            )
-        return available
-    for name in wanted:
-        if name not in available:
-            why = " (it is a timestamp or label column)" if name in header else ""
-            raise ExportError(
-                f"{source}: unknown column {name!r} in --columns{why}; "
-                f"available columns: {', '.join(available)}"
-            )
-    if len(set(wanted)) != len(wanted):
-        raise ExportError(f"--columns names a column twice: {', '.join(wanted)}")
-    return list(wanted)
-
-
 def read_table(path: Path, columns: list[str] | None = None) -> Table:
     """Read one CSV into float rows; raise ExportError naming file, column and row."""
-    name = str(path)
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as f:
-            header_line = f.readline()
-            if not header_line.strip():
-                raise ExportError(f"{name}: the file is empty (expected a header line)")
-            sep = detect_separator(header_line)
-            f.seek(0)
-            reader = csv.reader(f, delimiter=sep)
-            header = [h.strip() for h in next(reader)]
-            named = [h for h in header if h]
-            if len(set(named)) != len(named):
-                dupes = sorted({h for h in named if named.count(h) > 1})
-                raise ExportError(f"{name}: the header repeats column(s) {', '.join(dupes)}")
-            selected = select_columns(header, columns, name)
-            index = [header.index(c) for c in selected]
-            segments: list[FloatArray] = []
-            current: list[list[float]] = []
-            dropped = 0
-            for cells in reader:
-                if not cells or all(not c.strip() for c in cells):
-                    continue
-                row = reader.line_num
-                if len(cells) != len(header):
-                    raise ExportError(
-                        f"{name}: row {row} has {len(cells)} cells, the header has {len(header)}"
-                    )
-                values: list[float] = []
-                for col, i in zip(selected, index, strict=True):
-                    try:
-                        value = _parse_cell(cells[i], sep)
-                    except ValueError:
-                        raise ExportError(
-                            f"{name}: column {col!r} row {row}: {cells[i].strip()!r} "
-                            "is not a number"
-                        ) from None
-                    if math.isinf(value):
-                        raise ExportError(
-                            f"{name}: column {col!r} row {row}: {cells[i].strip()!r} "
-                            "is not a finite number"
-                        )
-                    values.append(value)
-                if any(math.isnan(v) for v in values):
-                    dropped += 1
-                    if current:
-                        segments.append(np.asarray(current, dtype=np.float64))
-                        current = []
-                    continue
-                current.append(values)
-            if current:
-                segments.append(np.asarray(current, dtype=np.float64))
-    except OSError as exc:
-        raise ExportError(f"{name}: cannot read the file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
-    except csv.Error as exc:
-        raise ExportError(f"{name}: malformed CSV: {exc}") from None
+        csv_table = read_csv(path, columns)
+    except DataError as exc:
+        raise ExportError(str(exc)) from None
+    segments: list[FloatArray] = []
+    dropped = 0
+    start = 0
+    incomplete = np.isnan(csv_table.values).any(axis=1)
+    for i in np.flatnonzero(incomplete):
+        if i > start:
+            segments.append(csv_table.values[start:i])
+        dropped += 1
+        start = int(i) + 1
+    if start < len(csv_table.values):
+        segments.append(csv_table.values[start:])
     if not segments:
-        raise ExportError(f"{name}: no complete data rows ({dropped} dropped for empty/NaN cells)")
-    return Table(path=path, columns=selected, segments=segments, dropped=dropped)
+        raise ExportError(f"{path}: no complete data rows ({dropped} dropped for empty/NaN cells)")
+    return Table(path=path, columns=csv_table.columns, segments=segments, dropped=dropped)
 
 
 def read_tables(paths: list[Path], columns: list[str] | None = None) -> list[Table]:

@@ -16,9 +16,9 @@ import pytest
 
 from agent.core.scaler import RobustScaler
 from agent.ops.bundles import Bundle, load_bundle, sha256_file
+from agent.tabular import detect_separator
 from export.data import (
     count_windows,
-    detect_separator,
     make_windows,
     read_table,
     read_tables,
