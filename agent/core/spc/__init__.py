@@ -13,16 +13,32 @@ from agent.core.spc.imr import (
     ImrState,
     fit_imr,
 )
+from agent.core.spc.rules import (
+    NELSON,
+    WESTERN_ELECTRIC,
+    RuleSet,
+    RunRules,
+    Violation,
+    find_violations,
+    rule_set,
+)
 
 __all__ = [
     "D2_N2",
     "D4_N2",
+    "NELSON",
     "SIGMA_ESTIMATORS",
+    "WESTERN_ELECTRIC",
     "BoolArray",
     "ChartPoint",
     "FloatArray",
     "ImrChart",
     "ImrLimits",
     "ImrState",
+    "RuleSet",
+    "RunRules",
+    "Violation",
+    "find_violations",
     "fit_imr",
+    "rule_set",
 ]
