@@ -4,6 +4,7 @@ Modules: `imr` (Individuals and Moving Range), `base` (the point every chart ret
 """
 
 from agent.core.spc.base import BoolArray, ChartPoint, FloatArray
+from agent.core.spc.capability import Capability, spec_problem
 from agent.core.spc.imr import (
     D2_N2,
     D4_N2,
@@ -30,6 +31,7 @@ __all__ = [
     "SIGMA_ESTIMATORS",
     "WESTERN_ELECTRIC",
     "BoolArray",
+    "Capability",
     "ChartPoint",
     "FloatArray",
     "ImrChart",
@@ -41,4 +43,5 @@ __all__ = [
     "find_violations",
     "fit_imr",
     "rule_set",
+    "spec_problem",
 ]
