@@ -22,12 +22,23 @@ from agent.core.spc.imr import (
     fit_imr,
 )
 from agent.core.spc.phase1 import Phase1Report
+from agent.core.spc.rules import (
+    NELSON,
+    WESTERN_ELECTRIC,
+    RuleSet,
+    RunRules,
+    Violation,
+    find_violations,
+    rule_set,
+)
 from agent.core.spc.subgroup import SubgroupPoint, XbarChart, XbarLimits, fit_xbar
 
 __all__ = [
     "D2_N2",
     "D4_N2",
+    "NELSON",
     "SIGMA_ESTIMATORS",
+    "WESTERN_ELECTRIC",
     "AttributeChart",
     "AttributeLimits",
     "BoolArray",
@@ -40,14 +51,19 @@ __all__ = [
     "ImrLimits",
     "ImrState",
     "Phase1Report",
+    "RuleSet",
+    "RunRules",
     "Series",
     "SubgroupConstants",
     "SubgroupPoint",
+    "Violation",
     "XbarChart",
     "XbarLimits",
+    "find_violations",
     "fit_attribute",
     "fit_imr",
     "fit_xbar",
+    "rule_set",
     "run_series",
     "subgroup_constants",
 ]
