@@ -89,7 +89,6 @@ _WINDOWS = ("b_up", "b_down", "a_up", "a_down")
 _WINDOW_BITS = (0b11111, 0b11111, 0b111, 0b111)
 _WINDOW_NEEDED = (4, 4, 2, 2)
 _ZONE_LEVELS = np.array([[[1.0]], [[2.0]]])
-_SIGNS = np.array([[1.0], [-1.0]])
 # Rows of the result table `_hits` that hold each rule's outcome once the pairs are merged.
 _SOURCE_ROW = {
     "N1": 13, "N2": 0, "N3": 2, "N4": 4, "N5": 11, "N6": 9, "N7": 5, "N8": 6,
@@ -185,8 +184,8 @@ class RunRules:
         self._zones = bool(need & {"N5", "N6", "WE2", "WE3"})
         self._bands = bool(need & {"N7", "N8"})
         c = n_channels
-        self._prev = np.full(c, np.nan)
-        self._prev_sign = np.full(c, np.nan)
+        self._prev = np.full((2, c), np.nan)  # the previous z and its negative
+        self._prev_move = np.zeros((2, c), dtype=bool)  # the previous change: fell, rose
         self._runs = np.zeros((len(_COUNTERS), c), dtype=np.uint8)
         self._windows = np.zeros((len(_WINDOWS), c), dtype=np.uint8)
         # Flags: up, down, rise, fall, alternates, within 1σ, beyond 1σ | b_up b_down a_up a_down
@@ -195,7 +194,8 @@ class RunRules:
         self._hits = np.zeros((14, c), dtype=bool)
         self._signed = np.empty((2, c))
         self._abs = np.empty(c)
-        self._diff = np.empty(c)
+        self._delta = np.empty((2, c))
+        self._pair = np.empty((2, c), dtype=bool)
         self._count = np.empty((len(_WINDOWS), c), dtype=np.uint8)
         self._moved = np.empty(c, dtype=bool)
         self._nan = np.empty(c, dtype=bool)
@@ -213,7 +213,7 @@ class RunRules:
     def reset(self) -> None:
         """Forget every run in progress (as after a gap on every channel)."""
         self._prev[:] = np.nan
-        self._prev_sign[:] = np.nan
+        self._prev_move[:] = False
         self._runs[:] = 0
         self._windows[:] = 0
 
@@ -229,7 +229,7 @@ class RunRules:
             return np.zeros((0, self.n_channels), dtype=bool)
         flags, hits, runs, signed, a = self._flags, self._hits, self._runs, self._signed, self._abs
         np.abs(z, out=a)
-        if self._side or self._zones:
+        if self._side or self._zones or self._trend:
             np.copyto(signed[0], z)
             np.negative(z, out=signed[1])
             if self._side:
@@ -237,14 +237,14 @@ class RunRules:
             if self._zones:
                 np.greater(signed, _ZONE_LEVELS, out=flags[7:11].reshape(2, 2, -1))
         if self._trend:
-            d = self._diff
-            np.subtract(z, self._prev, out=d)  # NaN at or after a gap: neither rise nor fall
-            np.copyto(self._prev, z)
-            np.sign(d, out=d)  # signs, not values: a product of two tiny changes underflows
-            np.equal(d, _SIGNS, out=flags[2:4])
-            np.multiply(d, self._prev_sign, out=self._prev_sign)
-            np.less(self._prev_sign, 0.0, out=flags[4])  # opposite to the previous change
-            np.copyto(self._prev_sign, d)
+            # [z - prev, prev - z] > 0 is [rose, fell]; NaN at or after a gap is neither.
+            np.subtract(signed, self._prev, out=self._delta)
+            np.copyto(self._prev, signed)
+            np.greater(self._delta, 0.0, out=flags[2:4])
+            np.bitwise_and(flags[2:4], self._prev_move, out=self._pair)
+            np.bitwise_or(self._pair[0], self._pair[1], out=flags[4])  # opposite to the last
+            np.copyto(self._prev_move[0], flags[3])
+            np.copyto(self._prev_move[1], flags[2])
         if self._bands:
             np.less_equal(a, 1.0, out=flags[5])  # NaN <= 1 is False: a gap breaks the run
             np.greater(a, 1.0, out=flags[6])
@@ -252,7 +252,7 @@ class RunRules:
         np.multiply(runs, self._flag_bytes[0:7], out=runs)
         np.minimum(runs, self._cap, out=runs)
         if self._trend:  # a change that does not alternate starts a new alternation of one
-            np.logical_or(flags[2], flags[3], out=self._moved)
+            np.bitwise_or(flags[2], flags[3], out=self._moved)
             np.maximum(runs[4], self._moved.view(np.uint8), out=runs[4])
         np.greater_equal(runs, self._needed, out=hits[0:7])
         np.greater_equal(runs[0:2], self._eight, out=hits[7:9])
@@ -266,16 +266,16 @@ class RunRules:
                 w[:, self._nan] = 0
             np.bitwise_count(w, out=self._count)
             np.greater_equal(self._count, self._window_needed, out=hits[9:13])
-            np.logical_and(hits[9:13], flags[7:11], out=hits[9:13])  # the newest point is in
+            np.bitwise_and(hits[9:13], flags[7:11], out=hits[9:13])  # the newest point is in
         if self._n1:
             if beyond is None:
                 np.greater(a, 3.0, out=hits[13])
             else:
                 np.equal(z, z, out=hits[13])  # not a gap: no rule fires on a NaN
-                np.logical_and(hits[13], beyond, out=hits[13])
+                np.bitwise_and(hits[13], beyond, out=hits[13])
         # Merge the up/down pairs: rows (0,1) (2,3) into 0 and 2; (7,8) (9,10) (11,12).
-        np.logical_or(hits[0:4:2], hits[1:4:2], out=hits[0:4:2])
-        np.logical_or(hits[7:13:2], hits[8:13:2], out=hits[7:13:2])
+        np.bitwise_or(hits[0:4:2], hits[1:4:2], out=hits[0:4:2])
+        np.bitwise_or(hits[7:13:2], hits[8:13:2], out=hits[7:13:2])
         return hits[self._select]
 
     def state(self) -> dict[str, Any]:
@@ -288,8 +288,8 @@ class RunRules:
             "version": _STATE_VERSION,
             "ids": list(self.ids),
             "n_channels": self.n_channels,
-            "prev": floats(self._prev),
-            "prev_sign": floats(self._prev_sign),
+            "prev": floats(self._prev[0]),
+            "prev_change": [int(r) - int(f) for f, r in self._prev_move.T],
             **{k: [int(v) for v in self._runs[i]] for i, k in enumerate(_COUNTERS)},
             **{k: [int(v) for v in self._windows[i]] for i, k in enumerate(_WINDOWS)},
         }
@@ -305,21 +305,24 @@ class RunRules:
             )
         try:
             prev = np.array([np.nan if v is None else v for v in state["prev"]], dtype=np.float64)
-            psign = [np.nan if v is None else v for v in state["prev_sign"]]
-            prev_sign = np.array(psign, dtype=np.float64)
+            change = np.array(state["prev_change"], dtype=np.int64)
             runs = np.minimum(np.array([state[k] for k in _COUNTERS], dtype=np.int64), _RUN_CAP)
             windows = np.array([state[k] for k in _WINDOWS], dtype=np.uint8)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"run-rule state is malformed: {exc}") from None
         c = self.n_channels
-        if prev.shape != (c,) or prev_sign.shape != (c,) or runs.shape[1:] != (c,):
+        if prev.shape != (c,) or change.shape != (c,) or runs.shape[1:] != (c,):
             raise ValueError(f"run-rule state arrays must each hold {c} values")
         if windows.shape[1:] != (c,):
             raise ValueError(f"run-rule state arrays must each hold {c} values")
-        self._prev[:] = prev
-        self._prev_sign[:] = prev_sign
         if runs.min(initial=0) < 0 or windows.max(initial=0) > 0b11111:
             raise ValueError("run-rule state holds negative runs or windows wider than 5 points")
+        if not np.isin(change, (-1, 0, 1)).all():
+            raise ValueError("run-rule state prev_change must hold -1, 0 or 1")
+        self._prev[0] = prev
+        self._prev[1] = -prev
+        self._prev_move[0] = change == -1
+        self._prev_move[1] = change == 1
         self._runs[:] = runs
         self._windows[:] = windows
 
