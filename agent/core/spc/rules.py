@@ -88,7 +88,7 @@ _RUN_CAP = 100
 _WINDOWS = ("b_up", "b_down", "a_up", "a_down")
 _WINDOW_BITS = (0b11111, 0b11111, 0b111, 0b111)
 _WINDOW_NEEDED = (4, 4, 2, 2)
-_ZONE_LEVELS = np.array([[[1.0]], [[2.0]]])
+_PAIRED_ROWS = (0, 2, 7, 9, 11)
 # Rows of the result table `_hits` that hold each rule's outcome once the pairs are merged.
 _SOURCE_ROW = {
     "N1": 13, "N2": 0, "N3": 2, "N4": 4, "N5": 11, "N6": 9, "N7": 5, "N8": 6,
@@ -203,6 +203,11 @@ class RunRules:
         def column(values: tuple[int, ...]) -> npt.NDArray[np.uint8]:
             return np.repeat(np.array(values, dtype=np.uint8)[:, None], c, axis=1)
 
+        # Full-shape operands: comparing with a scalar or a small broadcast array is slower.
+        self._zero = np.zeros((2, c))
+        self._one_sigma = np.ones(c)
+        self._three_sigma = np.full(c, 3.0)
+        self._levels = np.repeat(np.array([1.0, 2.0])[:, None, None], c, axis=2)
         self._one = column((1,) * len(_COUNTERS))
         self._cap = column((_RUN_CAP,) * len(_COUNTERS))
         self._needed = column(_RUN_NEEDED)
@@ -233,21 +238,21 @@ class RunRules:
             np.copyto(signed[0], z)
             np.negative(z, out=signed[1])
             if self._side:
-                np.greater(signed, 0.0, out=flags[0:2])
+                np.greater(signed, self._zero, out=flags[0:2])
             if self._zones:
-                np.greater(signed, _ZONE_LEVELS, out=flags[7:11].reshape(2, 2, -1))
+                np.greater(signed, self._levels, out=flags[7:11].reshape(2, 2, -1))
         if self._trend:
             # [z - prev, prev - z] > 0 is [rose, fell]; NaN at or after a gap is neither.
             np.subtract(signed, self._prev, out=self._delta)
             np.copyto(self._prev, signed)
-            np.greater(self._delta, 0.0, out=flags[2:4])
+            np.greater(self._delta, self._zero, out=flags[2:4])
             np.bitwise_and(flags[2:4], self._prev_move, out=self._pair)
             np.bitwise_or(self._pair[0], self._pair[1], out=flags[4])  # opposite to the last
             np.copyto(self._prev_move[0], flags[3])
             np.copyto(self._prev_move[1], flags[2])
         if self._bands:
-            np.less_equal(a, 1.0, out=flags[5])  # NaN <= 1 is False: a gap breaks the run
-            np.greater(a, 1.0, out=flags[6])
+            np.less_equal(a, self._one_sigma, out=flags[5])  # NaN <= 1 is False: a gap
+            np.greater(a, self._one_sigma, out=flags[6])
         np.add(runs, self._one, out=runs)
         np.multiply(runs, self._flag_bytes[0:7], out=runs)
         np.minimum(runs, self._cap, out=runs)
@@ -269,13 +274,14 @@ class RunRules:
             np.bitwise_and(hits[9:13], flags[7:11], out=hits[9:13])  # the newest point is in
         if self._n1:
             if beyond is None:
-                np.greater(a, 3.0, out=hits[13])
+                np.greater(a, self._three_sigma, out=hits[13])
             else:
                 np.equal(z, z, out=hits[13])  # not a gap: no rule fires on a NaN
                 np.bitwise_and(hits[13], beyond, out=hits[13])
-        # Merge the up/down pairs: rows (0,1) (2,3) into 0 and 2; (7,8) (9,10) (11,12).
-        np.bitwise_or(hits[0:4:2], hits[1:4:2], out=hits[0:4:2])
-        np.bitwise_or(hits[7:13:2], hits[8:13:2], out=hits[7:13:2])
+        # Merge the up/down pairs (7, 8), (9, 10) ... into the first row of each, one row per
+        # call: a strided two-row view takes numpy's slow iterator path.
+        for row in _PAIRED_ROWS:
+            np.bitwise_or(hits[row], hits[row + 1], out=hits[row])
         return hits[self._select]
 
     def state(self) -> dict[str, Any]:
