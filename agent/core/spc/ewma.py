@@ -85,7 +85,7 @@ class EwmaChart:
     def update(self, row: FloatArray) -> ChartPoint:
         """Chart one reading per channel."""
         good = ~np.isnan(row)
-        z = self.lam * row + (1.0 - self.lam) * self._z
+        z = self._z + self.lam * (row - self._z)  # = lam x + (1 - lam) z, exact when x == z
         self._z = np.where(good, z, self._z)
         step = (1.0 - self.lam) ** 2
         self._decay = np.where(good, self._decay * step, self._decay)

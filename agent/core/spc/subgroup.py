@@ -99,7 +99,8 @@ class SubgroupPoint:
 
 def subgroup_statistics(subgroups: FloatArray, spread: str) -> tuple[FloatArray, FloatArray]:
     """Means and ranges (or standard deviations, ddof 1) of (subgroups, n, channels)."""
-    means = np.mean(subgroups, axis=1)
+    first = subgroups[:, :1, :]
+    means = first[:, 0, :] + np.mean(subgroups - first, axis=1)  # exact for constant data
     if spread == "range":
         return means, np.ptp(subgroups, axis=1)
     return means, np.std(subgroups, axis=1, ddof=1)
