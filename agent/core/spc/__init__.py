@@ -9,6 +9,7 @@ with FIR headstart), `attribute` (p, np, c, u). Run rules and capability indices
 
 from agent.core.spc.attribute import AttributeChart, AttributeLimits, fit_attribute
 from agent.core.spc.base import BoolArray, ChartPoint, FloatArray, Series, run_series
+from agent.core.spc.capability import Capability, spec_problem
 from agent.core.spc.constants import SubgroupConstants, subgroup_constants
 from agent.core.spc.cusum import CusumChart, CusumPoint
 from agent.core.spc.ewma import EwmaChart
@@ -42,6 +43,7 @@ __all__ = [
     "AttributeChart",
     "AttributeLimits",
     "BoolArray",
+    "Capability",
     "ChartPoint",
     "CusumChart",
     "CusumPoint",
@@ -65,5 +67,6 @@ __all__ = [
     "fit_xbar",
     "rule_set",
     "run_series",
+    "spec_problem",
     "subgroup_constants",
 ]
