@@ -206,3 +206,18 @@ def test_leftover_rows_are_a_warning(tmp_path: Path) -> None:
     r = spc_json("--input", path, "--column", "x", "--chart", "xbar-r", "--subgroup", "3")
     assert len(r["statistics"]) == 2
     assert r["warnings"] == ["the last 2 row(s) do not fill a subgroup of 3 and are ignored"]
+
+
+def test_spec_limits_add_capability_with_the_chart_sigma() -> None:
+    r = spc_json("--input", PISTONS, "--column", "diameter", "--chart", "xbar-r",
+                 "--subgroup", "5", "--phase1", "25", "--lsl", "73.95", "--usl", "74.05",
+                 "--target", "74.02")  # fmt: skip
+    cap = r["capability"]
+    assert cap["n"] == 125  # the reference period's readings
+    assert cap["sigma_within"] == pytest.approx(r["sigma"])
+    assert cap["cp"] == pytest.approx(0.1 / (6 * r["sigma"]))
+    assert cap["cpm"] is not None and cap["cpm"] < cap["cp"]  # the target is off-centre
+    plain = spc_json("--input", PISTONS, "--column", "diameter", "--chart", "imr")
+    assert "capability" not in plain
+    done = spc("--input", JUICE, "--column", "D", "--chart", "c", "--usl", "30")
+    assert done.returncode == 2 and "variables charts" in done.stderr

@@ -121,8 +121,8 @@ def fit_xbar(
     --------
     >>> data = np.array([[[1.0], [3.0]], [[2.0], [2.0]], [[2.0], [4.0]]])
     >>> limits = fit_xbar(data)
-    >>> float(limits.center[0]), float(limits.spread_center[0])
-    (2.3333333333333335, 1.3333333333333333)
+    >>> round(float(limits.center[0]), 4), round(float(limits.spread_center[0]), 4)
+    (2.3333, 1.3333)
     >>> round(float(limits.xbar_limits[1][0]), 4)  # 2.3333 + 1.880 * 1.3333
     4.84
     """
