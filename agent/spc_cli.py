@@ -8,8 +8,12 @@ the count from `--column` and the sample size from `--size-column NAME` or a con
 `--size N` (p, np, u; a c chart has none). `--center`/`--sigma` give known standards instead
 of Phase I estimates (I-MR, EWMA, CUSUM).
 
+EWMA and CUSUM take their centre and sigma from an I-MR Phase I (MR-bar / d2, or
+`--sigma-method`) unless `--center`/`--sigma` are given.
+
 The JSON object: `chart`; `center`; `lcl` and `ucl` (a number, or a list when the limits vary
-per point: EWMA, p and u with varying sizes); `sigma` (the process sigma the limits use);
+per point: EWMA, p and u with varying sizes); `sigma` (the process sigma the limits use; for
+p/np/c/u the standard deviation of the plotted statistic, a list when sizes vary);
 `statistics` (the plotted statistic per point or subgroup; CUSUM prints `upper` and `lower`
 instead, with `h` and `k` in data units); `violations` (`{rule, index}`; for CUSUM also
 `plot`: "upper" or "lower"); X-bar charts add the companion `range` or `stdev` object and I-MR
@@ -38,6 +42,8 @@ from agent.core.spc.constants import CONSTANT_KINDS, check_subgroup_size
 from agent.core.spc.rules import rule_set
 from agent.errors import DataError
 from agent.spc_report import CHARTS, UsageError, chart_values
+
+KNOWN_STANDARDS = ("imr", "ewma", "cusum")
 
 
 def add_parser(sub: Any) -> None:
@@ -126,6 +132,9 @@ def chart_csv(args: argparse.Namespace) -> dict[str, Any]:
             check_subgroup_size(args.subgroup)
         except ValueError as exc:
             raise UsageError(f"--subgroup: {exc}") from None
+    if (args.center is not None or args.sigma is not None) and args.chart not in KNOWN_STANDARDS:
+        known = ", ".join(KNOWN_STANDARDS)
+        raise UsageError(f"--center/--sigma apply to {known}, not {args.chart}")
     if args.lsl is not None and args.usl is not None and args.lsl >= args.usl:
         raise UsageError(f"--lsl {args.lsl} must be below --usl {args.usl}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma >= 0):

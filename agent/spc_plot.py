@@ -30,6 +30,7 @@ def _panels(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                         "lcl": None,
                         "ucl": result["h"],
                         "violations": hits,
+                        "ucl_label": "H",
                     },
                 )
             )
@@ -67,7 +68,8 @@ def draw(result: dict[str, Any], path: Path) -> None:
             if line is not None:
                 ys = [float("nan") if v is None else v for v in line]
                 color = "tab:green" if name == "center" else "tab:red"
-                ax.plot(x, ys, linestyle=style, color=color, linewidth=1, label=name.upper())
+                label = plot.get(f"{name}_label", name.upper())
+                ax.plot(x, ys, linestyle=style, color=color, linewidth=1, label=label)
         flagged = sorted({v["index"] for v in plot["violations"]})
         if flagged:
             ys = [stats[i] for i in flagged]

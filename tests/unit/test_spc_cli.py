@@ -178,6 +178,8 @@ def write(tmp_path: Path, text: str) -> str:
         (["--input", TABLE_9_1, "--column", "x", "--chart", "cusum", "--h", "-1"], "h must"),
         (["--input", TABLE_9_1, "--column", "x", "--chart", "imr", "--lsl", "5", "--usl", "1"],
          "below --usl"),
+        (["--input", PISTONS, "--column", "diameter", "--chart", "xbar-r", "--subgroup", "5",
+          "--sigma", "1"], "--center/--sigma apply to imr, ewma, cusum"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_with_one_line_naming_the_problem(args: list[str], message: str) -> None:
