@@ -117,3 +117,9 @@ def test_spec_limits_on_a_non_numeric_tag_are_refused(tmp_path: Path, tag: dict[
         load_tag_map(write(tmp_path / "m.toml", tag))
     assert info.value.field in ("tag[0].lsl", "tag[0].usl", "tag[0].target")
     assert "has no spec limits" in info.value.problem
+
+
+def test_the_shipped_extruder_map_carries_melt_temperature_specs() -> None:
+    path = Path(__file__).resolve().parents[2] / "firmware-configs/plc/simulated-extruder.toml"
+    melt = next(t for t in load_tag_map(path).tags if t.name == "melt_temp")
+    assert (melt.lsl, melt.target, melt.usl) == (205.0, 215.0, 225.0)

@@ -152,6 +152,15 @@ def test_n8_eight_beyond_one_sigma_either_side() -> None:
     assert hits_of("N8", [*wide[:4], np.nan, *wide[4:]]) == []
 
 
+def test_long_runs_keep_firing_past_the_counter_width() -> None:
+    calm = [0.1, -0.1] * 200  # 400 points within 1 sigma, alternating: N4 and N7 all along
+    found = find_violations(np.array(calm), rule_set("N4,N7"))
+    assert [v.index for v in found if v.rule == "N7"] == list(range(14, 400))
+    assert [v.index for v in found if v.rule == "N4"] == list(range(13, 400))
+    above = find_violations(np.full(300, 0.5), rule_set("N2"))
+    assert [v.index for v in above] == list(range(8, 300))
+
+
 def test_channels_are_independent_and_reported() -> None:
     z = np.zeros((10, 3))
     z[:, 1] = 0.4  # nine in a row above on channel 1 only
@@ -197,6 +206,17 @@ def test_state_survives_a_restart_through_json() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
+def test_state_records_the_last_change() -> None:
+    engine = RunRules(rule_set("N3,N4"), 3)
+    engine.update(np.array([0.0, 0.0, 0.0]))
+    engine.update(np.array([1.0, -1.0, 0.0]))
+    state = engine.state()
+    assert state["prev_change"] == [1, -1, 0]
+    assert state["prev"] == [1.0, -1.0, 0.0]
+    engine.update(np.array([np.nan, 0.0, 0.0]))
+    assert engine.state()["prev"][0] is None
+
+
 def test_state_keeps_a_run_in_progress() -> None:
     engine = RunRules(rule_set("N2"), 1)
     for _ in range(8):
@@ -231,3 +251,12 @@ def test_restore_refuses_another_engine_or_a_broken_state() -> None:
     short = {**engine.state(), "prev": [None]}
     with pytest.raises(ValueError, match="2 values"):
         engine.restore(short)
+    with pytest.raises(ValueError, match="negative"):
+        engine.restore({**engine.state(), "up_run": [-1, 0]})
+    with pytest.raises(ValueError, match="wider"):
+        engine.restore({**engine.state(), "a_up": [64, 0]})
+    with pytest.raises(ValueError, match="malformed"):
+        engine.restore({**engine.state(), "a_up": [1000, 0]})
+    with pytest.raises(ValueError, match="prev_change"):
+        engine.restore({**engine.state(), "prev_change": [2, 0]})
+    assert engine.state()["prev_change"] == [0, 0]

@@ -49,8 +49,6 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-_IntArray = npt.NDArray[np.int64]
-_ByteArray = npt.NDArray[np.uint8]
 
 NELSON: tuple[str, ...] = ("N1", "N2", "N3", "N4", "N5", "N6", "N7", "N8")
 WESTERN_ELECTRIC: tuple[str, ...] = ("WE1", "WE2", "WE3", "WE4")
@@ -79,18 +77,23 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _window_table(width: int, needed: int) -> BoolArray:
-    """Hit table over a `width`-bit window (bit 0 = newest): newest set and `needed` set."""
-    return np.array(
-        [(h & 1) == 1 and bin(h).count("1") >= needed for h in range(1 << width)], dtype=bool
-    )
-
-
-_TWO_OF_THREE = _window_table(3, 2)
-_FOUR_OF_FIVE = _window_table(5, 4)
 _STATE_VERSION = 1
+# Run counters, one row each; the flag that extends each run sits in the same row of `_flags`.
+# They saturate at _RUN_CAP (uint8): every rule only asks whether a run has reached 15.
 _COUNTERS = ("up_run", "down_run", "rise_run", "fall_run", "alt_run", "within_run", "out_run")
-_WINDOWS = ("a_up", "a_down", "b_up", "b_down")
+_RUN_NEEDED = (9, 9, 5, 5, 13, 15, 8)
+_RUN_CAP = 100
+# Zone windows (rows 7..10 of `_flags`), bit 0 the newest point: beyond 1σ up/down over the
+# last five points (4 needed), beyond 2σ up/down over the last three (2 needed).
+_WINDOWS = ("b_up", "b_down", "a_up", "a_down")
+_WINDOW_BITS = (0b11111, 0b11111, 0b111, 0b111)
+_WINDOW_NEEDED = (4, 4, 2, 2)
+_ZONE_LEVELS = np.array([[[1.0]], [[2.0]]])
+# Rows of the result table `_hits` that hold each rule's outcome once the pairs are merged.
+_SOURCE_ROW = {
+    "N1": 13, "N2": 0, "N3": 2, "N4": 4, "N5": 11, "N6": 9, "N7": 5, "N8": 6,
+    "WE1": 13, "WE2": 11, "WE3": 9, "WE4": 7,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,12 @@ def rule_set(spec: str) -> RuleSet:
 class RunRules:
     """Streaming run-rule engine for `n_channels` channels: O(1) per point per channel.
 
+    All state is a few stacked arrays (uint8 run counters, bit-packed windows), updated in
+    place by about thirty numpy calls per point whatever the channel count, so several plots
+    of a chart fed through one engine (as one wider row) cost little more than one. Integer
+    operands are full-shape arrays of one dtype: numpy's broadcast and casting paths are
+    several times slower than its contiguous loops at these sizes.
+
     Examples
     --------
     >>> engine = RunRules(rule_set("N2"), n_channels=1)
@@ -167,51 +176,46 @@ class RunRules:
         self.rules = rules
         self.n_channels = n_channels
         self.ids: tuple[str, ...] = rules.ids
-        self._row = {rule: k for k, rule in enumerate(self.ids)}
+        self._select = np.array([_SOURCE_ROW[i] for i in self.ids], dtype=np.intp)
         need = set(self.ids)
+        self._n1 = bool(need & {"N1", "WE1"})
         self._side = bool(need & {"N2", "WE4"})
         self._trend = bool(need & {"N3", "N4"})
-        self._zone_a = bool(need & {"N5", "WE2"})
-        self._zone_b = bool(need & {"N6", "WE3"})
+        self._zones = bool(need & {"N5", "N6", "WE2", "WE3"})
         self._bands = bool(need & {"N7", "N8"})
         c = n_channels
-        self._prev = np.full(c, np.nan)
-        self._prev_sign = np.full(c, np.nan)
-        self._runs: dict[str, _IntArray] = {k: np.zeros(c, dtype=np.int64) for k in _COUNTERS}
-        self._win: dict[str, _ByteArray] = {k: np.zeros(c, dtype=np.uint8) for k in _WINDOWS}
+        self._prev = np.full((2, c), np.nan)  # the previous z and its negative
+        self._prev_move = np.zeros((2, c), dtype=bool)  # the previous change: fell, rose
+        self._runs = np.zeros((len(_COUNTERS), c), dtype=np.uint8)
+        self._windows = np.zeros((len(_WINDOWS), c), dtype=np.uint8)
+        # Flags: up, down, rise, fall, alternates, within 1σ, beyond 1σ | b_up b_down a_up a_down
+        self._flags = np.zeros((11, c), dtype=bool)
+        self._flag_bytes = self._flags.view(np.uint8)
+        self._hits = np.zeros((14, c), dtype=bool)
+        self._signed = np.empty((2, c))
         self._abs = np.empty(c)
-        self._diff = np.empty(c)
-        self._flag = np.empty(c, dtype=bool)
-        self._flag2 = np.empty(c, dtype=bool)
+        self._delta = np.empty((2, c))
+        self._pair = np.empty((2, c), dtype=bool)
+        self._count = np.empty((len(_WINDOWS), c), dtype=np.uint8)
+        self._moved = np.empty(c, dtype=bool)
         self._nan = np.empty(c, dtype=bool)
-        self._top = np.empty(c, dtype=np.int64)
+
+        def column(values: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+            return np.repeat(np.array(values, dtype=np.uint8)[:, None], c, axis=1)
+
+        self._one = column((1,) * len(_COUNTERS))
+        self._cap = column((_RUN_CAP,) * len(_COUNTERS))
+        self._needed = column(_RUN_NEEDED)
+        self._eight = column((8, 8))
+        self._window_bits = column(_WINDOW_BITS)
+        self._window_needed = column(_WINDOW_NEEDED)
 
     def reset(self) -> None:
         """Forget every run in progress (as after a gap on every channel)."""
         self._prev[:] = np.nan
-        self._prev_sign[:] = np.nan
-        for run in self._runs.values():
-            run[:] = 0
-        for win in self._win.values():
-            win[:] = 0
-
-    def _count(self, run: _IntArray, flag: BoolArray) -> None:
-        """run = run + 1 where flag else 0, in place."""
-        np.add(run, 1, out=run)
-        np.multiply(run, flag, out=run)
-
-    def _push(self, win: _ByteArray, flag: BoolArray, width_mask: int) -> None:
-        """Shift the newest flag into a bit-packed window, in place."""
-        np.left_shift(win, 1, out=win)
-        np.bitwise_or(win, flag, out=win)
-        np.bitwise_and(win, width_mask, out=win)
-
-    def _set(self, hits: BoolArray, rule: str, other: str, value: BoolArray) -> None:
-        """Write one result into the rows of `rule` and its equivalent `other`, if enabled."""
-        for name in (rule, other):
-            row = self._row.get(name)
-            if row is not None:
-                hits[row] = value
+        self._prev_move[:] = False
+        self._runs[:] = 0
+        self._windows[:] = 0
 
     def update(self, z: FloatArray, beyond: BoolArray | None = None) -> BoolArray:
         """Feed one point per channel; return hits, shape (len(ids), n_channels).
@@ -221,85 +225,58 @@ class RunRules:
         z = np.asarray(z, dtype=np.float64)
         if z.shape != (self.n_channels,):
             raise ValueError(f"z must have shape ({self.n_channels},), got {z.shape}")
-        hits = np.zeros((len(self.ids), self.n_channels), dtype=bool)
         if not self.ids:
-            return hits
-        a, f, f2, runs, win = self._abs, self._flag, self._flag2, self._runs, self._win
+            return np.zeros((0, self.n_channels), dtype=bool)
+        flags, hits, runs, signed, a = self._flags, self._hits, self._runs, self._signed, self._abs
         np.abs(z, out=a)
-        if "N1" in self._row or "WE1" in self._row:
-            if beyond is None:
-                np.greater(a, 3.0, out=f)
-                self._set(hits, "N1", "WE1", f)
-            else:
-                np.equal(z, z, out=f)  # not a gap: no rule fires on a NaN
-                self._set(hits, "N1", "WE1", np.logical_and(f, beyond, out=f))
-        if self._side:
-            np.greater(z, 0.0, out=f)
-            self._count(runs["up_run"], f)
-            np.less(z, 0.0, out=f)
-            self._count(runs["down_run"], f)
-            np.maximum(runs["up_run"], runs["down_run"], out=self._top)
-            if "N2" in self._row:
-                np.greater_equal(self._top, 9, out=hits[self._row["N2"]])
-            if "WE4" in self._row:
-                np.greater_equal(self._top, 8, out=hits[self._row["WE4"]])
+        if self._side or self._zones or self._trend:
+            np.copyto(signed[0], z)
+            np.negative(z, out=signed[1])
+            if self._side:
+                np.greater(signed, 0.0, out=flags[0:2])
+            if self._zones:
+                np.greater(signed, _ZONE_LEVELS, out=flags[7:11].reshape(2, 2, -1))
         if self._trend:
-            self._update_trend(z, hits)
-        if self._zone_a:
-            np.greater(z, 2.0, out=f)
-            self._push(win["a_up"], f, 0b111)
-            np.less(z, -2.0, out=f)
-            self._push(win["a_down"], f, 0b111)
-            np.take(_TWO_OF_THREE, win["a_up"], out=f)
-            np.take(_TWO_OF_THREE, win["a_down"], out=f2)
-            self._set(hits, "N5", "WE2", np.bitwise_or(f, f2, out=f))
-        if self._zone_b:
-            np.greater(z, 1.0, out=f)
-            self._push(win["b_up"], f, 0b11111)
-            np.less(z, -1.0, out=f)
-            self._push(win["b_down"], f, 0b11111)
-            np.take(_FOUR_OF_FIVE, win["b_up"], out=f)
-            np.take(_FOUR_OF_FIVE, win["b_down"], out=f2)
-            self._set(hits, "N6", "WE3", np.bitwise_or(f, f2, out=f))
+            # [z - prev, prev - z] > 0 is [rose, fell]; NaN at or after a gap is neither.
+            np.subtract(signed, self._prev, out=self._delta)
+            np.copyto(self._prev, signed)
+            np.greater(self._delta, 0.0, out=flags[2:4])
+            np.bitwise_and(flags[2:4], self._prev_move, out=self._pair)
+            np.bitwise_or(self._pair[0], self._pair[1], out=flags[4])  # opposite to the last
+            np.copyto(self._prev_move[0], flags[3])
+            np.copyto(self._prev_move[1], flags[2])
         if self._bands:
-            np.less_equal(a, 1.0, out=f)  # NaN <= 1 is False: a gap breaks the run
-            self._count(runs["within_run"], f)
-            np.greater(a, 1.0, out=f)
-            self._count(runs["out_run"], f)
-            if "N7" in self._row:
-                np.greater_equal(runs["within_run"], 15, out=hits[self._row["N7"]])
-            if "N8" in self._row:
-                np.greater_equal(runs["out_run"], 8, out=hits[self._row["N8"]])
-        if self._zone_a or self._zone_b:
+            np.less_equal(a, 1.0, out=flags[5])  # NaN <= 1 is False: a gap breaks the run
+            np.greater(a, 1.0, out=flags[6])
+        np.add(runs, self._one, out=runs)
+        np.multiply(runs, self._flag_bytes[0:7], out=runs)
+        np.minimum(runs, self._cap, out=runs)
+        if self._trend:  # a change that does not alternate starts a new alternation of one
+            np.bitwise_or(flags[2], flags[3], out=self._moved)
+            np.maximum(runs[4], self._moved.view(np.uint8), out=runs[4])
+        np.greater_equal(runs, self._needed, out=hits[0:7])
+        np.greater_equal(runs[0:2], self._eight, out=hits[7:9])
+        if self._zones:
+            w = self._windows
+            np.add(w, w, out=w)  # shift the window one point left
+            np.bitwise_or(w, self._flag_bytes[7:11], out=w)
+            np.bitwise_and(w, self._window_bits, out=w)
             np.isnan(z, out=self._nan)
-            if self._nan.any():  # a gap empties the windows (counters reset on their own)
-                for w in win.values():
-                    w[self._nan] = 0
-        return hits
-
-    def _update_trend(self, z: FloatArray, hits: BoolArray) -> None:
-        """N3 and N4: count rises, falls and alternations of consecutive points."""
-        d, f, f2, runs = self._diff, self._flag, self._flag2, self._runs
-        np.subtract(z, self._prev, out=d)  # NaN after (or at) a gap: neither rise nor fall
-        np.copyto(self._prev, z)
-        np.greater(d, 0.0, out=f)
-        self._count(runs["rise_run"], f)
-        np.less(d, 0.0, out=f2)
-        self._count(runs["fall_run"], f2)
-        if "N3" in self._row:
-            np.maximum(runs["rise_run"], runs["fall_run"], out=self._top)
-            np.greater_equal(self._top, 5, out=hits[self._row["N3"]])
-        if "N4" in self._row:
-            alt = runs["alt_run"]
-            np.bitwise_or(f, f2, out=f)  # a real change: starts a new alternation of one
-            np.sign(d, out=d)  # signs, not values: a product of two tiny changes underflows
-            np.multiply(self._prev_sign, d, out=self._prev_sign)
-            np.less(self._prev_sign, 0.0, out=f2)  # opposite sign to the previous change
-            np.add(alt, 1, out=alt)
-            np.multiply(alt, f2, out=alt)
-            np.maximum(alt, f, out=alt)
-            np.greater_equal(alt, 13, out=hits[self._row["N4"]])
-            np.copyto(self._prev_sign, d)
+            if self._nan.any():  # a gap empties the windows (the counters reset on their own)
+                w[:, self._nan] = 0
+            np.bitwise_count(w, out=self._count)
+            np.greater_equal(self._count, self._window_needed, out=hits[9:13])
+            np.bitwise_and(hits[9:13], flags[7:11], out=hits[9:13])  # the newest point is in
+        if self._n1:
+            if beyond is None:
+                np.greater(a, 3.0, out=hits[13])
+            else:
+                np.equal(z, z, out=hits[13])  # not a gap: no rule fires on a NaN
+                np.bitwise_and(hits[13], beyond, out=hits[13])
+        # Merge the up/down pairs: rows (0,1) (2,3) into 0 and 2; (7,8) (9,10) (11,12).
+        np.bitwise_or(hits[0:4:2], hits[1:4:2], out=hits[0:4:2])
+        np.bitwise_or(hits[7:13:2], hits[8:13:2], out=hits[7:13:2])
+        return hits[self._select]
 
     def state(self) -> dict[str, Any]:
         """The runs in progress as a JSON-able dict (NaN as None), for `restore` after a restart."""
@@ -311,10 +288,10 @@ class RunRules:
             "version": _STATE_VERSION,
             "ids": list(self.ids),
             "n_channels": self.n_channels,
-            "prev": floats(self._prev),
-            "prev_sign": floats(self._prev_sign),
-            **{k: [int(v) for v in run] for k, run in self._runs.items()},
-            **{k: [int(v) for v in w] for k, w in self._win.items()},
+            "prev": floats(self._prev[0]),
+            "prev_change": [int(r) - int(f) for f, r in self._prev_move.T],
+            **{k: [int(v) for v in self._runs[i]] for i, k in enumerate(_COUNTERS)},
+            **{k: [int(v) for v in self._windows[i]] for i, k in enumerate(_WINDOWS)},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -328,21 +305,26 @@ class RunRules:
             )
         try:
             prev = np.array([np.nan if v is None else v for v in state["prev"]], dtype=np.float64)
-            psign = [np.nan if v is None else v for v in state["prev_sign"]]
-            prev_sign = np.array(psign, dtype=np.float64)
-            runs = {k: np.array(state[k], dtype=np.int64) for k in _COUNTERS}
-            wins = {k: np.array(state[k], dtype=np.uint8) for k in _WINDOWS}
-        except (KeyError, TypeError, ValueError) as exc:
+            change = np.array(state["prev_change"], dtype=np.int64)
+            runs = np.minimum(np.array([state[k] for k in _COUNTERS], dtype=np.int64), _RUN_CAP)
+            windows = np.array([state[k] for k in _WINDOWS], dtype=np.uint8)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"run-rule state is malformed: {exc}") from None
-        arrays: list[npt.NDArray[Any]] = [prev, prev_sign, *runs.values(), *wins.values()]
-        if any(x.shape != (self.n_channels,) for x in arrays):
-            raise ValueError(f"run-rule state arrays must each hold {self.n_channels} values")
-        self._prev[:] = prev
-        self._prev_sign[:] = prev_sign
-        for k in _COUNTERS:
-            self._runs[k][:] = runs[k]
-        for k in _WINDOWS:
-            self._win[k][:] = wins[k]
+        c = self.n_channels
+        if prev.shape != (c,) or change.shape != (c,) or runs.shape[1:] != (c,):
+            raise ValueError(f"run-rule state arrays must each hold {c} values")
+        if windows.shape[1:] != (c,):
+            raise ValueError(f"run-rule state arrays must each hold {c} values")
+        if runs.min(initial=0) < 0 or windows.max(initial=0) > 0b11111:
+            raise ValueError("run-rule state holds negative runs or windows wider than 5 points")
+        if not np.isin(change, (-1, 0, 1)).all():
+            raise ValueError("run-rule state prev_change must hold -1, 0 or 1")
+        self._prev[0] = prev
+        self._prev[1] = -prev
+        self._prev_move[0] = change == -1
+        self._prev_move[1] = change == 1
+        self._runs[:] = runs
+        self._windows[:] = windows
 
 
 def find_violations(
