@@ -279,3 +279,20 @@ def test_c_u_np_charts() -> None:
 def test_bad_input_is_refused_with_a_clear_message(call: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("kind", ["p", "np", "c", "u"])
+def test_attribute_chart_reusing_limits_equals_computing_them_per_point(kind: str) -> None:
+    rng = np.random.default_rng(11)
+    sizes = np.repeat([[50.0, 80.0], [50.0, 80.0], [120.0, 80.0], [50.0, 60.0]], 3, axis=0)
+    if kind == "np":
+        sizes = np.full_like(sizes, 50.0)
+    counts = rng.binomial(sizes.astype(int), 0.1).astype(np.float64)
+    limits = fit_attribute(kind, counts, None if kind == "c" else sizes)
+    chart = AttributeChart(limits)
+    for t in range(counts.shape[0]):
+        row_sizes = None if kind == "c" else sizes[t]
+        got = chart.update(counts[t], row_sizes)
+        want = limits.point(counts[t], row_sizes)
+        for field in ("statistic", "center", "lcl", "ucl", "sigma"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
