@@ -178,6 +178,9 @@ class XbarChart:
         self.limits = limits
         self.plot_names = ("xbar", limits.spread)
         self.channels = limits.center.shape[0]
+        # Phase II limits are fixed: compute them once, not per subgroup.
+        self._x = (*limits.xbar_limits, limits.xbar_sigma)
+        self._s = (*limits.spread_limits, limits.spread_sigma)
         self.reset()
 
     def reset(self) -> None:
@@ -204,7 +207,11 @@ class XbarChart:
             spread = self._hi - self._lo
         else:
             spread = np.sqrt(np.maximum(self._m2, 0.0) / (n - 1))
-        point = self.limits.points(self._mean.copy(), spread)
+        lim = self.limits
+        point = SubgroupPoint(
+            xbar=ChartPoint(self._mean.copy(), lim.center, *self._x),
+            spread=ChartPoint(spread, lim.spread_center, *self._s),
+        )
         self.reset()
         return point
 
