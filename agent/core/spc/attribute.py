@@ -134,14 +134,32 @@ class AttributeChart:
         self.size = size  # the constant sample size, when updates do not give one
         self.plot_names = (limits.kind,)
         self.channels = limits.center.shape[0]
+        self._default: FloatArray | None = None  # sizes when an update gives none
+        if size is not None:
+            self._default = np.full(self.channels, float(size))
+        self._cached: ChartPoint | None = None  # the limits of the last sizes
+        self._cached_sizes: FloatArray | None = None
 
     def update(self, counts: FloatArray, sizes: FloatArray | None = None) -> ChartPoint:
         """Chart one sample per channel (a NaN count is a gap)."""
-        if sizes is None and self.size is not None:
-            sizes = np.full(self.channels, float(self.size))
-        if self.limits.kind in SIZED and sizes is None:
-            raise ValueError(f"a {self.limits.kind} chart needs the sample size of every point")
-        return self.limits.point(counts, None if self.limits.kind == "c" else sizes)
+        kind = self.limits.kind
+        cached = self._cached
+        if kind == "c":
+            if cached is None:
+                cached = self._cached = self.limits.point(counts, None)
+            return ChartPoint(counts.astype(np.float64), cached.center, cached.lcl,
+                              cached.ucl, cached.sigma)  # fmt: skip
+        n = self._default if sizes is None else sizes
+        if n is None:
+            raise ValueError(f"a {kind} chart needs the sample size of every point")
+        # Lines mostly inspect the same number of parts every time: the limits of the last
+        # sizes are reused, and only the plotted statistic is computed.
+        known = self._cached_sizes
+        if cached is None or known is None or not np.array_equal(n, known):
+            cached = self._cached = self.limits.point(counts, n)
+            self._cached_sizes = np.array(n, dtype=np.float64)
+        stat = counts / n if kind in ("p", "u") else counts.astype(np.float64)
+        return ChartPoint(stat, cached.center, cached.lcl, cached.ucl, cached.sigma)
 
     def reset(self) -> None:
         """Nothing to forget: every point stands alone."""

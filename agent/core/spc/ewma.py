@@ -74,7 +74,8 @@ class EwmaChart:
         self.nsigmas = nsigmas
         self.exact = exact
         self.channels = c
-        self._asymptote = math.sqrt(lam / (2.0 - lam))
+        self._steady = self.sigma * math.sqrt(lam / (2.0 - lam))  # sd of z as t grows
+        self._step = (1.0 - lam) ** 2
         self.reset()
 
     def reset(self) -> None:
@@ -84,17 +85,15 @@ class EwmaChart:
 
     def update(self, row: FloatArray) -> ChartPoint:
         """Chart one reading per channel."""
-        good = ~np.isnan(row)
-        z = self.lam * row + (1.0 - self.lam) * self._z
-        self._z = np.where(good, z, self._z)
-        step = (1.0 - self.lam) ** 2
-        self._decay = np.where(good, self._decay * step, self._decay)
-        if self.exact:
-            width = self.sigma * self._asymptote * np.sqrt(1.0 - self._decay)
-        else:
-            width = self.sigma * self._asymptote
+        z = self._z + self.lam * (row - self._z)  # = lam x + (1 - lam) z, exact when x == z
+        decay = self._decay * self._step
+        statistic = z  # NaN where the reading is
+        gap = np.isnan(row)
+        if gap.any():
+            z, decay = np.where(gap, self._z, z), np.where(gap, self._decay, decay)
+        self._z, self._decay = z, decay
+        width = self._steady * np.sqrt(1.0 - decay) if self.exact else self._steady
         half = self.nsigmas * width
-        statistic = np.where(good, self._z, np.nan)
         return ChartPoint(statistic, self.center, self.center - half, self.center + half, width)
 
     def _params(self) -> dict[str, object]:

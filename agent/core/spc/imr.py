@@ -202,8 +202,8 @@ class ImrChart:
         beyond = (row > self._ucl) | (row < self._lcl)
         mr = np.abs(row - self._last)  # NaN on the first row: NaN comparisons are False
         mr_beyond = mr > self._mr_ucl
-        self._same = np.where(mr == 0.0, self._same + 1, 0)
         if self.flatline_samples > 0:
+            self._same = np.where(mr == 0.0, self._same + 1, 0)
             flat = self._same >= self.flatline_samples
         else:
             flat = np.zeros_like(beyond)

@@ -78,6 +78,13 @@ def iterate(
 
 
 def masked_mean(values: np.ndarray, kept: BoolArray) -> np.ndarray:
-    """Per-channel mean of `values` (points, channels) over the kept points."""
+    """Per-channel mean of `values` (points, channels) over the kept points.
+
+    Summed as deviations from the first point, so constant data has exactly its value as
+    the mean (a plain sum can round 4.2 * 3 / 3 to 4.200000000000001, which would put
+    every point of a constant channel off its own centre line).
+    """
     count = np.sum(kept, axis=0)
-    return np.asarray(np.sum(np.where(kept, values, 0.0), axis=0) / count, dtype=np.float64)
+    first = values[0]
+    spread = np.sum(np.where(kept, values - first, 0.0), axis=0)
+    return np.asarray(first + spread / count, dtype=np.float64)

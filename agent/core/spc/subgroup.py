@@ -99,7 +99,8 @@ class SubgroupPoint:
 
 def subgroup_statistics(subgroups: FloatArray, spread: str) -> tuple[FloatArray, FloatArray]:
     """Means and ranges (or standard deviations, ddof 1) of (subgroups, n, channels)."""
-    means = np.mean(subgroups, axis=1)
+    first = subgroups[:, :1, :]
+    means = first[:, 0, :] + np.mean(subgroups - first, axis=1)  # exact for constant data
     if spread == "range":
         return means, np.ptp(subgroups, axis=1)
     return means, np.std(subgroups, axis=1, ddof=1)
@@ -120,8 +121,8 @@ def fit_xbar(
     --------
     >>> data = np.array([[[1.0], [3.0]], [[2.0], [2.0]], [[2.0], [4.0]]])
     >>> limits = fit_xbar(data)
-    >>> float(limits.center[0]), float(limits.spread_center[0])
-    (2.3333333333333335, 1.3333333333333333)
+    >>> round(float(limits.center[0]), 4), round(float(limits.spread_center[0]), 4)
+    (2.3333, 1.3333)
     >>> round(float(limits.xbar_limits[1][0]), 4)  # 2.3333 + 1.880 * 1.3333
     4.84
     """
@@ -177,6 +178,9 @@ class XbarChart:
         self.limits = limits
         self.plot_names = ("xbar", limits.spread)
         self.channels = limits.center.shape[0]
+        # Phase II limits are fixed: compute them once, not per subgroup.
+        self._x = (*limits.xbar_limits, limits.xbar_sigma)
+        self._s = (*limits.spread_limits, limits.spread_sigma)
         self.reset()
 
     def reset(self) -> None:
@@ -203,7 +207,11 @@ class XbarChart:
             spread = self._hi - self._lo
         else:
             spread = np.sqrt(np.maximum(self._m2, 0.0) / (n - 1))
-        point = self.limits.points(self._mean.copy(), spread)
+        lim = self.limits
+        point = SubgroupPoint(
+            xbar=ChartPoint(self._mean.copy(), lim.center, *self._x),
+            spread=ChartPoint(spread, lim.spread_center, *self._s),
+        )
         self.reset()
         return point
 
