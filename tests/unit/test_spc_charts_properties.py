@@ -296,3 +296,16 @@ def test_attribute_chart_reusing_limits_equals_computing_them_per_point(kind: st
         want = limits.point(counts[t], row_sizes)
         for field in ("statistic", "center", "lcl", "ucl", "sigma"):
             np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_the_live_detector_saves_and_restores_its_chart() -> None:
+    from agent.detectors.spc import SpcDetector
+
+    data = np.random.default_rng(9).normal(size=(50, 2))
+    first, second = (SpcDetector(fit_imr(data), flatline_samples=2) for _ in range(2))
+    for row in (data[0], data[1], data[1]):
+        first.update(row)
+    second.restore(json.loads(json.dumps(first.state())))
+    a, b = first.update(data[1]), second.update(data[1])
+    assert a.flatline.tolist() == b.flatline.tolist() == [True, True]  # the run survived
+    np.testing.assert_array_equal(a.moving_range.statistic, b.moving_range.statistic)
