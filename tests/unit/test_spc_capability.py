@@ -2,11 +2,12 @@
 
 The worked example is the piston-ring inside diameters of Montgomery's *Introduction to
 Statistical Quality Control* (the first 25 subgroups of five, Table 6.3, shipped as the
-`pistonrings` data of the R package qcc). qcc's `process.capability` prints, for specs
-73.95..74.05 with sigma within = R-bar/d2 (d2 = 2.326), Cp 1.703, Cp_l 1.743, Cp_u 1.663,
-Cp_k 1.663, Cpm 1.691; with target 74.02, Cpm 0.7856; for specs 73.99..74.01, Cp 0.3407,
-Cpk 0.3006, Cpm 0.3382; for 73.99..74.10, Cp 1.8736, Cpk 0.3807, Cpm 0.4083. Those
-figures are matched here to every printed digit.
+`pistonrings` data of the R package qcc). qcc's `process.capability` on them (centre
+74.00118, sigma within = R-bar/d2 = 0.009785039 with d2 = 2.326) gives, for specs
+73.95..74.05, Cp 1.703, Cp_l 1.743, Cp_u 1.663, Cp_k 1.663, Cpm 1.691; with target 74.02,
+Cpm 0.7856; for specs 73.99..74.01, Cp 0.3407, Cpk 0.3006, Cpm 0.3382; for 73.99..74.10,
+Cp 1.8736, Cpk 0.3807, Cpm 0.4083 (the figures the Python port of qcc in Kenett, Zacks and
+Gedeck's `mistat` package checks itself against). They are matched here to every digit given.
 """
 
 from __future__ import annotations

@@ -260,3 +260,18 @@ def test_restore_refuses_another_engine_or_a_broken_state() -> None:
     with pytest.raises(ValueError, match="prev_change"):
         engine.restore({**engine.state(), "prev_change": [2, 0]})
     assert engine.state()["prev_change"] == [0, 0]
+
+
+def test_batch_blocks_do_not_lose_or_shift_hits() -> None:
+    # 12 rules x 40,000 channels: find_violations gathers two points per block.
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.5, 1.5, size=(9, 40_000))
+    engine = RunRules(rule_set("all"), 40_000)
+    expected = []
+    for t, row in enumerate(z):
+        rows, channels = np.nonzero(engine.update(row))
+        expected += [
+            Violation(engine.ids[r], t, int(c)) for r, c in zip(rows, channels, strict=True)
+        ]
+    assert find_violations(z, rule_set("all")) == expected
+    assert len(expected) > 1000

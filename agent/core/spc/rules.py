@@ -358,9 +358,16 @@ def find_violations(
     if table.shape[0] == 0 or table.shape[1] == 0:
         return []
     engine = RunRules(rules, table.shape[1])
+    if not engine.ids:
+        return []
+    # Hits are gathered a block of points at a time: one nonzero per block, not per point.
+    block = max(1, (1 << 20) // (len(engine.ids) * table.shape[1]))
+    buffer = np.empty((block, len(engine.ids), table.shape[1]), dtype=bool)
     found: list[Violation] = []
-    for t in range(table.shape[0]):
-        hits = engine.update(table[t], None if flags is None else flags[t])
-        for row, channel in zip(*np.nonzero(hits), strict=True):
-            found.append(Violation(engine.ids[row], t, int(channel)))
+    for start in range(0, table.shape[0], block):
+        stop = min(start + block, table.shape[0])
+        for t in range(start, stop):
+            buffer[t - start] = engine.update(table[t], None if flags is None else flags[t])
+        for t, row, channel in zip(*np.nonzero(buffer[: stop - start]), strict=True):
+            found.append(Violation(engine.ids[row], start + int(t), int(channel)))
     return found
