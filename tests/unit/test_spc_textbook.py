@@ -7,6 +7,7 @@ Sources (the data are in tests/fixtures/spc/, see its README):
   Gedeck) for the same data, the orange-juice cans p chart, the viscosity (Montgomery p. 242)
   and antifreeze (Wetherill and Brown p. 120) individuals charts.
 - mistat's `ewmaSmooth` tests (EWMA recursion) and a printed qcc `ewma` summary.
+- Montgomery's Example 9.1 (tabular CUSUM on Table 9.1): signal period, C+, N+, new mean.
 """
 
 from __future__ import annotations
@@ -153,3 +154,25 @@ def test_ewma_first_limits_as_qcc_prints_them() -> None:
     # qcc ewma(lambda = 0.1, nsigmas = 3, std.dev = 0.8): centre 99.13187, first limits
     point = EwmaChart(center=99.13187, sigma=0.8, lam=0.1).update(np.array([500.0]))
     assert printed(point.lcl[0], "98.89187") and printed(point.ucl[0], "99.37187")
+
+
+def test_cusum_example_as_montgomery_concludes_it() -> None:
+    """Montgomery's Example 9.1 (Table 9.2): mu0 = 10, sigma = 1, k = 0.5, h = 5.
+
+    The book's conclusions: the upper CUSUM first exceeds H at period 29 with C+ = 5.28 and
+    N+ = 7, so the shift began after period 22 and the new mean is estimated as
+    mu0 + K + C+/N+ = 11.25. The lower CUSUM never signals.
+    """
+    from agent.core.spc import CusumChart
+
+    x = read_csv(FIXTURES / "montgomery_table_9_1.csv", ["x"]).column("x")
+    chart = CusumChart(10.0, 1.0, k=0.5, h=5.0)
+    points = [chart.update(x[t : t + 1]) for t in range(x.size)]
+    first = next(t for t, p in enumerate(points) if p.upper.beyond[0])
+    assert first + 1 == 29  # periods are numbered from 1 in the book
+    c_plus, n_plus = float(points[first].upper.statistic[0]), int(points[first].n_upper[0])
+    assert printed(c_plus, "5.28")
+    assert n_plus == 7
+    assert first + 1 - n_plus == 22
+    assert printed(10.0 + 0.5 + c_plus / n_plus, "11.25")
+    assert not any(bool(p.lower.beyond[0]) for p in points)
