@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=7200)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_simulate)
+    from agent.bundle_cli import add_bundle_parser
+
+    add_bundle_parser(sub)
     return parser
 
 
