@@ -173,7 +173,7 @@ def extract(
                 )
             _write_bytes(dest / name, data)
         count = 2
-        for member in tar:
+        while (member := tar.next()) is not None:  # iterating would replay the first two
             count += 1
             if count > limits.max_members:
                 raise UpdateRefused(Refusal.OVERSIZED, f"more than {limits.max_members} members")
