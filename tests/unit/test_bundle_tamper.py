@@ -164,23 +164,29 @@ def _edit(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any],
     return build
 
 
+def _flip(name: str) -> Callable[[dict[str, Any], Path], Path]:
+    return lambda kit, out: flip_member_byte(kit["good"], out, name)
+
+
+def _not_tar(kit: dict[str, Any], out: Path) -> Path:
+    out.write_bytes(b"\x89PNG" * 300)
+    return out
+
+
 CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Path], Refusal]] = {
-    "flip manifest.json": (
-        lambda k, o: flip_member_byte(k["good"], o, "manifest.json"), Refusal.BAD_SIGNATURE),
+    "flip manifest.json": (_flip("manifest.json"), Refusal.BAD_SIGNATURE),
     "flip signature": (_flip_signature, Refusal.BAD_SIGNATURE),
-    "flip vae.onnx": (lambda k, o: flip_member_byte(k["good"], o, "vae.onnx"), Refusal.HASH_MISMATCH),
-    "flip vae.int8.onnx": (
-        lambda k, o: flip_member_byte(k["good"], o, "vae.int8.onnx"), Refusal.HASH_MISMATCH),
-    "flip parity.json": (
-        lambda k, o: flip_member_byte(k["good"], o, "parity.json"), Refusal.HASH_MISMATCH),
-    "flip golden.npz": (
-        lambda k, o: flip_member_byte(k["good"], o, "golden.npz"), Refusal.HASH_MISMATCH),
+    "flip vae.onnx": (_flip("vae.onnx"), Refusal.HASH_MISMATCH),
+    "flip vae.int8.onnx": (_flip("vae.int8.onnx"), Refusal.HASH_MISMATCH),
+    "flip parity.json": (_flip("parity.json"), Refusal.HASH_MISMATCH),
+    "flip golden.npz": (_flip("golden.npz"), Refusal.HASH_MISMATCH),
     "garbage signature file": (
         lambda k, o: rewrite(k["good"], o, [members(k["good"])[0],
                                             (_member("manifest.sig"), b"x"),
                                             *members(k["good"])[2:]]),
         Refusal.SIGNATURE_MALFORMED),
-    "unknown key": (lambda k, o: signed(k["bundle"], k["other_key"], o.parent, 2), Refusal.UNKNOWN_KEY),
+    "unknown key": (
+        lambda k, o: signed(k["bundle"], k["other_key"], o.parent, 2), Refusal.UNKNOWN_KEY),
     "downgrade": (lambda k, o: signed(k["bundle"], k["key"], o.parent, 1), Refusal.DOWNGRADE),
     "unknown format": (_edit(lambda m: m.update(format=99)), Refusal.UNKNOWN_FORMAT),
     "malformed manifest": (_edit(lambda m: m.update(window="long")), Refusal.BAD_MANIFEST),
@@ -211,7 +217,8 @@ CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Path], Refusal]] = {
                Refusal.SPECIAL_MEMBER),
     "fifo": (lambda k, o: _extra(k, o, lambda: _member("fifo", tarfile.FIFOTYPE)),
              Refusal.SPECIAL_MEMBER),
-    "unlisted file": (lambda k, o: _extra(k, o, lambda: _member("extra.bin")), Refusal.UNLISTED_FILE),
+    "unlisted file": (
+        lambda k, o: _extra(k, o, lambda: _member("extra.bin")), Refusal.UNLISTED_FILE),
     "duplicate file": (
         lambda k, o: rewrite(k["good"], o, [*members(k["good"]), members(k["good"])[2]]),
         Refusal.DUPLICATE_MEMBER),
@@ -221,7 +228,7 @@ CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Path], Refusal]] = {
         Refusal.MISSING_FILE),
     "size differs": (_bad_size, Refusal.SIZE_MISMATCH),
     "truncated": (_truncated, Refusal.TRUNCATED),
-    "not a tar file": (lambda k, o: (o.write_bytes(b"\x89PNG" * 300), o)[1], Refusal.NOT_AN_ARCHIVE),
+    "not a tar file": (_not_tar, Refusal.NOT_AN_ARCHIVE),
     "signature not second": (lambda k, o: _move_to_end(k, o, "manifest.sig"), Refusal.LAYOUT),
 }  # fmt: skip
 
