@@ -100,9 +100,7 @@ def build_manifest(
         },
         "detector": detector,
         "models": {"fp32": FP32_NAME, "int8": INT8_NAME},
-        "files": {
-            name: file_entry(bundle_dir / name) for name in names
-        },
+        "files": {name: file_entry(bundle_dir / name) for name in names},
         "training": training,
     }
     if golden:

@@ -166,14 +166,16 @@ def extract(
     with open_stream(path) as tar:
         names = (MANIFEST_NAME, SIGNATURE_NAME)
         for index, (name, data) in enumerate(zip(names, head, strict=True)):
-            member = _next(tar, name)
-            if _read_small(tar, member, len(data)) != data:
+            if _read_small(tar, _next(tar, name), len(data)) != data:
                 raise UpdateRefused(
                     Refusal.BAD_SIGNATURE, f"{name} changed between two reads (member {index})"
                 )
-            _write_bytes(dest / name, data)
+            _write_bytes(dest / name, data, write)
         count = 2
-        while (member := tar.next()) is not None:  # iterating would replay the first two
+        while True:  # not `for member in tar`: that would replay the first two members
+            member = tar.next()
+            if member is None:
+                break
             count += 1
             if count > limits.max_members:
                 raise UpdateRefused(Refusal.OVERSIZED, f"more than {limits.max_members} members")
@@ -221,11 +223,11 @@ def extract(
         )
 
 
-def _write_bytes(target: Path, data: bytes) -> None:
+def _write_bytes(target: Path, data: bytes, write: Writer) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     fd = os.open(target, flags, 0o644)
     try:
-        write_all(fd, data)
+        write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
