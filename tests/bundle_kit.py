@@ -53,6 +53,26 @@ def signed(
     return out
 
 
+def resign_dir(src: Path, key: Path, out: Path) -> Path:
+    """Re-hash every file of a bundle directory into its manifest, then sign it into `out`."""
+    import hashlib
+
+    manifest = json.loads((src / "manifest.json").read_text())
+    names = sorted(
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    )
+    manifest["files"] = {
+        n: {"sha256": hashlib.sha256((src / n).read_bytes()).hexdigest(),
+            "size": (src / n).stat().st_size}
+        for n in names
+    }  # fmt: skip
+    (src / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    sign_bundle(src, key, out)
+    return out
+
+
 def members(path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
     """Every member of a tar file with its content."""
     with tarfile.open(path) as tar:
