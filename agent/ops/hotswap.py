@@ -24,7 +24,7 @@ from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.errors import BundleError
 from agent.ops.bundles import Bundle, load_bundle
-from agent.ops.install import check_compat
+from agent.ops.checks import check_compat
 from agent.ops.probation import ProbationDetector, ProbationPolicy
 from agent.ops.store import ModelStore
 from agent.types import Event, EventKind, EventState
