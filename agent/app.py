@@ -17,7 +17,7 @@ from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult
 from agent.ops.bundles import Bundle, load_bundle
-from agent.ops.hotswap import ModelUpdates
+from agent.ops.hotswap import ModelUpdates, boot_check
 from agent.ops.systemd import Watchdog, notify
 from agent.sinks.journal import Journal
 from agent.sinks.opcua_server import ScadaServer
@@ -69,6 +69,7 @@ class Agent:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
+        boot_check(config.bundle)  # an update that never passed probation goes back first
         self.bundle = load_bundle(config.bundle)
         self.monitor = build_monitor(config, self.bundle)
         self.sources = [make_source(plc) for plc in config.plcs]

@@ -8,6 +8,11 @@ new one fails, the loop goes back to the old one at the next sample and the serv
 `current` back at the old version on disk, writes the audit log and the journal, and says why
 on the OPC-UA tags. The highest-version record is left alone, so the failed version cannot be
 installed again; a fixed bundle needs a higher version.
+
+Like an A/B updater's boot counter, the installer leaves a probation marker that only a pass
+clears. An agent that starts on a version still under probation resumes it (the previous
+version in shadow); after `MAX_BOOTS` starts without a pass (a model that crashes the agent)
+`boot_check` goes back to the previous version before the model is even loaded.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from agent.ops.bundles import Bundle, load_bundle
 from agent.ops.checks import check_compat
 from agent.ops.probation import ProbationDetector, ProbationPolicy
 from agent.ops.store import ModelStore
-from agent.types import Event, EventKind, EventState
 
 if TYPE_CHECKING:
     from agent.app import Agent
 
 log = logging.getLogger(__name__)
 MODEL_SEVERITY = 600
+MAX_BOOTS = 2
+Loaded = tuple[Bundle, Any, SpcDetector]  # a bundle with its VAE detector and SPC charts
 
 
 @dataclass
@@ -57,6 +63,25 @@ def store_of(bundle_path: Path) -> ModelStore | None:
     if bundle_path.name == "current" and (models / "versions").is_dir():
         return ModelStore(models.parent)
     return None
+
+
+def boot_check(bundle_path: Path) -> None:
+    """At agent start: count a start of an unproven version; go back after MAX_BOOTS."""
+    store = store_of(bundle_path)
+    if store is None:
+        return
+    try:
+        with store.locked(wait_s=30):
+            marker = store.count_boot()
+            if marker is None or marker["boots"] <= MAX_BOOTS:
+                return
+            now, back = store.rollback(to=marker["previous"])
+            store.clear_marker()
+            reason = f"the agent started {marker['boots']} times without model {now} passing"
+            store.audit(action="rolled-back", version=now, to=back, reason=reason)
+            log.warning("model %d rolled back to %d at start: %s", now, back, reason)
+    except (BundleError, OSError) as exc:
+        log.error("probation marker of %s: %s", store.models, exc)
 
 
 async def publish_state(scada: Any, line: str, state: ModelState) -> None:
@@ -94,49 +119,68 @@ class ModelUpdates:
         self.state = ModelState(manifest.model_version, manifest.label)
         self.rejected: set[int] = set()
         self.swaps = 0
-        self._pending: tuple[Bundle, VaeDetector, SpcDetector] | None = None
+        self._pending: Loaded | None = None
         self._probation: ProbationDetector | None = None
-        self._before: tuple[Bundle, Any, SpcDetector] | None = None
+        self._before: Loaded | None = None
         self._candidate: Bundle | None = None
-        self._handled_failure = False
+        self._restored = False
+        self._passed: int | None = None
         self._wake = asyncio.Event()
+        self._resume()
 
     @property
     def probation(self) -> ProbationDetector | None:
         """The probation under way, if any."""
         return self._probation
 
+    def _resume(self) -> None:
+        """Started on a version still under probation: carry on, the previous one in shadow."""
+        marker = self.store.read_marker() if self.store is not None else None
+        if marker is None:
+            return
+        try:
+            before = self._load(marker["previous"])
+        except BundleError as exc:
+            log.error("cannot resume probation, previous model unusable: %s", exc)
+            return
+        monitor = self.agent.monitor
+        self._start((self.agent.bundle, monitor.vae, monitor.spc), before, "resumed after restart")
+
+    def _start(self, candidate: Loaded, incumbent: Loaded, how: str) -> None:
+        monitor = self.agent.monitor
+        bundle, vae, spc = candidate
+        self._before, self._candidate, self._restored = incumbent, bundle, False
+        self._probation = ProbationDetector(vae, incumbent[1], self.policy)
+        monitor.vae, monitor.spc = self._probation, spc
+        self.state.version, self.state.label = bundle.manifest.model_version, bundle.manifest.label
+        self._set("probation", f"model {bundle.manifest.model_version} {how}, on probation")
+
     def at_boundary(self) -> None:
         """Called by the detection loop between two samples: apply a swap or a restore."""
         monitor = self.agent.monitor
         if self._pending is not None:
-            bundle, vae, spc = self._pending
-            self._pending = None
-            self._before = (self.agent.bundle, monitor.vae, monitor.spc)
-            self._candidate = bundle
-            self._probation = ProbationDetector(vae, monitor.vae, self.policy)  # type: ignore[arg-type]
-            self._handled_failure = False
-            monitor.vae, monitor.spc = self._probation, spc
+            candidate, self._pending = self._pending, None
             self.swaps += 1
-            version = bundle.manifest.model_version
-            self._set("probation", f"model {version} swapped in, on probation")
+            self._start(candidate, (self.agent.bundle, monitor.vae, monitor.spc), "swapped in")
         elif self._probation is not None and self._before is not None:
-            if self._probation.failure is not None and not self._handled_failure:
-                _bundle, vae, spc = self._before
-                spc.reset()
+            if self._probation.failure is not None and not self._restored:
+                bundle, vae, spc = self._before
+                spc.reset()  # its last row is from before the swap
                 monitor.vae, monitor.spc = vae, spc
-                self._handled_failure = True
+                self.agent.bundle = bundle
+                self._restored = True
                 self._wake.set()
             elif self._probation.passed:
-                monitor.vae = self._probation.candidate
                 assert self._candidate is not None
+                monitor.vae = self._probation.candidate
                 self.agent.bundle = self._candidate
                 self._probation, self._before = None, None
-                v = self._candidate.manifest
-                self.state.version, self.state.label = v.model_version, v.label
-                self._set("active", f"model {v.model_version} passed probation")
+                self._passed = self._candidate.manifest.model_version
+                self._set("active", f"model {self._passed} passed probation")
 
     def _set(self, status: str, text: str) -> None:
+        from agent.types import Event, EventKind, EventState
+
         self.state.status = status
         self.state.last_update = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}"
         failed = status == "rolled-back"
@@ -151,7 +195,7 @@ class ModelUpdates:
         )  # fmt: skip
         self._wake.set()
 
-    def _load(self, version: int) -> tuple[Bundle, VaeDetector, SpcDetector]:
+    def _load(self, version: int) -> Loaded:
         assert self.store is not None
         bundle = load_bundle(self.store.version_dir(version))
         check_compat(bundle.manifest, None, self.agent.bundle.manifest)
@@ -160,30 +204,44 @@ class ModelUpdates:
         spc = SpcDetector.from_manifest(bundle.manifest.spc, detection.flatline_samples)
         return bundle, vae, spc
 
-    def _restore_link(self, failed: int, reason: str) -> None:
+    def _clear_marker(self) -> None:
+        assert self.store is not None
+        with self.store.locked(wait_s=30):
+            self.store.clear_marker()
+
+    def _restore_link(self, failed: int, to: int, reason: str) -> None:
         assert self.store is not None
         with self.store.locked(wait_s=30):
             if self.store.current_version() == failed:
-                self.store.rollback(to=self.state.version)
-            self.store.audit(
-                action="rolled-back", version=failed, to=self.state.version, reason=reason
-            )
+                self.store.rollback(to=to)
+            self.store.clear_marker()
+            self.store.audit(action="rolled-back", version=failed, to=to, reason=reason)
 
-    async def _reject(self, version: int, reason: str) -> None:
+    async def _reject(self, version: int, to: int, label: str, reason: str) -> None:
         self.rejected.add(version)
         try:
-            await asyncio.to_thread(self._restore_link, version, reason)
-        except BundleError as exc:
+            await asyncio.to_thread(self._restore_link, version, to, reason)
+        except (BundleError, OSError) as exc:
             log.error("model %d: cannot restore the link on disk: %s", version, exc)
-        self._set("rolled-back", f"model {version} rolled back to {self.state.version}: {reason}")
+        self.state.version, self.state.label = to, label
+        self._set("rolled-back", f"model {version} rolled back to {to}: {reason}")
 
     async def _tick(self) -> None:
         assert self.store is not None
         probation = self._probation
-        if probation is not None and probation.failure is not None and self._handled_failure:
-            assert self._candidate is not None
+        if self._passed is not None:
+            self._passed = None
+            await asyncio.to_thread(self._clear_marker)
+        if probation is not None and probation.failure is not None and self._restored:
+            assert self._candidate is not None and self._before is not None
+            back = self._before[0].manifest
             self._probation, self._before = None, None
-            await self._reject(self._candidate.manifest.model_version, probation.failure)
+            await self._reject(
+                self._candidate.manifest.model_version,
+                back.model_version,
+                back.label,
+                probation.failure,
+            )
             return
         if probation is not None or self._pending is not None:
             return
@@ -193,7 +251,8 @@ class ModelUpdates:
         try:
             self._pending = await asyncio.to_thread(self._load, version)
         except BundleError as exc:
-            await self._reject(version, f"cannot load it: {exc}")
+            m = self.agent.bundle.manifest
+            await self._reject(version, m.model_version, m.label, f"cannot load it: {exc}")
 
     async def run(self) -> None:
         """Publish the model state; watch the store until cancelled."""

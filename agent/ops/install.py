@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CRASH_ENV = "LINESIDE_CRASH_AT"
 STEPS = (
     "start", "copied", "head-read", "signature-checked", "version-checked", "compat-checked",
-    "extracted", "models-checked", "fsynced", "committed", "previous-linked", "flipped",
+    "extracted", "models-checked", "fsynced", "committed", "marked", "previous-linked", "flipped",
     "recorded", "pruned",
 )  # fmt: skip
 
@@ -253,6 +253,10 @@ def install_file(
                 raise UpdateRefused(Refusal.DOWNGRADE, f"model {version} is already running")
             path = store.commit(v.path, version)
             crash("committed")
+            running = store.current_version()
+            if running is not None:  # the agent must see it pass probation, or go back
+                store.write_marker(version, running)
+            crash("marked")
             previous = store.flip(version, crash)
             crash("flipped")
             store.record_highest(version)

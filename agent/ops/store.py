@@ -225,6 +225,40 @@ class ModelStore:
                 gone.append(int(path.name))
         return gone
 
+    @property
+    def marker_file(self) -> Path:
+        """Names a version that has not passed probation yet, and what to go back to."""
+        return self.models / "probation.json"
+
+    def write_marker(self, version: int, previous: int) -> None:
+        """Record, before the flip, that `version` must still pass probation."""
+        doc = {"version": version, "previous": previous, "boots": 0}
+        write_atomic(self.marker_file, json.dumps(doc).encode() + b"\n")
+
+    def read_marker(self) -> dict[str, int] | None:
+        """The probation marker, or None (also when it names a version that is not current)."""
+        try:
+            doc = json.loads(self.marker_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("version") != self.current_version():
+            return None
+        return {k: int(doc.get(k, 0)) for k in ("version", "previous", "boots")}
+
+    def count_boot(self) -> dict[str, int] | None:
+        """Add one agent start to the marker; return it (None when no probation is pending)."""
+        marker = self.read_marker()
+        if marker is not None:
+            marker["boots"] += 1
+            write_atomic(self.marker_file, json.dumps(marker).encode() + b"\n")
+        return marker
+
+    def clear_marker(self) -> None:
+        """The version passed probation, or was rolled back: nothing is pending any more."""
+        if self.marker_file.exists():
+            self.marker_file.unlink()
+            fsync_dir(self.models)
+
     def recover(self) -> None:
         """Clear what a crashed install left behind: staging leftovers and temp links."""
         if self.staging.is_dir():

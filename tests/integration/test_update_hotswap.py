@@ -107,6 +107,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
         assert max(gaps[swapped_at - 5 : swapped_at + 5]) < 1.0
         await wait_for(lambda: "passed" in updates.state.last_update, 5)
         assert await run.model_version_tag() == "2 (v2)"
+        await wait_for(lambda: not run.store.marker_file.exists(), 5)  # passed: committed
         await asyncio.sleep(0.5)  # the journal commits every 250 ms
     events = [e for e in read_events(run.config.journal_path) if e["kind"] == "model"]
     messages = [e["message"] for e in events]
@@ -129,6 +130,7 @@ async def test_model_that_fails_probation_is_rolled_back(bundle_dir: Path, tmp_p
         assert run.agent.bundle.manifest.model_version == 1
         assert "above threshold" in updates.state.last_update
         await wait_for(lambda: run.store.current_version() == 1, timeout=5)
+        assert not run.store.marker_file.exists()
         assert run.agent.sample_queue_drops == 0
         await wait_for(lambda: True, 0.3)
         assert await run.model_version_tag() == "1 (v1)"
