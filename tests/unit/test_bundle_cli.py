@@ -135,3 +135,23 @@ def test_usb_stick_without_bundles(kit: dict[str, Any], tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust"])]
     assert lineside(["bundle", "usb", str(stick), *state]) == 3
     assert "no *.bundle files" in (stick / "lineside" / RESULT_NAME).read_text()
+
+
+def test_key_rotation_two_trusted_keys_and_a_removed_one(
+    kit: dict[str, Any], bundle_dir: Path, tmp_path: Path
+) -> None:
+    assert lineside_export(["keygen", "--out", str(tmp_path / "new-keys")]) == 0
+    (new_key,) = (tmp_path / "new-keys").glob("*.key")
+    src = variant(bundle_dir, tmp_path / "dir", 5)
+    new_file = tmp_path / "new.bundle"
+    assert lineside_export(["sign", str(src), "--key", str(new_key), "--out", str(new_file)]) == 0
+    trust = tmp_path / "trust"
+    shutil.copytree(kit["trust"], trust)
+    assert lineside(["bundle", "verify", str(new_file), "--trust", str(trust)]) == 3  # unknown
+    shutil.copy(new_key.with_suffix(".pub"), trust)
+    for bundle in (new_file, kit["files"][1]):  # both keys trusted during the rotation
+        assert lineside(["bundle", "verify", str(bundle), "--trust", str(trust)]) == 0
+    (trust / kit["key"].with_suffix(".pub").name).unlink()  # the old key retired
+    assert lineside(["bundle", "verify", str(kit["files"][1]), "--trust", str(trust)]) == 3
+    (trust / "junk.pub").write_text("not a key")
+    assert lineside(["bundle", "verify", str(new_file), "--trust", str(trust)]) == 2
