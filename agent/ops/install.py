@@ -208,16 +208,16 @@ def verify_file(
     limits: Limits | None = None,
 ) -> Verified:
     """Every check of an install, in a throw-away staging directory; installs nothing."""
-    base = store.staging if store is not None else None
-    if store is not None:
-        store.ensure()
-    with tempfile.TemporaryDirectory(prefix="verify-", dir=base) as tmp:
+    if store is None:
+        with tempfile.TemporaryDirectory(prefix="lineside-verify-") as tmp:
+            return verify_into(source, Path(tmp), trust, site=site, limits=limits)
+    with store.locked(), tempfile.TemporaryDirectory(prefix="verify-", dir=store.staging) as tmp:
         return verify_into(
             source,
             Path(tmp),
             trust,
-            floor=store.floor() if store is not None else None,
-            running=_running(store) if store is not None else None,
+            floor=store.floor(),
+            running=_running(store),
             site=site,
             limits=limits,
         )
@@ -264,6 +264,8 @@ def install_file(
             pruned = store.prune()
             crash("pruned")
             v.seconds["commit"] = time.perf_counter() - t0
+            store.audit(action="installed", source=source.name, version=version,
+                        previous=previous, key_id=v.key_id, override=v.override)  # fmt: skip
         except UpdateRefused as exc:
             store.audit(action="refused", source=source.name, reason=exc.reason.value,
                         detail=exc.detail)  # fmt: skip
@@ -273,8 +275,6 @@ def install_file(
     result = InstallResult(
         version, v.manifest.label, previous, v.key_id, path, v.override, pruned, v.seconds
     )
-    store.audit(action="installed", source=source.name, version=version, previous=previous,
-                key_id=v.key_id, override=v.override)  # fmt: skip
     log.info("%s", result.describe())
     if on_done is not None:
         on_done(result)
