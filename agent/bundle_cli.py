@@ -104,6 +104,7 @@ def add_bundle_parser(sub: Any) -> None:
     actions = p.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser, state_required: bool) -> None:
+        """The options every action shares."""
         q.add_argument("--trust", default=str(DEFAULT_TRUST_DIR), help="public keys (*.pub)")
         q.add_argument("--config", help="site config: the bundle's channels must be its tags")
         q.add_argument(

@@ -73,11 +73,13 @@ def with_llm(bundle: Path, out: Path, megabytes: int) -> Path:
 
 
 def stats_ms(values: list[float]) -> tuple[float, float]:
+    """Median and p99 in milliseconds."""
     arr = np.array(values) * 1e3
     return float(np.median(arr)), float(np.percentile(arr, 99))
 
 
 def bench_install(files: dict[int, Path], trust: Any, runs: int, work: Path) -> dict[str, Any]:
+    """Verify model 2, then install it over model 1 in a fresh store, `runs` times."""
     verify, install, phases = [], [], {}
     for i in range(runs):
         t = time.perf_counter()
@@ -98,6 +100,7 @@ def bench_install(files: dict[int, Path], trust: Any, runs: int, work: Path) -> 
 
 
 async def bench_swap(files: dict[int, Path], trust: Any, work: Path) -> dict[str, Any]:
+    """A real agent on model 1 gets model 2 installed under it; per-sample figures around."""
     store = ModelStore(work / "agent-store")
     install_file(files[1], store, trust)
     plc_port, opcua_port = free_port(), free_port()
@@ -131,6 +134,7 @@ async def bench_swap(files: dict[int, Path], trust: Any, work: Path) -> dict[str
         await plc.stop()
 
     def window(a: float, b: float) -> tuple[list[float], list[float]]:
+        """Per-sample work and the gaps between samples processed in [a, b)."""
         sel = [(t, lat) for t, lat in stamps if a <= t < b]
         gaps = [y[0] - x[0] for x, y in itertools.pairwise(sel)]
         return [lat for _, lat in sel], gaps
@@ -144,6 +148,7 @@ async def bench_swap(files: dict[int, Path], trust: Any, work: Path) -> dict[str
 
 
 def main() -> None:
+    """Run both benchmarks and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="bundle directory (default: train one)")
     parser.add_argument("--runs", type=int, default=10)

@@ -239,6 +239,7 @@ def write_archive(
     """Write a bundle file: manifest, signature, then each listed file of `bundle_dir`."""
 
     def info(name: str, size: int) -> tarfile.TarInfo:
+        """A member header that says nothing about the build machine (no owner, no time)."""
         member = tarfile.TarInfo(name)
         member.size, member.mode, member.mtime = size, 0o644, 0
         member.uname = member.gname = ""
