@@ -3,11 +3,13 @@
 `lineside bundle install` runs in a child process with LINESIDE_CRASH_AT set, so it SIGKILLs
 itself at a named step or after exactly N bytes written (the copy from the stick, then the
 extraction). After each kill a fresh loader, the one the agent uses, must find model 1 or
-model 2 current, complete and verified; and the next install must go through cleanly.
+model 2 current, complete and verified, a fresh agent must start on it (on probation if it
+is the new one), and the next install must go through cleanly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -20,10 +22,12 @@ from typing import Any
 
 import pytest
 
+from agent.app import Agent
 from agent.ops.bundles import load_bundle
 from agent.ops.install import CRASH_ENV, STEPS, install_file
 from agent.ops.store import ModelStore, load_verified
 from tests.bundle_kit import installed_store, make_keys, signed
+from tests.helpers import free_port, site_config
 
 FLIP = STEPS.index("flipped")
 
@@ -52,12 +56,20 @@ def crash_install(kit: dict[str, Any], state: Path, spec: str) -> subprocess.Com
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
+async def start_agent(store: ModelStore) -> tuple[int, bool]:
+    """A fresh agent on the store: which model it runs, and whether it is on probation."""
+    agent = Agent(site_config(store.current_link, store.root, free_port(), free_port()))
+    return agent.bundle.manifest.model_version, agent.updates.probation is not None
+
+
 def check_after_kill(kit: dict[str, Any], state: Path, expect: int) -> None:
     store = ModelStore(state)
     bundle = load_bundle(store.current_link)  # exactly what Agent() does with model.bundle
     verified = load_verified(store.current_link, kit["trust"])
     assert bundle.manifest.model_version == verified.manifest.model_version == expect
     assert store.current_version() == expect
+    # a fresh agent runs it; a new model it has not seen pass goes on probation first
+    assert asyncio.run(start_agent(store)) == (expect, expect == 2)
     # the next install clears whatever the kill left and goes through
     v3 = signed(kit["bundle"], kit["key"], kit["files"], 3)
     install_file(v3, store, kit["trust"])
