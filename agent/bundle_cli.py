@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ def _site(args: argparse.Namespace) -> Any:
         raise UsageError(f"--config: {exc}") from None
 
 
+def _owned_store(args: argparse.Namespace) -> ModelStore:
+    """The store, refusing to write into it as root when the agent's user owns it."""
+    store = ModelStore(Path(args.state_dir))
+    if os.geteuid() == 0 and store.root.is_dir() and store.root.stat().st_uid != 0:
+        raise UsageError(
+            f"{store.root} belongs to another user (the agent's): run this as that user, "
+            "e.g. sudo -u lineside lineside bundle ..., so it can still roll back"
+        )
+    return store
+
+
 def _verify(args: argparse.Namespace) -> str:
     from agent.ops.install import verify_file
 
@@ -62,7 +74,7 @@ def _verify(args: argparse.Namespace) -> str:
 def _install(args: argparse.Namespace) -> str:
     from agent.ops.install import install_file
 
-    store = ModelStore(Path(args.state_dir))
+    store = _owned_store(args)
     result = install_file(
         Path(args.path),
         store,
@@ -76,9 +88,7 @@ def _install(args: argparse.Namespace) -> str:
 def _usb(args: argparse.Namespace) -> str:
     from agent.ops.usb import install_from_stick
 
-    outcome = install_from_stick(
-        Path(args.path), ModelStore(Path(args.state_dir)), _trust(args), _site(args)
-    )
+    outcome = install_from_stick(Path(args.path), _owned_store(args), _trust(args), _site(args))
     if outcome.installed is None:
         raise outcome.refusals[0]
     return outcome.installed.describe()

@@ -155,3 +155,18 @@ def test_key_rotation_two_trusted_keys_and_a_removed_one(
     assert lineside(["bundle", "verify", str(kit["files"][1]), "--trust", str(trust)]) == 3
     (trust / "junk.pub").write_text("not a key")
     assert lineside(["bundle", "verify", str(new_file), "--trust", str(trust)]) == 2
+
+
+def test_root_does_not_write_into_the_agents_store(kit: dict[str, Any], tmp_path: Path) -> None:
+    import os
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() == 0:
+        os.chown(state, 4242, 4242)
+        argv = ["bundle", "install", str(kit["files"][1]), "--state-dir", str(state)]
+        assert lineside([*argv, "--trust", str(kit["trust"])]) == 2
+        assert list(state.iterdir()) == []
+    else:  # an ordinary user installs into its own store
+        argv = ["bundle", "install", str(kit["files"][1]), "--state-dir", str(state)]
+        assert lineside([*argv, "--trust", str(kit["trust"])]) == 0
