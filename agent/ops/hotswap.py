@@ -204,17 +204,17 @@ class ModelUpdates:
         spc = SpcDetector.from_manifest(bundle.manifest.spc, detection.flatline_samples)
         return bundle, vae, spc
 
-    def _clear_marker(self) -> None:
+    def _clear_marker(self, version: int) -> None:
         assert self.store is not None
         with self.store.locked(wait_s=30):
-            self.store.clear_marker()
+            self.store.clear_marker(version)
 
     def _restore_link(self, failed: int, to: int, reason: str) -> None:
         assert self.store is not None
         with self.store.locked(wait_s=30):
             if self.store.current_version() == failed:
                 self.store.rollback(to=to)
-            self.store.clear_marker()
+            self.store.clear_marker(failed)
             self.store.audit(action="rolled-back", version=failed, to=to, reason=reason)
 
     async def _reject(self, version: int, to: int, label: str, reason: str) -> None:
@@ -230,8 +230,8 @@ class ModelUpdates:
         assert self.store is not None
         probation = self._probation
         if self._passed is not None:
-            self._passed = None
-            await asyncio.to_thread(self._clear_marker)
+            passed, self._passed = self._passed, None
+            await asyncio.to_thread(self._clear_marker, passed)
         if probation is not None and probation.failure is not None and self._restored:
             assert self._candidate is not None and self._before is not None
             back = self._before[0].manifest

@@ -255,7 +255,8 @@ def install_file(
             crash("committed")
             running = store.current_version()
             if running is not None:  # the agent must see it pass probation, or go back
-                store.write_marker(version, running)
+                pending = store.read_marker()  # the running one is itself still unproven
+                store.write_marker(version, pending["previous"] if pending else running)
             crash("marked")
             previous = store.flip(version, crash)
             crash("flipped")

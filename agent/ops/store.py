@@ -216,8 +216,11 @@ class ModelStore:
         return now, back
 
     def prune(self) -> list[int]:
-        """Delete every version but `current` and `previous`; return what went."""
+        """Delete every version but `current`, `previous` and a pending probation's fallback."""
+        marker = self.read_marker()
         keep = {self.current_version(), self.previous_version()}
+        if marker is not None:
+            keep.add(marker["previous"])
         gone = []
         for path in sorted(self.versions.iterdir()) if self.versions.is_dir() else []:
             if path.name.isdigit() and int(path.name) not in keep:
@@ -235,15 +238,19 @@ class ModelStore:
         doc = {"version": version, "previous": previous, "boots": 0}
         write_atomic(self.marker_file, json.dumps(doc).encode() + b"\n")
 
-    def read_marker(self) -> dict[str, int] | None:
-        """The probation marker, or None (also when it names a version that is not current)."""
+    def _marker(self) -> dict[str, int] | None:
         try:
             doc = json.loads(self.marker_file.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return None
-        if not isinstance(doc, dict) or doc.get("version") != self.current_version():
+        if not isinstance(doc, dict):
             return None
         return {k: int(doc.get(k, 0)) for k in ("version", "previous", "boots")}
+
+    def read_marker(self) -> dict[str, int] | None:
+        """The probation marker, or None (also when it names a version that is not current)."""
+        marker = self._marker()
+        return marker if marker and marker["version"] == self.current_version() else None
 
     def count_boot(self) -> dict[str, int] | None:
         """Add one agent start to the marker; return it (None when no probation is pending)."""
@@ -253,8 +260,11 @@ class ModelStore:
             write_atomic(self.marker_file, json.dumps(marker).encode() + b"\n")
         return marker
 
-    def clear_marker(self) -> None:
-        """The version passed probation, or was rolled back: nothing is pending any more."""
+    def clear_marker(self, version: int | None = None) -> None:
+        """`version` (default: any) passed probation or was rolled back: nothing pending."""
+        marker = self._marker()
+        if version is not None and (marker is None or marker["version"] != version):
+            return  # the marker is about another version, installed since
         if self.marker_file.exists():
             self.marker_file.unlink()
             fsync_dir(self.models)

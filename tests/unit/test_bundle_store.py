@@ -79,3 +79,26 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     write_atomic(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_an_install_during_probation_falls_back_to_the_last_proven_version(
+    tmp_path: Path,
+) -> None:
+    store = ModelStore(tmp_path)
+    install(store, 1)
+    store.commit(staged(store, 2), 2)
+    store.write_marker(2, 1)
+    store.flip(2)
+    # model 3 arrives while 2 is still on probation: its fallback is 1, the last one proven
+    pending = store.read_marker()
+    assert pending is not None and pending["previous"] == 1
+    store.commit(staged(store, 3), 3)
+    store.write_marker(3, pending["previous"])
+    store.flip(3)
+    store.prune()
+    assert sorted(p.name for p in store.versions.iterdir()) == ["1", "2", "3"]  # 1 kept
+    store.clear_marker(2)  # a late word about model 2 does not clear model 3's probation
+    assert store.read_marker() == {"version": 3, "previous": 1, "boots": 0}
+    store.rollback(to=1)
+    store.clear_marker(3)
+    assert not store.marker_file.exists() and store.current_version() == 1
