@@ -115,7 +115,10 @@ def add_bundle_parser(sub: Any) -> None:
 
     def common(q: argparse.ArgumentParser, state_required: bool) -> None:
         """The options every action shares."""
-        q.add_argument("--trust", default=str(DEFAULT_TRUST_DIR), help="public keys (*.pub)")
+        q.add_argument(
+            "--trust", default=str(DEFAULT_TRUST_DIR),
+            help=f"directory of trusted public keys, *.pub (default {DEFAULT_TRUST_DIR})",
+        )  # fmt: skip
         q.add_argument("--config", help="site config: the bundle's channels must be its tags")
         q.add_argument(
             "--state-dir",
