@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/spc.py
+	$(BIN)/python benchmarks/update.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

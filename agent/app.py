@@ -17,6 +17,7 @@ from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult
 from agent.ops.bundles import Bundle, load_bundle
+from agent.ops.hotswap import ModelUpdates, boot_check
 from agent.ops.systemd import Watchdog, notify
 from agent.sinks.journal import Journal
 from agent.sinks.opcua_server import ScadaServer
@@ -68,6 +69,7 @@ class Agent:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
+        boot_check(config.bundle)  # an update that never passed probation goes back first
         self.bundle = load_bundle(config.bundle)
         self.monitor = build_monitor(config, self.bundle)
         self.sources = [make_source(plc) for plc in config.plcs]
@@ -84,6 +86,7 @@ class Agent:
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
         self.sample_queue_drops = 0
         self.listeners: list[Callable[[LineResult], None]] = []
+        self.updates = ModelUpdates(self)  # hot swap + probation when model.bundle is a store
 
     def _emit(self, sample: Sample) -> None:
         if self.samples.full():
@@ -102,6 +105,7 @@ class Agent:
                 watchdog.kick()  # idle but alive: no PLC answering is not a hung loop
                 continue
             started = time.perf_counter()
+            self.updates.at_boundary()  # a model swap happens between two samples, never inside
             result = self.monitor.process(sample)
             for event in result.events:
                 self._on_event(event)
@@ -128,6 +132,7 @@ class Agent:
                 for source in self.sources:
                     tg.create_task(source.run(self._emit), name=f"plc:{source.name}")
                 tg.create_task(self._detect(), name="detection")
+                tg.create_task(self.updates.run(), name="model-updates")
                 manifest = self.bundle.manifest
                 notify(f"READY=1\nSTATUS=model {manifest.model_version}, line {self.config.line}")
                 log.info(

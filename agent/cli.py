@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.spc_cli import add_parser as add_spc_parser
 
     add_spc_parser(sub)
+    from agent.bundle_cli import add_bundle_parser
+
+    add_bundle_parser(sub)
     return parser
 
 

@@ -3,7 +3,9 @@
 LinesideError
 ├── ConfigError          a site config or tag map is malformed; names the field and the fix
 ├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
-│   └── BundleFormatError    the manifest is of a format this agent does not know
+│   ├── BundleFormatError    the manifest is of a format this agent does not know
+│   └── UpdateRefused        a bundle file was refused before install; `.reason` is a
+│                            `Refusal` (agent/ops/refusals.py), one per kind of bad bundle
 ├── DataError            a CSV to replay or train on is unreadable; names file, column, row
 └── StartupError         a service could not start (e.g. the OPC-UA port is taken)
 

@@ -75,9 +75,11 @@ def build_manifest(
     detector: dict[str, Any],
     bundle_dir: Path,
     training: dict[str, Any],
+    golden: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The format-1 manifest dict (see agent/ops/bundles.py), hashing the files in bundle_dir."""
-    return {
+    names = (FP32_NAME, INT8_NAME, PARITY_NAME) + ((str(golden["file"]),) if golden else ())
+    manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "kind": KIND,
         "model_version": model_version,
@@ -98,11 +100,12 @@ def build_manifest(
         },
         "detector": detector,
         "models": {"fp32": FP32_NAME, "int8": INT8_NAME},
-        "files": {
-            name: file_entry(bundle_dir / name) for name in (FP32_NAME, INT8_NAME, PARITY_NAME)
-        },
+        "files": {name: file_entry(bundle_dir / name) for name in names},
         "training": training,
     }
+    if golden:
+        manifest["golden"] = golden  # inputs and outputs the device replays (export/sign.py)
+    return manifest
 
 
 def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="export even if the int8 model disagrees with fp32",
     )
     train.set_defaults(handler=_cmd_train)
+    from export.sign_cli import add_signing_parsers
+
+    add_signing_parsers(sub)
     return parser
 
 

@@ -38,6 +38,7 @@ from export.parity import (
     write_parity,
 )
 from export.quantize import quantize_int8
+from export.sign import write_golden
 
 Log = Callable[[str], None]
 
@@ -163,6 +164,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         check_parity(parity, options.allow_parity_loss)
         if not parity.passed:
             say("warning: int8 parity check failed; exporting anyway (--allow-parity-loss)")
+        models = {"fp32": bundle_io.FP32_NAME, "int8": bundle_io.INT8_NAME}
+        golden = write_golden(staging, windows["cal"], models)
 
         manifest = bundle_io.build_manifest(
             model_version=options.model_version,
@@ -186,6 +189,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "hidden": config.hidden,
             },
             bundle_dir=staging,
+            golden=golden,
             training={
                 "rows_train": rows["train"],
                 "rows_val": rows["val"],

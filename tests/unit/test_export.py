@@ -127,7 +127,7 @@ def test_bundle_loads_and_manifest_is_complete(trained: Trained) -> None:
     assert m.channel_names == CHANNELS
     assert [c.unit for c in m.channels] == ["m3/h", "bar", "", "A"]
     assert (m.window, m.hop, m.model_version) == (WINDOW, 1, 1)
-    assert set(m.files) == {"vae.onnx", "vae.int8.onnx", "parity.json"}
+    assert set(m.files) == {"vae.onnx", "vae.int8.onnx", "parity.json", "golden.npz"}
     assert not list(trained.options.out.glob("*.data"))  # single-file ONNX models
     raw = trained.manifest
     assert raw["kind"] == "lineside-bundle" and raw["min_agent_version"] == "0.1.0"
