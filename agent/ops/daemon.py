@@ -1,0 +1,82 @@
+"""`lineside run` as a daemon: signals, reload, a bounded drain.
+
+SIGTERM / SIGINT  stop: cancel the root task group, then drain (flush the journal, close PLC
+                  connections and the OPC-UA server) within `agent.app.DRAIN_TIMEOUT_S`,
+                  below the unit's TimeoutStopSec=20. A second one exits at once (os._exit: a drain
+                  stuck on a dead disk must not keep the line PC waiting for SIGKILL).
+SIGHUP            reload the site config (see `agent.ops.reload`): load and validate it off
+                  the event loop, apply what is reloadable, refuse the rest keeping the old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from agent.errors import LinesideError
+from agent.ops.systemd import notify, reloading
+
+log = logging.getLogger(__name__)
+FORCED_EXIT_CODE = 130
+
+
+async def reload_config(agent: object, path: Path) -> bool:
+    """Load `path` in a thread and hand it to `agent.reload`; False if refused."""
+    from agent.app import Agent
+    from agent.config import load_config
+
+    assert isinstance(agent, Agent)
+    reloading()
+    try:
+        new = await asyncio.to_thread(load_config, path, check_bundle=False)
+    except LinesideError as exc:
+        log.error("reload refused, running config kept: %s", exc)
+        return False
+    finally:
+        notify(f"READY=1\nSTATUS={agent.status()}")
+    return not agent.reload(new).refused
+
+
+async def run_daemon(config_path: Path) -> None:
+    """Build the agent from `config_path` and run it until a stop signal."""
+    from agent.app import Agent
+    from agent.config import load_config
+
+    agent = Agent(load_config(config_path))
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stops = 0
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_stop() -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:
+            log.warning("second stop signal: exiting now without finishing the drain")
+            logging.shutdown()
+            os._exit(FORCED_EXIT_CODE)
+        log.info("stop signal: draining (journal, PLC connections, OPC-UA server)")
+        task.cancel()
+
+    def on_hup() -> None:
+        t = loop.create_task(reload_config(agent, config_path), name="reload")
+        reloads.add(t)
+        t.add_done_callback(reloads.discard)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in handled[:2]:
+        loop.add_signal_handler(sig, on_stop)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent.run()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        # A second signal during what remains of asyncio.run's own shutdown still forces.
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(FORCED_EXIT_CODE))
