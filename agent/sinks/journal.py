@@ -169,7 +169,7 @@ class Journal:
         if self.stats.healthy or self.stats.last_error != reason:
             log.error(
                 "journal %s: cannot write (%s); journaling stopped, detection continues, "
-                "retrying every %.0f s",
+                "retrying every %g s",
                 self.path, reason, self.retry_interval_s,
             )  # fmt: skip
         self.stats.healthy = False
@@ -212,7 +212,10 @@ class Journal:
             self.stats.healthy = True
             self.stats.last_error = ""
         if self.on_commit is not None:
-            self.on_commit([r[0] for r in batch])
+            try:
+                self.on_commit([r[0] for r in batch])
+            except Exception:
+                log.exception("journal %s: on_commit callback failed", self.path)
 
     async def run(self) -> None:
         """Commit whatever arrived, at least every `flush_interval_s`, until cancelled."""

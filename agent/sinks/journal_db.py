@@ -110,7 +110,8 @@ def write_rows(db: sqlite3.Connection, rows: list[Row]) -> None:
     try:
         db.executemany(INSERT, rows)
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLITE_FULL and some I/O errors have rolled back already
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -137,16 +138,17 @@ def prune(db: sqlite3.Connection, retention: Retention, now: float | None = None
     deleted = db.execute("DELETE FROM events WHERE ts < ?", (now - retention.max_age_s,)).rowcount
     while used_bytes(db) > retention.max_bytes:
         count = db.execute("SELECT count(*) FROM events").fetchone()[0]
-        if count == 0:
+        if count <= 1:  # the newest record stays, whatever the limit
             break
-        # Oldest tenth at a time: fewer passes than one row at a time, and never everything.
+        # Oldest tenth at a time: fewer passes than one row at a time.
         chunk = max(1, count // 10)
         deleted += db.execute(
             "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY ts LIMIT ?)",
             (chunk,),
         ).rowcount
     if deleted:
-        db.execute("PRAGMA incremental_vacuum")
+        # sqlite3_exec steps it to the end; execute() would free a single page per call.
+        db.executescript("PRAGMA incremental_vacuum;")
     return int(deleted)
 
 
