@@ -43,7 +43,7 @@ READY_WAIT_S = 10.0
 STATUS_INTERVAL_S = 5.0
 # Below the unit's TimeoutStopSec=20, so systemd never has to SIGKILL a draining agent.
 DRAIN_TIMEOUT_S = 15.0
-# Test-only hook: after this many seconds the detection loop hangs (awaits forever) while the
+# Test-only hook: this many seconds after READY the detection loop hangs (awaits forever) while the
 # rest of the event loop keeps running, to prove the watchdog pings stop.
 STALL_ENV = "LINESIDE_DEBUG_STALL_AFTER_S"
 
@@ -120,12 +120,8 @@ class Agent:
         # Source (`plc/device` or `plc`) -> "ok" or "bad (n tags)", from the latest sample.
         self.plc_states: dict[str, str] = {}
         self.ready = asyncio.Event()
-        self._stall_at = self._stall_deadline()
-
-    @staticmethod
-    def _stall_deadline() -> float | None:
-        value = os.environ.get(STALL_ENV)
-        return time.monotonic() + float(value) if value else None
+        self._stall_after = float(os.environ.get(STALL_ENV) or 0.0)
+        self._stall_at: float | None = None
 
     # --- the hot path --------------------------------------------------------------------
 
@@ -153,6 +149,10 @@ class Agent:
             counters.loop_latency_ms = (time.perf_counter() - started) * 1e3
             counters.samples_processed += 1
             counters.sample_queue_drops = self.sample_queue_drops
+            journal = self.journal.stats
+            counters.journal_ok = journal.healthy
+            counters.journal_write_errors = journal.write_errors
+            counters.journal_dropped = journal.dropped
             self.scada.offer(result)
             for listener in self.listeners:
                 listener(result)
@@ -201,6 +201,8 @@ class Agent:
             len(self.sources),
         )
         self.ready.set()
+        if self._stall_after > 0:
+            self._stall_at = time.monotonic() + self._stall_after
         if ready is not None:
             ready.set()
 
@@ -208,10 +210,6 @@ class Agent:
         last = ""
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
-            stats = self.journal.stats
-            self.scada.counters.journal_ok = stats.healthy
-            self.scada.counters.journal_write_errors = stats.write_errors
-            self.scada.counters.journal_dropped = stats.dropped
             text = self.status()
             if text != last:
                 notify(f"STATUS={text}")
