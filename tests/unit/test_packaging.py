@@ -662,8 +662,8 @@ def test_build_deb_produces_an_installable_layout(tmp_path: Path) -> None:
     assert "python3 (>= 3.11)" in fields["Depends"]
     assert "systemd" in fields["Depends"]
 
-    # The maintainer scripts never start the service nor enable it on a fresh install
-    # (postinst only re-creates links the admin made, via deb-systemd-helper was-enabled).
+    # The maintainer scripts enable the service but never start it: the unit's
+    # ConditionPathExists=/etc/lineside/site.toml keeps it idle until configured.
     scripts = tmp_path / "control"
     subprocess.run(["dpkg-deb", "-e", str(deb), str(scripts)], check=True)
     postinst = (scripts / "postinst").read_text()
@@ -674,9 +674,11 @@ def test_build_deb_produces_an_installable_layout(tmp_path: Path) -> None:
         )
         assert lint.returncode == 0, lint.stdout
     code = "\n".join(ln for ln in postinst.splitlines() if not ln.lstrip().startswith("#"))
-    assert not re.search(r"systemctl[^\n]*\b(enable|start|restart)\b", code)
+    assert not re.search(r"systemctl[^\n]*\b(start|restart)\b", code)
     assert not re.search(r"deb-systemd-invoke\s+(start|restart)\b", code)
-    assert "systemd-sysusers" in code and "systemd-tmpfiles --create" in code
+    assert "deb-systemd-helper enable lineside.service" in code
+    assert "systemd-sysusers" in code and "--create lineside.conf" in code
+    assert (scripts / "conffiles").read_text().split() == ["/etc/lineside/site.toml.example"]
 
     # The venv must work from its final path: no build paths left in scripts, and the
     # interpreter resolves the device stack.
@@ -695,3 +697,53 @@ def test_build_deb_produces_an_installable_layout(tmp_path: Path) -> None:
         cwd=tmp_path,  # not the repo: `agent` must come from the venv
     )
     assert probe.returncode == 0, probe.stderr
+
+    install_into_throwaway_root(deb, tmp_path / "root", tmp_path)
+
+
+def install_into_throwaway_root(deb: Path, root: Path, scratch: Path) -> None:
+    """dpkg --root: the real dpkg unpacks and configures, the maintainer scripts run against
+    `root` (DPKG_ROOT, no chroot); then the result is checked file by file."""
+    _fake_etc(root)
+    admin = root / "var/lib/dpkg"
+    for sub in ("info", "updates", "triggers"):
+        (admin / sub).mkdir(parents=True)
+    (admin / "status").write_text("")
+    dpkg = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends",
+            "--log=/dev/null"]  # fmt: skip
+    proc = subprocess.run([*dpkg, "-i", str(deb)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    status = subprocess.run(
+        ["dpkg-query", f"--admindir={admin}", "-W", "-f=${Status}", "lineside"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert status == "install ok installed"
+
+    passwd = {ln.split(":")[0]: ln.split(":") for ln in (root / "etc/passwd").read_text().split()}
+    uid = int(passwd["lineside"][2])
+    state = (root / "var/lib/lineside").stat()
+    assert (state.st_uid, oct(state.st_mode & 0o777)) == (uid, "0o750")
+    wants = root / "etc/systemd/system/multi-user.target.wants/lineside.service"
+    assert wants.is_symlink() and str(wants.readlink()).endswith("/systemd/system/lineside.service")
+    assert not (root / "etc/lineside/site.toml").exists()  # enabled, yet skipped until configured
+    unit = (root / "lib/systemd/system/lineside.service").read_text()
+    assert "ConditionPathExists=/etc/lineside/site.toml" in unit
+
+    # The shipped example, with its device paths moved into the throwaway root, validates.
+    example = (root / "etc/lineside/site.toml.example").read_text()
+    assert 'path = "/var/lib/lineside/events.sqlite"' in example
+    site = scratch / "site.toml"
+    site.write_text(example.replace('"/usr/share/lineside/', f'"{root}/usr/share/lineside/'))
+    check = subprocess.run(
+        [root / "opt/lineside/venv/bin/python3", "-m", "agent", "check-config", "--no-bundle",
+         str(site)],
+        capture_output=True, text=True, timeout=120, cwd=scratch,
+    )  # fmt: skip
+    # The venv's #! lines name /opt/lineside/venv; calling its python by path works anywhere.
+    assert check.returncode == 0, check.stderr
+    assert "ok (site, line extruder-1" in check.stdout
+
+    proc = subprocess.run([*dpkg, "--purge", "lineside"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not (root / "var/lib/lineside").exists() and not wants.is_symlink()
+    assert not (root / "opt/lineside/venv/bin/python3").exists()
