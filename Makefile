@@ -10,8 +10,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # Debian packages the tests drive for real: systemd-analyze/sysusers/tmpfiles check the unit,
 # shellcheck the scripts, python3-venv builds the .deb's venv, socat makes the serial pty pair
 # for Modbus RTU, gcc + libmodbus-dev build the independent Modbus server, libseccomp2 and
-# util-linux (unshare) sandbox the daemon tests like the unit does.
-DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 util-linux
+# util-linux (unshare) sandbox the daemon tests like the unit does, libsystemd-dev +
+# pkg-config build systemd-python (dev extra).
+DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 \
+	util-linux libsystemd-dev pkg-config
 
 .PHONY: demo test lint bench clean debian-deps
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 
 from agent.errors import LinesideError
@@ -22,6 +23,8 @@ from agent.ops.systemd import notify, reloading
 
 log = logging.getLogger(__name__)
 FORCED_EXIT_CODE = 130
+# The whole stop, drain included, must end before the unit's TimeoutStopSec=20 sends SIGKILL.
+STOP_BUDGET_S = 18.0
 
 
 async def reload_config(agent: object, path: Path) -> bool:
@@ -61,6 +64,10 @@ async def run_daemon(config_path: Path) -> None:
             logging.shutdown()
             os._exit(FORCED_EXIT_CODE)
         log.info("stop signal: draining (journal, PLC connections, OPC-UA server)")
+        # A thread, not the event loop: it fires even if the loop itself is stuck.
+        timer = threading.Timer(STOP_BUDGET_S, stop_overrun, args=(loop,))
+        timer.daemon = True
+        timer.start()
         task.cancel()
 
     def on_hup() -> None:
@@ -68,15 +75,30 @@ async def run_daemon(config_path: Path) -> None:
         reloads.add(t)
         t.add_done_callback(reloads.discard)
 
-    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    for sig in handled[:2]:
+    for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await agent.run()
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        # A second signal during what remains of asyncio.run's own shutdown still forces.
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(FORCED_EXIT_CODE))
+        # SIGTERM/SIGINT stay with the loop through asyncio.run's own shutdown (it closes the
+        # loop, which removes them): a second signal there must still force the exit.
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def stop_overrun(loop: asyncio.AbstractEventLoop) -> None:
+    """The stop took too long: log what is still running, then exit before systemd's SIGKILL."""
+    pending = []
+    with contextlib.suppress(RuntimeError):  # the set may change under us: best effort
+        for t in asyncio.all_tasks(loop):
+            frames = t.get_stack(limit=1)
+            where = f"{frames[0].f_code.co_filename}:{frames[0].f_lineno}" if frames else "?"
+            pending.append(f"{t.get_name()} at {where}")
+    log.error(
+        "stop did not finish in %.0f s; exiting now. Still running: %s",
+        STOP_BUDGET_S,
+        "; ".join(sorted(pending)) or "no tasks (blocked in a thread or at interpreter exit)",
+    )
+    logging.shutdown()
+    os._exit(1)

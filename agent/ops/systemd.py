@@ -43,7 +43,10 @@ def notify(message: str) -> bool:
     if not address:
         return False
     if _sd_daemon is not None:
-        return bool(_sd_daemon.notify(message))
+        try:  # it raises where sd_notify(3) returns an error: never let that reach the loop
+            return bool(_sd_daemon.notify(message))
+        except OSError:
+            return False
     return send_datagram(address, message)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -35,14 +36,23 @@ def bound(address: str) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("abstract", [False, True])
+def test_systemd_python_is_used_when_installed() -> None:
+    installed = importlib.util.find_spec("systemd") is not None
+    assert systemd.backend() == ("systemd-python" if installed else "socket")
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+@pytest.mark.parametrize("backend", ["installed", "fallback"])
 def test_notify_speaks_the_socket_protocol(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, abstract: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, abstract: bool, backend: str
 ) -> None:
     address = f"@lineside-{uuid.uuid4().hex}" if abstract else str(tmp_path / "notify")
     with bound(address) as sock:
         monkeypatch.setenv("NOTIFY_SOCKET", address)
-        assert systemd.notify("READY=1\nSTATUS=model 3")
+        if backend == "installed":  # systemd-python when present, else the fallback
+            assert systemd.notify("READY=1\nSTATUS=model 3")
+        else:  # always our own datagram code
+            assert systemd.send_datagram(address, "READY=1\nSTATUS=model 3")
         assert sock.recv(4096) == b"READY=1\nSTATUS=model 3"
         assert systemd.reloading()
         reload_msg = sock.recv(4096).decode()
