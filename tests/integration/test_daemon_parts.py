@@ -178,3 +178,29 @@ def test_health_check_fresh_stale_and_missing(tmp_path: Path) -> None:
     beat.remove()
     ok, reason = health.check(beat.path, 30)
     assert not ok and "no heartbeat" in reason
+
+
+async def test_reload_retunes_alarms_in_place_and_keeps_the_model(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    from agent.app import Agent
+    from tests.helpers import site_config
+
+    config = site_config(bundle_dir, tmp_path, 5020, 4840)
+    agent = Agent(config)
+    monitor, vae = agent.monitor, agent.monitor.vae
+    monitor.anomaly.active = monitor.spc_alarm.active = True  # alarms standing at reload time
+    new = dataclasses.replace(
+        config,
+        detection=dataclasses.replace(config.detection, raise_after=7, spc_span=8, spc_hits=4),
+        journal_retention_days=7.0,
+    )
+    plan = agent.reload(new)
+    assert not plan.refused and agent.config is new
+    assert agent.monitor is monitor and monitor.vae is vae  # same window, same ONNX session
+    assert monitor.anomaly.raise_after == 7 and monitor.anomaly.active
+    assert monitor.spc_alarm.hits == 4 and monitor.spc_alarm._recent.shape[0] == 8
+    assert monitor.spc_alarm.active  # a standing SPC alarm is not silently dropped
+    assert agent.journal.retention.max_age_s == 7 * 86400
+    refused = agent.reload(dataclasses.replace(new, line="elsewhere"))
+    assert refused.restart == ("line.name",) and agent.config is new
