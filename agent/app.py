@@ -28,10 +28,9 @@ from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult
 from agent.ops.bundles import Bundle, load_bundle
-from agent.ops.health import Heartbeat
+from agent.ops.daemon import ReloadPlan, apply_detection, plan_reload
 from agent.ops.logs import set_context
-from agent.ops.reload import ReloadPlan, apply_detection, plan_reload
-from agent.ops.systemd import Watchdog, notify, status_line
+from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
 from agent.sinks.journal import Journal, Retention
 from agent.sinks.opcua_server import ScadaServer
 from agent.sources import make_source

@@ -163,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     from agent import events_cli
-    from agent.ops import health
+    from agent.ops import systemd
 
     events_cli.add_parser(sub)
-    health.add_parser(sub)
+    systemd.add_parser(sub)
     return parser
 
 

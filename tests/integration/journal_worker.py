@@ -43,7 +43,7 @@ async def main(args: argparse.Namespace) -> None:
         log.write("".join(f"{i}\n" for i in ids))
 
     journal = Journal(
-        Path(args.db), flush_interval_s=0.25, retry_interval_s=0.2, on_commit=committed,
+        Path(args.db), retry_interval_s=0.2, on_commit=committed,
         max_queue=args.max_queue, max_pending=args.max_queue,
     )  # fmt: skip
     await journal.open()

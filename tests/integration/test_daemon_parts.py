@@ -17,7 +17,9 @@ import pytest
 
 from agent.config import load_config
 from agent.demo import write_site_file
-from agent.ops import health, systemd
+from agent.ops import systemd
+from agent.ops import systemd as health
+from agent.ops.daemon import plan_reload
 from agent.ops.logs import (
     JournaldHandler,
     configure_logging,
@@ -26,7 +28,6 @@ from agent.ops.logs import (
     journald_socket,
     set_context,
 )
-from agent.ops.reload import plan_reload
 
 
 def bound(address: str) -> socket.socket:
