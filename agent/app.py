@@ -45,6 +45,8 @@ DRAIN_TIMEOUT_S = 15.0
 # Test-only hook: this many seconds after READY the detection loop hangs (awaits forever) while the
 # rest of the event loop keeps running, to prove the watchdog pings stop.
 STALL_ENV = "LINESIDE_DEBUG_STALL_AFTER_S"
+# Test-only hook: the drain waits this long first, as if the disk or a PLC hung at shutdown.
+DRAIN_DELAY_ENV = "LINESIDE_DEBUG_DRAIN_DELAY_S"
 
 
 def clock_source(config: SiteConfig, channels: list[str]) -> str | None:
@@ -248,6 +250,10 @@ class Agent:
 
     async def _shutdown(self) -> None:
         """Flush the journal, close PLC connections (their tasks are done) and the server."""
+        delay = float(os.environ.get(DRAIN_DELAY_ENV) or 0.0)
+        if delay > 0:
+            log.warning("%s is set: the drain hangs for %g s (test hook)", DRAIN_DELAY_ENV, delay)
+            await asyncio.sleep(delay)
         await self.journal.aclose()
         await self.scada.stop()
         self.heartbeat.remove()

@@ -233,18 +233,13 @@ def test_watchdog_pings_come_from_the_loop_and_stop_when_it_hangs(
         # The event loop itself is alive (the server answers): only a ping from the detection
         # loop's own progress can tell a hung loop from a live process.
         assert port_open(opcua_port) and agent.poll() is None
-        # Two SIGTERMs in a row: the second forces the exit without waiting for the drain.
-        agent.send_signal(signal.SIGTERM)
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=20)
+        stop(agent)  # a hung detection loop is cancellable: still a clean stop
     finally:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
         notify.close()
-    assert agent.returncode in (0, 130)
-    if agent.returncode == 130:
-        assert "second stop signal: exiting now" in err_path.read_text()
+    assert agent.returncode == 0, err_path.read_text()[-2000:]
 
 
 def read_only_prefix(state: Path) -> tuple[str, ...]:
@@ -340,3 +335,51 @@ async def test_agent_runs_under_mdwe_and_the_units_syscall_filter(
     assert "sandbox: MDWE on, seccomp allows" in log
     assert agent.returncode == 0, log[-3000:]
     assert "Traceback" not in log and "Operation not permitted" not in log
+
+
+def test_a_hung_drain_is_bounded_and_a_second_sigterm_forces_the_exit(
+    bundle_dir: Path, tmp_path: Path, simulator: int, notify: Listener
+) -> None:
+    site = fast_site(tmp_path, bundle_dir, simulator, free_port())
+    env = {"NOTIFY_SOCKET": notify.address, "LINESIDE_DEBUG_DRAIN_DELAY_S": "60"}
+    err_path = tmp_path / "stderr.log"
+
+    def started() -> Any:
+        with err_path.open("w") as err:
+            agent = spawn(["run", "--config", str(site)], env, err)
+        notify.wait("READY=1", timeout=60, after=time.monotonic())
+        return agent
+
+    def wait_log(needle: str) -> None:
+        deadline = time.monotonic() + 20
+        while needle not in err_path.read_text():
+            assert time.monotonic() < deadline, err_path.read_text()[-2000:]
+            time.sleep(0.05)
+
+    # 1. The drain hangs; nothing else happens: the agent's own bound ends it at 15 s,
+    #    before the unit's TimeoutStopSec=20 would SIGKILL it.
+    agent = started()
+    try:
+        took = stop(agent, timeout=19)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert 14.0 < took < 18.5, took
+    assert "drain did not finish in 15 s; exiting anyway" in err_path.read_text()
+
+    # 2. The drain hangs and the admin insists: the second SIGTERM exits at once.
+    agent = started()
+    try:
+        agent.send_signal(signal.SIGTERM)
+        wait_log("the drain hangs for 60 s")
+        forced = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=10)
+        took = time.monotonic() - forced
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 130 and took < 2.0, (agent.returncode, took)
+    assert "second stop signal: exiting now" in err_path.read_text()
