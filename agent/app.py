@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from agent.config import SiteConfig
 from agent.detectors.spc import SpcDetector
@@ -47,6 +48,10 @@ DRAIN_TIMEOUT_S = 15.0
 STALL_ENV = "LINESIDE_DEBUG_STALL_AFTER_S"
 # Test-only hook: the drain waits this long first, as if the disk or a PLC hung at shutdown.
 DRAIN_DELAY_ENV = "LINESIDE_DEBUG_DRAIN_DELAY_S"
+# Test-only hooks for crash tests: journal this many extra records per processed sample, and
+# append the id of every record the journal has committed to this file.
+BURST_ENV = "LINESIDE_DEBUG_JOURNAL_BURST"
+COMMIT_LOG_ENV = "LINESIDE_DEBUG_COMMIT_LOG"
 
 
 def clock_source(config: SiteConfig, channels: list[str]) -> str | None:
@@ -90,6 +95,16 @@ def retention(config: SiteConfig) -> Retention:
     return Retention(config.journal_retention_days * 86400.0, int(config.journal_max_mb * 2**20))
 
 
+def _commit_logger(path: Path) -> Callable[[list[str]], None]:
+    """The COMMIT_LOG_ENV hook: ids appended after their commit, one per line."""
+    log_file = path.open("a", buffering=1, encoding="utf-8")  # open for the process lifetime
+
+    def write(ids: list[str]) -> None:
+        log_file.write("".join(f"{i}\n" for i in ids))
+
+    return write
+
+
 class Agent:
     """Everything the daemon runs for one site config."""
 
@@ -123,6 +138,9 @@ class Agent:
         self.ready = asyncio.Event()
         self._stall_after = float(os.environ.get(STALL_ENV) or 0.0)
         self._stall_at: float | None = None
+        self._burst = int(os.environ.get(BURST_ENV) or 0)
+        if os.environ.get(COMMIT_LOG_ENV):
+            self.journal.on_commit = _commit_logger(Path(os.environ[COMMIT_LOG_ENV]))
 
     # --- the hot path --------------------------------------------------------------------
 
@@ -157,6 +175,8 @@ class Agent:
             self.scada.offer(result)
             for listener in self.listeners:
                 listener(result)
+            for _ in range(self._burst):
+                self.journal.record_explanation("burst", "test record", "test-hook")
             self._progress()
             if self._stall_at is not None and time.monotonic() >= self._stall_at:
                 log.warning("%s is set: the detection loop hangs now (test hook)", STALL_ENV)

@@ -383,3 +383,33 @@ def test_a_hung_drain_is_bounded_and_a_second_sigterm_forces_the_exit(
             agent.wait()
     assert agent.returncode == 130 and took < 2.0, (agent.returncode, took)
     assert "second stop signal: exiting now" in err_path.read_text()
+
+
+def test_kill9_of_the_agent_at_random_moments_loses_no_committed_record(
+    bundle_dir: Path, tmp_path: Path, simulator: int
+) -> None:
+    """The real agent journals a burst (20 records per sample at 20 Hz) and logs what its
+    journal committed; it is killed at random moments, startup included, many times."""
+    import random
+
+    site = fast_site(tmp_path, bundle_dir, simulator, free_port())
+    committed = tmp_path / "committed.log"
+    env = {"LINESIDE_DEBUG_JOURNAL_BURST": "20", "LINESIDE_DEBUG_COMMIT_LOG": str(committed)}
+    rng = random.Random(2)
+    kills = 6
+    for _ in range(kills):
+        agent = spawn(["run", "--config", str(site)], env, subprocess.DEVNULL)
+        time.sleep(rng.uniform(4.0, 9.0))  # startup takes a few seconds here: some kills hit it
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=30)
+    lines = committed.read_text().split("\n")[:-1]  # a kill may cut the last line short
+    ids = [ln for ln in lines if len(ln) == 32]
+    assert len(ids) > 1000, len(ids)
+    con = sqlite3.connect(tmp_path / "events.sqlite")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {r[0] for r in con.execute("SELECT event_id FROM events")}
+    finally:
+        con.close()
+    missing = [i for i in ids if i not in stored]
+    assert missing == [], f"{len(missing)} of {len(ids)} committed records lost"
