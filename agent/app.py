@@ -279,7 +279,7 @@ class Agent:
         self.heartbeat.remove()
 
     def reload(self, new: SiteConfig) -> ReloadPlan:
-        """Apply a new site config's reloadable fields, or refuse it whole (see ops.reload)."""
+        """Apply a new site config's reloadable fields, or refuse it whole (see ops.daemon)."""
         plan = plan_reload(self.config, new)
         if plan.refused:
             log.error(

@@ -18,7 +18,6 @@ import pytest
 from agent.config import load_config
 from agent.demo import write_site_file
 from agent.ops import systemd
-from agent.ops import systemd as health
 from agent.ops.daemon import plan_reload
 from agent.ops.logs import (
     JournaldHandler,
@@ -168,16 +167,16 @@ def test_reload_plan_names_what_applies_and_what_needs_a_restart(
 
 
 def test_health_check_fresh_stale_and_missing(tmp_path: Path) -> None:
-    beat = health.Heartbeat(tmp_path / "hb.json", extra=lambda: {"journal_ok": False})
+    beat = systemd.Heartbeat(tmp_path / "hb.json", extra=lambda: {"journal_ok": False})
     beat.beat()
     beat.write()
-    ok, reason = health.check(beat.path, 30)
+    ok, reason = systemd.check(beat.path, 30)
     assert ok and "journal NOT writing" in reason
     assert json.loads(beat.path.read_text())["pid"] == os.getpid()
-    ok, reason = health.check(beat.path, 30, now=time.time() + 60)
+    ok, reason = systemd.check(beat.path, 30, now=time.time() + 60)
     assert not ok and "stalled" in reason
     beat.remove()
-    ok, reason = health.check(beat.path, 30)
+    ok, reason = systemd.check(beat.path, 30)
     assert not ok and "no heartbeat" in reason
 
 
@@ -205,3 +204,20 @@ async def test_reload_retunes_alarms_in_place_and_keeps_the_model(
     assert agent.journal.retention.max_age_s == 7 * 86400
     refused = agent.reload(dataclasses.replace(new, line="elsewhere"))
     assert refused.restart == ("line.name",) and agent.config is new
+
+
+def test_lineside_health_command_exit_codes(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import REPO
+
+    beat = systemd.Heartbeat(tmp_path / "heartbeat.json")
+    beat.beat()
+    beat.write()
+    run = [sys.executable, "-m", "agent", "health", "--file", str(beat.path), "--max-age", "30"]
+    fresh = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert fresh.returncode == 0 and fresh.stdout.startswith("ok: last progress")
+    beat.last_progress -= 120  # the loop stopped two minutes ago
+    beat.write()
+    stale = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1 and "detection loop stalled" in stale.stderr
