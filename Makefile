@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 # Debian packages the tests drive for real: systemd-analyze/sysusers/tmpfiles check the unit,
 # shellcheck the scripts, python3-venv builds the .deb's venv, socat makes the serial pty pair
-# for Modbus RTU, gcc + libmodbus-dev build the independent Modbus server.
-DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev
+# for Modbus RTU, gcc + libmodbus-dev build the independent Modbus server, libseccomp2 and
+# util-linux (unshare) sandbox the daemon tests like the unit does, libsystemd-dev +
+# pkg-config build systemd-python (dev extra).
+DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 \
+	util-linux libsystemd-dev pkg-config
 
 .PHONY: demo test lint bench clean debian-deps
 
@@ -29,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy agent export
+	$(BIN)/hadolint Dockerfile.arm64
 
 debian-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do \
@@ -49,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/spc.py
 	$(BIN)/python benchmarks/update.py
+	$(BIN)/python benchmarks/daemon.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -61,36 +60,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _run_until_signalled(config_path: Path) -> None:
-    from agent.app import Agent
-    from agent.config import load_config
+    from agent.ops.daemon import run_daemon
 
-    agent = Agent(load_config(config_path))
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    stops = 0
-
-    def on_signal() -> None:
-        nonlocal stops
-        stops += 1
-        if stops > 1:
-            logging.getLogger(__name__).warning("second stop signal: exiting now")
-            raise SystemExit(1)
-        task.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await agent.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    await run_daemon(config_path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the daemon until SIGTERM/SIGINT."""
-    _setup_logging(args.log_level)
+    """Run the daemon until SIGTERM/SIGINT (SIGHUP reloads the site config)."""
+    from agent.ops.logs import configure_logging
+
+    configure_logging(args.log_level)
     try:
         asyncio.run(_run_until_signalled(Path(args.config)))
     except (ConfigError, BundleError) as exc:
@@ -189,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.bundle_cli import add_bundle_parser
 
     add_bundle_parser(sub)
+    from agent import events_cli
+    from agent.ops import systemd
+
+    events_cli.add_parser(sub)
+    systemd.add_parser(sub)
     return parser
 
 

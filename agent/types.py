@@ -57,7 +57,6 @@ class EventKind(enum.Enum):
 
     ANOMALY = "anomaly"
     SPC = "spc"
-    MODEL = "model"  # a model update: swapped in, passed or failed probation, rolled back
 
 
 class EventState(enum.Enum):

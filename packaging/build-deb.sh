@@ -133,23 +133,38 @@ if [ -d "$ROOT/firmware-configs" ]; then
         done
     done
 fi
+# /etc/lineside/site.toml.example: the example site with device paths (a conffile, so an
+# upgrade never overwrites the admin's edits). The admin copies it to site.toml.
+install -d -m 0755 "$STAGE/etc/lineside"
+sed -e 's|^bundle = .*|bundle = "/var/lib/lineside/models/current"|' \
+    -e 's|^path = .*|path = "/var/lib/lineside/events.sqlite"   # heartbeat.json goes next to it|' \
+    -e 's|"\.\./plc/|"/usr/share/lineside/firmware-configs/plc/|' \
+    "$ROOT/firmware-configs/sites/demo-extruder.toml" >"$STAGE/etc/lineside/site.toml.example"
+grep -q '^bundle = "/var/lib/lineside/models/current"' "$STAGE/etc/lineside/site.toml.example" \
+    || die "could not rewrite the example site config's paths"
+chmod 0644 "$STAGE/etc/lineside/site.toml.example"
+
 cat >"$DOC/README.Debian" <<'EOF'
 lineside for Debian
 ===================
 
-The service is installed but neither enabled nor started: a line PC must not poll PLCs
-before it has a site configuration. To put it into service:
+The service is enabled but not started: a line PC must not poll PLCs before it has a site
+configuration, and the unit's ConditionPathExists=/etc/lineside/site.toml skips it until
+then. To put it into service:
 
-  1. Write /etc/lineside/site.toml (examples in /usr/share/doc/lineside/examples/sites/,
-     PLC register maps in /usr/share/lineside/firmware-configs/plc/) and check it:
+  1. Write /etc/lineside/site.toml (start from /etc/lineside/site.toml.example; more
+     examples in /usr/share/doc/lineside/examples/sites/, PLC register maps in
+     /usr/share/lineside/firmware-configs/plc/) and check it:
        sudo -u lineside lineside check-config /etc/lineside/site.toml
   2. Modbus RTU: install the serial drop-in and use the stable names from
      /usr/lib/udev/rules.d/99-lineside-serial.rules (/dev/lineside/rs485-*):
        mkdir -p /etc/systemd/system/lineside.service.d
        cp /usr/share/doc/lineside/examples/lineside-serial.conf \
           /etc/systemd/system/lineside.service.d/serial.conf
-  3. systemctl daemon-reload && systemctl enable --now lineside
-     journalctl -u lineside -f
+  3. systemctl daemon-reload && systemctl start lineside
+     journalctl -u lineside -f          (fields: journalctl -u lineside -o verbose)
+     lineside events --config /etc/lineside/site.toml --since 1h
+  Changes to [detection] and journal retention apply with: systemctl reload lineside
 
 State (journal, model bundles, OPC-UA certificates) lives in /var/lib/lineside and is
 removed only by `apt purge lineside`. The Python environment is /opt/lineside/venv.
@@ -168,6 +183,8 @@ EOF
 # --- DEBIAN/ -------------------------------------------------------------------------------
 install -d -m 0755 "$STAGE/DEBIAN"
 INSTALLED_KB=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
+echo /etc/lineside/site.toml.example >"$STAGE/DEBIAN/conffiles"
+chmod 0644 "$STAGE/DEBIAN/conffiles"
 cat >"$STAGE/DEBIAN/control" <<EOF
 Package: $PKG
 Version: $VERSION
@@ -186,34 +203,40 @@ Description: edge inference agent: PLC polling, SPC/VAE anomaly detection, OPC-U
  and a hardened systemd unit that is not enabled on installation.
 EOF
 
+# DPKG_ROOT is set (by dpkg --root --force-script-chrootless) when the package goes into
+# another root without a chroot, e.g. an image being built or the package test: then every
+# change goes there and the running system is left alone.
 cat >"$STAGE/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
+ROOT=${DPKG_ROOT:-}
 if [ "$1" = configure ]; then
-    systemd-sysusers lineside.conf
-    systemd-tmpfiles --create lineside.conf
-    if [ -S /run/udev/control ]; then
+    systemd-sysusers ${ROOT:+"--root=$ROOT"} lineside.conf
+    systemd-tmpfiles ${ROOT:+"--root=$ROOT"} --create lineside.conf
+    if [ -z "$ROOT" ] && [ -S /run/udev/control ]; then
         udevadm control --reload-rules || true
         # "change", not "add": an add event makes ModemManager & co. probe every serial port.
         udevadm trigger --subsystem-match=tty --action=change || true
     fi
-    if [ -d /run/systemd/system ]; then
+    if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
         systemctl --system daemon-reload >/dev/null || true
     fi
-    # Never enable or start on installation: a line PC must not start polling PLCs before
-    # /etc/lineside/site.toml is written. Only record the unit's state (so purge can clean
-    # up links the admin creates with `systemctl enable`) and keep an existing enablement.
-    if command -v deb-systemd-helper >/dev/null 2>&1; then
-        if deb-systemd-helper debian-installed lineside.service; then
-            deb-systemd-helper unmask lineside.service >/dev/null || true
-            if deb-systemd-helper --quiet was-enabled lineside.service; then
-                deb-systemd-helper enable lineside.service >/dev/null || true
-            fi
+    # Enabled, never started here: the unit has ConditionPathExists=/etc/lineside/site.toml,
+    # so it starts at the next boot (or `systemctl start lineside`) only once the admin has
+    # written the site config. An upgrade keeps the admin's choice (was-enabled).
+    if [ -n "$ROOT" ]; then
+        systemctl --root="$ROOT" enable lineside.service >/dev/null 2>&1
+    elif command -v deb-systemd-helper >/dev/null 2>&1; then
+        deb-systemd-helper unmask lineside.service >/dev/null || true
+        # was-enabled is true on a fresh installation, so that enables the unit.
+        if deb-systemd-helper --quiet was-enabled lineside.service; then
+            deb-systemd-helper enable lineside.service >/dev/null || true
+        else
+            deb-systemd-helper update-state lineside.service >/dev/null || true
         fi
-        deb-systemd-helper update-state lineside.service >/dev/null || true
     fi
     # Upgrade: a running agent moves to the new code now; a stopped one stays stopped.
-    if [ -n "${2:-}" ] && [ -d /run/systemd/system ]; then
+    if [ -z "$ROOT" ] && [ -n "${2:-}" ] && [ -d /run/systemd/system ]; then
         deb-systemd-invoke try-restart lineside.service || true
     fi
 fi
@@ -225,7 +248,7 @@ cat >"$STAGE/DEBIAN/prerm" <<'EOF'
 set -e
 # On upgrade the agent keeps running until postinst restarts it into the new version.
 if [ "$1" = remove ] || [ "$1" = deconfigure ]; then
-    if [ -d /run/systemd/system ]; then
+    if [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then
         deb-systemd-invoke stop lineside.service || true
     fi
 fi
@@ -235,22 +258,25 @@ EOF
 cat >"$STAGE/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
+ROOT=${DPKG_ROOT:-}
 case "$1" in
     remove|purge)
-        if [ -d /run/systemd/system ]; then
+        if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
             systemctl --system daemon-reload >/dev/null || true
         fi
-        if [ -S /run/udev/control ]; then
+        if [ -z "$ROOT" ] && [ -S /run/udev/control ]; then
             udevadm control --reload-rules || true
+        fi
+        if [ -n "$ROOT" ]; then
+            rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/lineside.service"
         fi
         ;;
 esac
 if [ "$1" = purge ]; then
-    # Journal, model bundles and OPC-UA certificates go only on purge. /etc/lineside holds
-    # the admin's own files and stays; so does the lineside user (files may still be owned
-    # by its UID).
-    rm -rf /var/lib/lineside
-    if command -v deb-systemd-helper >/dev/null 2>&1; then
+    # Journal, model bundles and OPC-UA certificates go only on purge. The admin's
+    # site.toml stays; so does the lineside user (files may still be owned by its UID).
+    rm -rf "$ROOT/var/lib/lineside"
+    if [ -z "$ROOT" ] && command -v deb-systemd-helper >/dev/null 2>&1; then
         deb-systemd-helper purge lineside.service >/dev/null || true
         deb-systemd-helper unmask lineside.service >/dev/null || true
     fi
@@ -259,7 +285,8 @@ exit 0
 EOF
 chmod 0755 "$STAGE/DEBIAN/postinst" "$STAGE/DEBIAN/prerm" "$STAGE/DEBIAN/postrm"
 
-(cd "$STAGE" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
+# Conffiles (etc/) are left out, as dh_md5sums does: dpkg tracks their sums itself.
+(cd "$STAGE" && find . \( -path ./DEBIAN -o -path ./etc \) -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
     | xargs -0 md5sum) >"$STAGE/DEBIAN/md5sums"
 chmod 0644 "$STAGE/DEBIAN/md5sums"
 

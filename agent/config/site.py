@@ -148,6 +148,8 @@ class SiteConfig:
     opcua: OpcUaConfig
     journal_path: Path
     plcs: tuple[PlcConfig, ...]
+    journal_retention_days: float = 90.0
+    journal_max_mb: float = 512.0
 
     @property
     def tags(self) -> dict[str, Tag | NodeTag]:
@@ -347,7 +349,7 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
     opcua = root.table("opcua", required=False)
     opcua.reject_unknown({"endpoint", "namespace", "security", "allow_anonymous"})
     journal = root.table("journal", required=False)
-    journal.reject_unknown({"path"})
+    journal.reject_unknown({"path", "retention_days", "max_mb"})
     detection = DetectionConfig(
         raise_after=det.positive("raise_after", int, 3),
         clear_after=det.positive("clear_after", int, 10),
@@ -400,6 +402,8 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         ),
         journal_path=journal.path_value("path", base, "lineside-events.sqlite"),
         plcs=plcs,
+        journal_retention_days=journal.positive("retention_days", float, 90.0),
+        journal_max_mb=journal.positive("max_mb", float, 512.0),
     )
     if not config.opcua.allow_anonymous:
         raise opcua.error(

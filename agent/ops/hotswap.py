@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from agent.app import Agent
 
 log = logging.getLogger(__name__)
-MODEL_SEVERITY = 600
 MAX_BOOTS = 2
 Loaded = tuple[Bundle, Any, SpcDetector]  # a bundle with its VAE detector and SPC charts
 
@@ -152,8 +151,9 @@ class ModelUpdates:
         self._before, self._candidate, self._restored = incumbent, bundle, False
         self._probation = ProbationDetector(vae, incumbent[1], self.policy)
         monitor.vae, monitor.spc = self._probation, spc
+        old = self.state.version
         self.state.version, self.state.label = bundle.manifest.model_version, bundle.manifest.label
-        self._set("probation", f"model {bundle.manifest.model_version} {how}, on probation")
+        self._set(old, "probation", f"model {bundle.manifest.model_version} {how}, on probation")
 
     def at_boundary(self) -> None:
         """Called by the detection loop between two samples: apply a swap or a restore."""
@@ -176,23 +176,16 @@ class ModelUpdates:
                 self.agent.bundle = self._candidate
                 self._probation, self._before = None, None
                 self._passed = self._candidate.manifest.model_version
-                self._set("active", f"model {self._passed} passed probation")
+                self._set(self._passed, "active", f"model {self._passed} passed probation")
 
-    def _set(self, status: str, text: str) -> None:
-        from agent.types import Event, EventKind, EventState
-
+    def _set(self, old: int, status: str, text: str) -> None:
         self.state.status = status
         self.state.last_update = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}"
         failed = status == "rolled-back"
         log.log(logging.WARNING if failed else logging.INFO, "model update: %s", text)
-        self.agent.journal.send(
-            Event(
-                ts=time.time(), line=self.agent.config.line, kind=EventKind.MODEL,
-                state=EventState.RAISED if failed else EventState.CLEARED, detector="updates",
-                severity=MODEL_SEVERITY, message=text,
-                details={"status": status, "version": self.state.version},
-            )
-        )  # fmt: skip
+        new = str(self.state.version)
+        self.agent.model_version = new  # STATUS= lines and journal rows name the running model
+        self.agent.journal.record_model_change(str(old), new, text, status=status)
         self._wake.set()
 
     def _load(self, version: int) -> Loaded:
@@ -224,7 +217,7 @@ class ModelUpdates:
         except (BundleError, OSError) as exc:
             log.error("model %d: cannot restore the link on disk: %s", version, exc)
         self.state.version, self.state.label = to, label
-        self._set("rolled-back", f"model {version} rolled back to {to}: {reason}")
+        self._set(version, "rolled-back", f"model {version} rolled back to {to}: {reason}")
 
     async def _tick(self) -> None:
         assert self.store is not None

@@ -11,6 +11,7 @@ integrator can type them into a SCADA tag list):
                         /AnomalyActive, SpcAlarmActive, AlarmActive   Boolean
                         /ModelVersion, LastEvent           String
     Objects/Agent/LoopLatencyMs, SamplesProcessed, SampleQueueDrops, PublishCoalesced
+                 /JournalOk, JournalWriteErrors, JournalDropped
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while the publisher is busy are coalesced (only the newest is written) and counted.
@@ -60,6 +61,9 @@ class AgentCounters:
     loop_latency_ms: float = 0.0
     samples_processed: int = 0
     sample_queue_drops: int = 0
+    journal_ok: bool = True
+    journal_write_errors: int = 0
+    journal_dropped: int = 0
 
 
 class ScadaServer:
@@ -190,6 +194,12 @@ class ScadaServer:
         ):
             zero = 0.0 if vtype is ua.VariantType.Double else 0
             await self._variable(agent, f"Agent/{name}", name, zero, vtype, text)
+        for name, value, vtype, text in (
+            ("JournalOk", True, ua.VariantType.Boolean, "False while events cannot be journaled"),
+            ("JournalWriteErrors", 0, ua.VariantType.UInt64, "Failed journal commits"),
+            ("JournalDropped", 0, ua.VariantType.UInt64, "Records refused: journal queue full"),
+        ):
+            await self._variable(agent, f"Agent/{name}", name, value, vtype, text)
         # asyncua logs a failed start with a full traceback before raising; we report the
         # failure ourselves, in one line with the fix, so its logger is muted for this call.
         asyncua_log = logging.getLogger("asyncua.server.server")
@@ -284,6 +294,9 @@ class ScadaServer:
         await self._write("Agent/SamplesProcessed", c.samples_processed, ua.VariantType.UInt64)
         await self._write("Agent/SampleQueueDrops", c.sample_queue_drops, ua.VariantType.UInt64)
         await self._write("Agent/PublishCoalesced", self.coalesced, ua.VariantType.UInt64)
+        await self._write("Agent/JournalOk", c.journal_ok, B)
+        await self._write("Agent/JournalWriteErrors", c.journal_write_errors, ua.VariantType.UInt64)
+        await self._write("Agent/JournalDropped", c.journal_dropped, ua.VariantType.UInt64)
 
     async def run(self) -> None:
         """Publish the newest result whenever one is offered, until cancelled."""

@@ -109,7 +109,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
         assert await run.model_version_tag() == "2 (v2)"
         await wait_for(lambda: not run.store.marker_file.exists(), 5)  # passed: committed
         await asyncio.sleep(0.5)  # the journal commits every 250 ms
-    events = [e for e in read_events(run.config.journal_path) if e["kind"] == "model"]
+    events = [e for e in read_events(run.config.journal_path) if e["kind"] == "model_change"]
     messages = [e["message"] for e in events]
     assert any("model 2 swapped in" in m for m in messages)
     assert any("model 2 passed probation" in m for m in messages)
@@ -147,5 +147,5 @@ async def test_model_that_fails_probation_is_rolled_back(bundle_dir: Path, tmp_p
     rolled = [a for a in audit if a["action"] == "rolled-back"]
     assert rolled and rolled[0]["version"] == 2 and rolled[0]["to"] == 1
     assert "above threshold" in rolled[0]["reason"]
-    events = [e for e in read_events(run.config.journal_path) if e["kind"] == "model"]
+    events = [e for e in read_events(run.config.journal_path) if e["kind"] == "model_change"]
     assert any(e["state"] == "raised" and "rolled back" in e["message"] for e in events)
