@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, scoring
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=7200)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_simulate)
+
+    scoring.add_parser(sub)
     return parser
 
 

@@ -42,6 +42,10 @@ Float32Array = npt.NDArray[np.float32]
 OPSET = 18
 INPUT_NAME = "x"
 OUTPUT_NAMES = ("score", "contrib")
+#: Scaled inputs are clipped to +-INPUT_CLIP (robust sigmas) before the model sees them: far
+#: beyond the training range the reconstruction means nothing, and a clipped channel still
+#: scores a large error. It also bounds the activations int8 has to represent.
+INPUT_CLIP = 10.0
 
 # Loggers of the dynamo exporter that warn about optional extras (e.g. torchvision ops).
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
@@ -58,6 +62,7 @@ class ScoringModule(nn.Module):
 
     def raw_errors(self, x: torch.Tensor) -> torch.Tensor:
         """Mean squared reconstruction error per channel (batch, channels), not normalised."""
+        x = torch.clamp(x, -INPUT_CLIP, INPUT_CLIP)
         mu, _ = self.vae.encode(x)
         recon = self.vae.decode(mu)
         return torch.mean((x - recon) ** 2, dim=1)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
 from agent.ops.bundles import Bundle
@@ -40,6 +43,7 @@ from export.parity import (
 from export.quantize import quantize_int8
 
 Log = Callable[[str], None]
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class TrainOptions:
     hop: int = 1
     epochs: int = 60
     seed: int = 0
+    model: str = "vae"
     tag_map: Path | None = None
     model_version: int = 1
     label: str = ""
@@ -79,6 +84,7 @@ def validate(options: TrainOptions) -> None:
         (options.window >= 2, f"--window must be at least 2 (got {options.window})"),
         (options.hop >= 1, f"--hop must be at least 1 (got {options.hop})"),
         (options.epochs >= 1, f"--epochs must be at least 1 (got {options.epochs})"),
+        (options.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
         (options.seed >= 0, f"--seed must be non-negative (got {options.seed})"),
         (
             options.model_version >= 1,
@@ -96,6 +102,25 @@ def validate(options: TrainOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise ExportError(message)
+
+
+#: A channel's scale is at least this fraction of its standard deviation over all the normal
+#: rows given. A quantised sensor that sat on one value through the train part (SKAB's flow
+#: meter reads 32.0 for minutes, then 31.0) has an IQR of zero and a std near zero there; scaled
+#: by that, the next ordinary step reads as a 1000-sigma event.
+SCALE_FLOOR_OF_STD = 0.1
+
+
+MODELS = ("vae", "vae-gan")
+#: Weight of the decoder's adversarial loss for `--model vae-gan`, against an MSE near 1.
+ADVERSARIAL_WEIGHT = 0.01
+
+
+def floored_scaler(train_rows: FloatArray, normal_rows: FloatArray) -> RobustScaler:
+    """RobustScaler of the train rows, each scale floored at a fraction of the normal std."""
+    fitted = RobustScaler.fit(train_rows)
+    floor = SCALE_FLOOR_OF_STD * np.std(normal_rows, axis=0)
+    return RobustScaler(center=fitted.center, scale=np.maximum(fitted.scale, floor))
 
 
 def _stderr(line: str) -> None:
@@ -125,7 +150,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "give more data or a smaller --window"
             )
     train_rows = split.stacked("train")
-    scaler = RobustScaler.fit(train_rows)
+    scaler = floored_scaler(train_rows, np.concatenate([train_rows, *split.val, *split.cal]))
     spc = fit_imr(train_rows, nsigmas=3.0, sigma="larger")
     windows = {
         part: make_windows(getattr(split, part), scaler, options.window, options.hop)
@@ -143,7 +168,11 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     from export.onnx_export import channel_baseline, export_onnx
     from export.train import TrainConfig, train_vae
 
-    config = TrainConfig(epochs=options.epochs, seed=options.seed)
+    config = TrainConfig(
+        epochs=options.epochs,
+        seed=options.seed,
+        adversarial=ADVERSARIAL_WEIGHT if options.model == "vae-gan" else 0.0,
+    )
     result = train_vae(windows["train"], windows["val"], config, log=say)
     baseline = channel_baseline(result.model, windows["val"])
 
@@ -174,6 +203,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
             spc=spc,
             detector={
                 "kind": "vae",
+                "model": options.model,
                 "threshold": threshold,
                 "threshold_method": (
                     f"quantile {q:g} of {cal_fp32.size} held-out normal windows x {margin:g}"
