@@ -95,6 +95,9 @@ def train_bundle(train_csv: Path, out: Path, args: argparse.Namespace, model: st
         epochs=args.epochs,
         seed=args.seed,
         model=model,
+        relative=[c for c in args.relative.split(",") if c] or None,
+        score=args.score,
+        encoder=args.encoder,
         quiet=True,
         force=True,
         allow_parity_loss=True,  # measured below; a refused export would hide a figure
@@ -197,9 +200,8 @@ def print_tables(rows: list[Row], ones: Evaluation) -> None:
     for row in rows:
         c: Confusion = row.evaluation.matrix
         train, size = _cost(row)
-        print(
-            f"| **Lineside {row.name}** | {c.f1:.3f} | {c.far:.2f} | {c.mar:.2f} | {train} | {size} |"
-        )
+        figures = f"{c.f1:.3f} | {c.far:.2f} | {c.mar:.2f}"
+        print(f"| **Lineside {row.name}** | {figures} | {train} | {size} |")
     for name, f1, far, mar in PUBLISHED_OUTLIER:
         print(f"| {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | | |")
     c = ones.matrix
@@ -229,11 +231,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "skab")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lineside-skab"))
-    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument(
+        "--relative",
+        default="Temperature,Thermocouple",
+        help="channels trained without their level ('' for none): the rig's water warms up",
+    )
+    parser.add_argument("--score", choices=["max", "mean"], default="mean")
+    parser.add_argument("--encoder", choices=["dense", "conv"], default="dense")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--raise-after", type=int, default=DEFAULT_DETECTION.raise_after)
-    parser.add_argument("--clear-after", type=int, default=DEFAULT_DETECTION.clear_after)
+    parser.add_argument("--raise-after", type=int, default=3)
+    parser.add_argument("--clear-after", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="reuse bundles already in --work")
     parser.add_argument("--vae-only", action="store_true", help="skip the VAE-GAN variant")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")

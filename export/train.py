@@ -26,6 +26,8 @@ from export.errors import ExportError
 
 Float32Array = npt.NDArray[np.float32]
 Log = Callable[[str], None]
+#: Called after every epoch with (epoch, validation loss), e.g. to draw a progress bar.
+Progress = Callable[[int, float], None]
 
 #: Torch threads while training. One is fastest for a model this small: with two, the
 #: workers spend longer synchronising (and spin-waiting on a busy machine) than computing.
@@ -46,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     #: Weight of the adversarial term on the decoder; 0 trains a plain VAE (`--model vae`).
     adversarial: float = 0.0
+    #: "dense" (flattened window) or "conv" (1-D convolutions over time).
+    encoder: str = "dense"
 
 
 class Vae(nn.Module):
@@ -79,6 +83,38 @@ class Vae(nn.Module):
         """Deterministic reconstruction through the posterior mean (no sampling)."""
         mu, _ = self.encode(x)
         return self.decode(mu)
+
+
+class ConvVae(Vae):
+    """The same VAE with a 1-D convolutional encoder over time (channels as conv channels).
+
+    Two stride-2 convolutions (kernel 5) summarise local shape before the dense bottleneck;
+    the decoder is the dense one of `Vae`. Fewer weights than the dense encoder on long windows.
+    """
+
+    def __init__(self, window: int, channels: int, hidden: int = 64, latent: int = 8) -> None:
+        super().__init__(window, channels, hidden, latent)
+        filters = 16
+        conv = nn.Sequential(
+            nn.Conv1d(channels, filters, kernel_size=5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(filters, filters, kernel_size=5, stride=2, padding=2),
+            nn.ReLU(),
+        )
+        length = conv(torch.zeros(1, channels, window)).shape[2]
+        self.encoder = nn.Sequential(
+            conv, nn.Flatten(), nn.Linear(filters * length, hidden), nn.ReLU()
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z|x); the convolutions run over the time axis."""
+        h = self.encoder(torch.transpose(x, 1, 2))
+        mu: torch.Tensor = self.to_mu(h)
+        logvar: torch.Tensor = self.to_logvar(h)
+        return mu, logvar
+
+
+ENCODERS = {"dense": Vae, "conv": ConvVae}
 
 
 def vae_loss(
@@ -163,6 +199,7 @@ def train_vae(
     val: Float32Array,
     config: TrainConfig,
     log: Log | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train a VAE on scaled windows; stop early on validation loss and keep the best weights."""
     if train.ndim != 3 or train.shape[0] == 0:
@@ -175,7 +212,7 @@ def train_vae(
     torch.set_num_threads(TRAIN_THREADS)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(train, val, config, window, channels, log)
+        return _train(train, val, config, window, channels, log, progress)
     finally:
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic)
@@ -188,10 +225,11 @@ def _train(
     window: int,
     channels: int,
     log: Log | None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = Vae(window, channels, hidden=config.hidden, latent=config.latent)
+    model = ENCODERS[config.encoder](window, channels, hidden=config.hidden, latent=config.latent)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     critic = Critic(window, channels, config.hidden) if config.adversarial > 0 else None
     critic_opt = torch.optim.Adam(critic.parameters(), lr=config.lr) if critic else None
@@ -231,6 +269,8 @@ def _train(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
+        if progress is not None:
+            progress(epoch, val_loss)
         if log is not None:
             mark = " *" if improved else ""
             log(
