@@ -37,7 +37,10 @@ def test_one_output_row_per_input_row_with_every_column(bundle_dir: Path, tmp_pa
     source = tmp_path / "in.csv"
     channels = _historian(bundle_dir, source, rows=120, sep=";")
     out = tmp_path / "out.csv"
-    assert main(["score", "--bundle", str(bundle_dir), "--input", str(source), "--output", str(out)]) == 0
+    assert (
+        main(["score", "--bundle", str(bundle_dir), "--input", str(source), "--output", str(out)])
+        == 0
+    )
     rows = _read(out)
     assert len(rows) == 120
     expected = ["row", "time", "score", "vae_alarm", "spc_alarm", "anomaly"]
