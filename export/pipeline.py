@@ -223,6 +223,14 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         f"{len(columns)} channels; windows of {options.window} (hop {options.hop}): "
         f"train {len(windows['train'])}, val {len(windows['val'])}, cal {len(windows['cal'])}"
     )
+    constant = [c for c, sd in zip(columns, np.std(train_rows, axis=0), strict=True) if sd == 0]
+    if constant:
+        # Kept, not refused: a setpoint that never moved in training is modelled as constant,
+        # so any later movement of it scores high. Drop it with --columns if that is wrong.
+        say(
+            f"warning: constant in the training rows (any change will score high): "
+            f"{', '.join(constant)}"
+        )
     missing_units = [c for c in columns if c not in units]
     if options.tag_map is not None and missing_units:
         say(f"tag map has no unit for: {', '.join(missing_units)}")
