@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="dense",
         help="VAE encoder: dense over the flattened window, or 1-D conv over time (dense)",
     )
+    train.add_argument(
+        "--beta", type=float, default=1e-3, help="weight of the KL term in the loss (0.001)"
+    )
     train.add_argument("--window", type=int, default=32, help="samples per window (32)")
     train.add_argument("--hop", type=int, default=1, help="samples between windows (1)")
     train.add_argument("--epochs", type=int, default=60, help="maximum epochs (60)")
@@ -126,6 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         relative=args.relative,
         score=args.score,
         encoder=args.encoder,
+        beta=args.beta,
         tag_map=args.tag_map,
         model_version=args.model_version,
         label=args.label,

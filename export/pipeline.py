@@ -63,6 +63,7 @@ class TrainOptions:
     relative: list[str] | None = None
     score: str = "max"
     encoder: str = "dense"
+    beta: float = 1e-3
     tag_map: Path | None = None
     model_version: int = 1
     label: str = ""
@@ -91,6 +92,7 @@ def validate(options: TrainOptions) -> None:
         (options.epochs >= 1, f"--epochs must be at least 1 (got {options.epochs})"),
         (options.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
         (options.score in ("max", "mean"), "--score must be max or mean"),
+        (options.beta >= 0.0, f"--beta must be non-negative (got {options.beta})"),
         (options.encoder in ("dense", "conv"), "--encoder must be dense or conv"),
         (options.seed >= 0, f"--seed must be non-negative (got {options.seed})"),
         (
@@ -243,6 +245,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         epochs=options.epochs,
         seed=options.seed,
         encoder=options.encoder,
+        beta=options.beta,
         adversarial=ADVERSARIAL_WEIGHT if options.model == "vae-gan" else 0.0,
     )
     relative = relative_mask(columns, options.relative)
