@@ -184,3 +184,30 @@ def test_progress_bar_only_on_a_tty(tmp_path: Path) -> None:
     text = tty.getvalue()
     assert text.count("\r") == 4 and text.endswith("\n")
     assert "4/4 epochs" in text and "best 0.30000 @ 4" in text
+
+
+def test_cli_passes_the_new_options(tmp_path: Path) -> None:
+    from export.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--input", "a.csv", "--out", "o", "--model", "vae-gan", "--beta", "0.1",
+         "--relative", "temp,flow", "--score", "mean", "--encoder", "conv"]
+    )  # fmt: skip
+    assert (args.model, args.beta, args.relative) == ("vae-gan", 0.1, ["temp", "flow"])
+    assert (args.score, args.encoder) == ("mean", "conv")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"beta": -1.0}, "--beta must be non-negative"),
+        ({"score": "median"}, "--score must be max or mean"),
+        ({"encoder": "lstm"}, "--encoder must be dense or conv"),
+    ],
+)
+def test_bad_options_are_refused_before_reading_data(
+    tmp_path: Path, option: dict[str, object], message: str
+) -> None:
+    base = TrainOptions(inputs=[tmp_path / "missing.csv"], out=tmp_path / "o")
+    with pytest.raises(ExportError, match=message):
+        run_train(TrainOptions(**{**base.__dict__, **option}))  # type: ignore[arg-type]
