@@ -1,11 +1,15 @@
 """`lineside-export train` end to end: CSVs -> scaler, SPC limits, VAE -> ONNX -> bundle.
 
 1. read and check the CSVs, split each file 70/15/15 (train / validation / calibration)
-2. fit the RobustScaler and the I-MR limits on the raw train rows
-3. train the VAE on scaled train windows, early-stopping on the validation windows
-4. export the fp32 scoring model, quantise it to int8
-5. score the calibration windows with the fp32 model: threshold = quantile * margin
-6. compare int8 with fp32 on the same windows (parity.json); fail on a parity loss
+2. fit the RobustScaler (each scale floored at the channel's normal std) and the I-MR limits
+   on the raw train rows
+3. train the VAE (or VAE-GAN) on scaled, clipped train windows (`--relative` channels minus
+   their window mean), early-stopping on the validation windows
+4. export the fp32 scoring model
+5. score the held-out windows (validation + calibration) with the fp32 model:
+   threshold = quantile * margin
+6. quantise to int8 dynamically and statically, keep the one closer to fp32 on the held-out
+   windows (parity.json records both); fail on a parity loss
 7. write manifest.json, verify with load_bundle, move the bundle into place
 """
 
