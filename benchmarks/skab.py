@@ -29,6 +29,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -243,7 +244,12 @@ def main() -> int:
     """Run the benchmark and print the tables; a JSON summary goes to --json if given."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "skab")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lineside-skab"))
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "lineside-skab",
+        help="where the training parts and bundles go (outside the repo)",
+    )
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument(
         "--relative",
