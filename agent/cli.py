@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, scoring
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     events_cli.add_parser(sub)
     systemd.add_parser(sub)
+    scoring.add_parser(sub)
     return parser
 
 

@@ -54,10 +54,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--columns", type=_columns, metavar="A,B,C", help="feature columns (default: all)"
     )
+    train.add_argument(
+        "--relative",
+        type=_columns,
+        metavar="A,B",
+        help="columns modelled without their level (each window minus its mean): slow drifters",
+    )
+    train.add_argument(
+        "--score",
+        choices=["max", "mean"],
+        default="max",
+        help="window score: the largest channel contribution, or their mean (max)",
+    )
+    train.add_argument(
+        "--encoder",
+        choices=["dense", "conv"],
+        default="dense",
+        help="VAE encoder: dense over the flattened window, or 1-D conv over time (dense)",
+    )
+    train.add_argument(
+        "--beta", type=float, default=1e-3, help="weight of the KL term in the loss (0.001)"
+    )
     train.add_argument("--window", type=int, default=32, help="samples per window (32)")
     train.add_argument("--hop", type=int, default=1, help="samples between windows (1)")
     train.add_argument("--epochs", type=int, default=60, help="maximum epochs (60)")
     train.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    train.add_argument(
+        "--model",
+        choices=["vae", "vae-gan"],
+        default="vae",
+        help="vae, or vae-gan (adversarial term on the decoder) (vae)",
+    )
     train.add_argument(
         "--tag-map",
         type=Path,
@@ -101,6 +128,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         hop=args.hop,
         epochs=args.epochs,
         seed=args.seed,
+        model=args.model,
+        relative=args.relative,
+        score=args.score,
+        encoder=args.encoder,
+        beta=args.beta,
         tag_map=args.tag_map,
         model_version=args.model_version,
         label=args.label,

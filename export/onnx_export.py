@@ -5,7 +5,8 @@ The exported graph is what the agent runs on the device (see agent/ops/bundles.p
     x        float32 (batch, window, channels), already scaled; batch is dynamic
     contrib  float32 (batch, channels): mean over the window of (x - recon)^2, divided by
              that channel's mean on held-out normal windows (1.0 = a typical window)
-    score    float32 (batch,): the largest contribution
+    score    float32 (batch,): the largest contribution (`--score max`, the default) or
+             their mean (`--score mean`)
 
 Normalising per channel and taking the maximum lets one sensor that goes wrong stand out: a
 noisy channel (vibration) and a quiet, well-explained one (motor current) weigh the same, and
@@ -42,22 +43,56 @@ Float32Array = npt.NDArray[np.float32]
 OPSET = 18
 INPUT_NAME = "x"
 OUTPUT_NAMES = ("score", "contrib")
+#: Scaled inputs are clipped to +-INPUT_CLIP (robust sigmas) before the model sees them: far
+#: beyond the training range the reconstruction means nothing, and a clipped channel still
+#: scores a large error. It also bounds the activations int8 has to represent.
+INPUT_CLIP = 10.0
 
 # Loggers of the dynamo exporter that warn about optional extras (e.g. torchvision ops).
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
 
 
-class ScoringModule(nn.Module):
-    """Wraps a trained VAE: windows in, (score, contrib) out, no sampling."""
+def prepare(windows: Float32Array, relative: Float32Array | None = None) -> Float32Array:
+    """What the model sees of scaled windows: clipped, relative channels minus their mean.
 
-    def __init__(self, vae: Vae, baseline: torch.Tensor | None = None) -> None:
+    The numpy twin of the first step of `ScoringModule`; training windows go through it so
+    the model is trained on exactly what it scores on the device.
+    """
+    x = np.clip(windows, -INPUT_CLIP, INPUT_CLIP).astype(np.float32)
+    if relative is not None and relative.any():
+        x = x - relative.astype(np.float32) * x.mean(axis=1, keepdims=True)
+    return x
+
+
+class ScoringModule(nn.Module):
+    """Wraps a trained VAE: windows in, (score, contrib) out, no sampling.
+
+    `relative` (0/1 per channel) marks the channels modelled without their level: each window
+    of such a channel is centred on its own mean before the model sees it, so a slow drift
+    (the water of a test rig warming through the day) is not an anomaly, while a change in the
+    channel's short-term shape still is.
+    """
+
+    def __init__(
+        self,
+        vae: Vae,
+        baseline: torch.Tensor | None = None,
+        relative: torch.Tensor | None = None,
+        reduce: str = "max",
+    ) -> None:
         super().__init__()
         self.vae = vae
+        self.reduce = reduce
         ones = torch.ones(vae.channels, dtype=torch.float32)
+        zeros = torch.zeros(vae.channels, dtype=torch.float32)
         self.register_buffer("baseline", ones if baseline is None else baseline.float())
+        self.register_buffer("relative", zeros if relative is None else relative.float())
 
     def raw_errors(self, x: torch.Tensor) -> torch.Tensor:
         """Mean squared reconstruction error per channel (batch, channels), not normalised."""
+        x = torch.clamp(x, -INPUT_CLIP, INPUT_CLIP)
+        relative: torch.Tensor = self.get_buffer("relative")
+        x = x - relative * torch.mean(x, dim=1, keepdim=True)
         mu, _ = self.vae.encode(x)
         recon = self.vae.decode(mu)
         return torch.mean((x - recon) ** 2, dim=1)
@@ -66,13 +101,17 @@ class ScoringModule(nn.Module):
         """Score a batch of scaled windows (batch, window, channels)."""
         baseline: torch.Tensor = self.get_buffer("baseline")
         contrib = self.raw_errors(x) / baseline
-        score = torch.amax(contrib, dim=1)
+        score = torch.amax(contrib, dim=1) if self.reduce == "max" else torch.mean(contrib, dim=1)
         return score, contrib
 
 
-def channel_baseline(model: Vae, windows: Float32Array) -> Float32Array:
-    """Each channel's mean reconstruction error on normal windows: the unit of `contrib`."""
-    scoring = ScoringModule(model).eval()
+def channel_baseline(
+    model: Vae, windows: Float32Array, relative: Float32Array | None = None
+) -> Float32Array:
+    """Each channel's mean reconstruction error on normal (scaled) windows: the unit of
+    `contrib`."""
+    rel = None if relative is None else torch.from_numpy(relative.astype(np.float32))
+    scoring = ScoringModule(model, relative=rel).eval()
     with torch.no_grad():
         errors = scoring.raw_errors(torch.from_numpy(np.ascontiguousarray(windows)))
     # A channel the model reconstructs perfectly must not divide by zero.
@@ -118,9 +157,30 @@ def ensure_single_file(path: Path) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def export_onnx(model: Vae, path: Path, baseline: Float32Array | None = None) -> None:
+def scoring_module(
+    model: Vae,
+    baseline: Float32Array | None = None,
+    relative: Float32Array | None = None,
+    reduce: str = "max",
+) -> ScoringModule:
+    """The scoring graph of a trained model, in eval mode (what `export_onnx` writes)."""
+    return ScoringModule(
+        model,
+        None if baseline is None else torch.from_numpy(baseline),
+        None if relative is None else torch.from_numpy(relative.astype(np.float32)),
+        reduce,
+    ).eval()
+
+
+def export_onnx(
+    model: Vae,
+    path: Path,
+    baseline: Float32Array | None = None,
+    relative: Float32Array | None = None,
+    reduce: str = "max",
+) -> None:
     """Write the scoring graph of `model` to `path` as one self-contained ONNX file."""
-    scoring = ScoringModule(model, None if baseline is None else torch.from_numpy(baseline)).eval()
+    scoring = scoring_module(model, baseline, relative, reduce)
     example = torch.zeros((2, model.window, model.channels), dtype=torch.float32)
     try:
         with _quiet_exporter(), torch.no_grad():

@@ -21,9 +21,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import helper, numpy_helper
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.errors import ExportError
@@ -95,8 +103,38 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = True) -> dict[str, object]:
-    """Write a dynamically int8-quantised copy of `fp32_path`; return what was done."""
+class _Windows(CalibrationDataReader):  # type: ignore[misc]
+    """Feeds calibration windows to the static quantiser in batches."""
+
+    def __init__(self, windows: npt.NDArray[np.float32], batch: int = 256) -> None:
+        self._batches = iter(
+            [
+                {"x": np.ascontiguousarray(windows[i : i + batch], dtype=np.float32)}
+                for i in range(0, windows.shape[0], batch)
+            ]
+        )
+
+    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+        """The next batch, or None when they are used up."""
+        return next(self._batches, None)
+
+
+def quantize_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    per_channel: bool = True,
+    method: str = "dynamic",
+    calibration: npt.NDArray[np.float32] | None = None,
+) -> dict[str, object]:
+    """Write an int8-quantised copy of `fp32_path`; return what was done.
+
+    `method` "dynamic" quantises activations on the fly; "static" fixes their ranges from
+    `calibration` windows (QDQ format, MinMax), which needs those scaled windows.
+    """
+    if method not in ("dynamic", "static"):
+        raise ExportError(f"unknown quantisation method {method!r} (dynamic or static)")
+    if method == "static" and (calibration is None or calibration.shape[0] == 0):
+        raise ExportError("static quantisation needs calibration windows")
     model = onnx.load(str(fp32_path))
     rewritten = gemm_to_matmul(model)
     onnx.checker.check_model(model)
@@ -110,14 +148,29 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = True) ->
             pre_path = Path(scratch) / "pre.onnx"
             onnx.save_model(model, str(matmul_path))
             quant_pre_process(str(matmul_path), str(pre_path), skip_optimization=True)
-            quantize_dynamic(
-                pre_path,
-                int8_path,
-                weight_type=QuantType.QInt8,
-                per_channel=per_channel,
-                op_types_to_quantize=["MatMul"],
-                nodes_to_exclude=kept_fp32,
-            )
+            if method == "dynamic":
+                quantize_dynamic(
+                    pre_path,
+                    int8_path,
+                    weight_type=QuantType.QInt8,
+                    per_channel=per_channel,
+                    op_types_to_quantize=["MatMul"],
+                    nodes_to_exclude=kept_fp32,
+                )
+            else:
+                assert calibration is not None
+                quantize_static(
+                    pre_path,
+                    int8_path,
+                    _Windows(calibration),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=per_channel,
+                    op_types_to_quantize=["MatMul"],
+                    nodes_to_exclude=kept_fp32,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
     except ExportError:
         raise
     except Exception as exc:  # onnxruntime.quantization raises plain Exceptions
@@ -127,13 +180,18 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = True) ->
     quantized = onnx.load(str(int8_path))
     ops = sorted({n.op_type for n in quantized.graph.node})
     n_quantized = sum(n.op_type in _QUANTIZED_OPS for n in quantized.graph.node)
+    if method == "static":
+        n_quantized = sum(
+            n.op_type == "MatMul" and any(i.endswith("_DequantizeLinear_Output") for i in n.input)
+            for n in quantized.graph.node
+        )
     if n_quantized == 0:
         raise ExportError(
             f"int8 quantisation left no integer MatMul in {int8_path.name} (ops: {ops})"
         )
     onnx.checker.check_model(str(int8_path), full_check=True)
     return {
-        "method": "onnxruntime quantize_dynamic",
+        "method": f"onnxruntime quantize_{method}",
         "weight_type": "QInt8",
         "per_channel": per_channel,
         "gemm_rewritten": rewritten,

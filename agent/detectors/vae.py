@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from agent.core.scaler import RobustScaler
 from agent.detectors.base import FloatArray
-from agent.ops.bundles import Bundle
+from agent.ops.bundles import Bundle, load_bundle
 from agent.types import Score
 
 
@@ -28,12 +28,17 @@ class VaeDetector:
     """Reconstruction-error detector backed by a bundle's ONNX model.
 
     `score_one` takes raw engineering values (window x channels in the manifest's order) and
-    returns the mean squared reconstruction error of the scaled window, with one contribution
-    per channel, against the threshold calibrated at export time.
+    returns the window's score (the largest, or the mean, of the per-channel reconstruction
+    errors, each in units of its normal level), with one contribution per channel, against
+    the threshold calibrated at export time. The model is frozen, so the detector has no
+    state beyond its bundle: pickling it keeps the bundle path and reopens the session.
     """
 
     def __init__(self, bundle: Bundle, precision: str = "int8", threads: int = 1) -> None:
         manifest = bundle.manifest
+        self.bundle = bundle
+        self.precision = precision
+        self.threads = threads
         self.window = manifest.window
         self.channels = len(manifest.channels)
         self.threshold = manifest.threshold
@@ -54,6 +59,16 @@ class VaeDetector:
             threshold=self.threshold,
             contributions=tuple(float(c) for c in contrib[0]),
         )
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the bundle reference, not the onnxruntime session (it cannot be pickled)."""
+        return {"path": self.bundle.path, "precision": self.precision, "threads": self.threads}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Reopen the bundle (hashes checked again) and its session."""
+        path, precision, threads = state["path"], state["precision"], state["threads"]
+        assert isinstance(path, Path) and isinstance(precision, str) and isinstance(threads, int)
+        self.__init__(load_bundle(path), precision, threads)  # type: ignore[misc]
 
     def learn_one(self, window: FloatArray) -> None:
         """The exported model is frozen on the device; retraining happens on the workstation."""
