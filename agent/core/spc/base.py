@@ -26,6 +26,18 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+def outside(statistic: FloatArray, lcl: FloatArray, ucl: FloatArray) -> BoolArray:
+    """True where a statistic is outside its control limits (NaN: never)."""
+    return (statistic > ucl) | (statistic < lcl)
+
+
+def sigma_units(statistic: FloatArray, center: FloatArray, sigma: FloatArray) -> FloatArray:
+    """(statistic - center) / sigma, with 0 on the centre line even when sigma is 0."""
+    diff = statistic - center
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(diff == 0.0, 0.0, diff / sigma)
+
+
 @dataclass(frozen=True)
 class ChartPoint:
     """One plotted point of every channel: statistic, centre, limits, sigma of the statistic."""
@@ -39,7 +51,7 @@ class ChartPoint:
     @property
     def beyond(self) -> BoolArray:
         """True where the statistic is outside its control limits (NaN: never)."""
-        return (self.statistic > self.ucl) | (self.statistic < self.lcl)
+        return outside(self.statistic, self.lcl, self.ucl)
 
     @property
     def z(self) -> FloatArray:
@@ -48,9 +60,7 @@ class ChartPoint:
         With sigma 0 (constant reference data) a point on the centre line is 0 and any other
         point is +/-inf, so it is beyond every zone, as it is beyond the collapsed limits.
         """
-        diff = self.statistic - self.center
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(diff == 0.0, 0.0, diff / self.sigma)
+        return sigma_units(self.statistic, self.center, self.sigma)
 
     @property
     def plots(self) -> tuple[ChartPoint, ...]:
@@ -80,14 +90,12 @@ class Series:
     @property
     def beyond(self) -> BoolArray:
         """True where the statistic is outside its limits."""
-        return (self.statistic > self.ucl) | (self.statistic < self.lcl)
+        return outside(self.statistic, self.lcl, self.ucl)
 
     @property
     def z(self) -> FloatArray:
         """The statistic in sigma units (see `ChartPoint.z`)."""
-        diff = self.statistic - self.center
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(diff == 0.0, 0.0, diff / self.sigma)
+        return sigma_units(self.statistic, self.center, self.sigma)
 
 
 def stack(points: Sequence[ChartPoint], channels: int) -> Series:
