@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
+from agent.config.passwords import add_parser as add_hash_password_parser
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=7200)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_simulate)
+    add_hash_password_parser(sub)
     return parser
 
 
