@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asyncua import ua
+from asyncua import Server, ua
 from asyncua.common.utils import Buffer, ServiceError
 from asyncua.crypto import cert_gen
+from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
 from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
 from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
@@ -112,6 +113,38 @@ class RolePermissions(PermissionRuleset):  # type: ignore[misc]
             user.name or "anonymous", user.scada_role, _service_name(action_type_id),
         )  # fmt: skip
         return False
+
+
+class DiscoveryOnly(PermissionRuleset):  # type: ignore[misc]
+    """For unsecured channels when security None is not enabled: discovery, nothing else."""
+
+    def check_validity(self, user: Any, action_type_id: ua.NodeId, body: Any) -> bool:
+        """Always False: GetEndpoints/FindServers never reach here (they need no session)."""
+        audit.warning(
+            "refused: %s over an unsecured channel (security None is not enabled)",
+            _service_name(action_type_id),
+        )
+        return False
+
+
+class LinesideServer(Server):  # type: ignore[misc]
+    """asyncua's Server with one gap closed.
+
+    asyncua lets any client open a SecurityPolicy None channel, even when no None endpoint is
+    offered (it is needed for GetEndpoints), and a session on that channel is never checked
+    against a permission ruleset: it could read and write everything. Here a None channel
+    without a configured None endpoint gets the DiscoveryOnly ruleset.
+    """
+
+    async def _setup_server_nodes(self) -> None:
+        await super()._setup_server_nodes()
+        if not any(f.cls is SecurityPolicyNone for f in self._policies):
+            self._policies.append(
+                SecurityPolicyFactory(
+                    SecurityPolicyNone, ua.MessageSecurityMode.None_,
+                    permission_ruleset=DiscoveryOnly(),
+                )
+            )  # fmt: skip
 
 
 class ScadaUserManager:

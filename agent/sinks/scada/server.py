@@ -45,6 +45,7 @@ from agent.sinks.scada.limits import AgentCounters, apply_limits, status_of
 from agent.sinks.scada.model import ModelBuilder
 from agent.sinks.scada.security import (
     ClientCertificateCheck,
+    LinesideServer,
     RolePermissions,
     ScadaUserManager,
     ensure_server_certificate,
@@ -99,7 +100,7 @@ class ScadaServer:
         self.event_drops = 0
         self.users = ScadaUserManager(config)
         self.certificates = ClientCertificateCheck(config.trusted_path, config.rejected_path)
-        self._server = Server(user_manager=self.users)  # never asyncua's permissive default
+        self._server: Server = LinesideServer(user_manager=self.users)  # never asyncua's permissive default
         self._ns = 0
         self._nodes: dict[str, ua.NodeId] = {}
         self._latest: LineResult | None = None
