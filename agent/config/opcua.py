@@ -162,7 +162,8 @@ def _users(s: Section) -> tuple[ScadaUser, ...]:
         if not name or any(c.isspace() for c in name) or len(name) > 64:
             raise u.error("name", f"{name!r} is not a user name", "1..64 characters, no spaces")
         if name in seen:
-            raise u.error("name", f"user {name!r} is listed twice")
+            raise u.error("name", f"user {name!r} is listed twice",
+                          "give each user one [[opcua.user]] table")  # fmt: skip
         seen.add(name)
         role = u.choice("role", ROLES, fix="viewer (read, browse, subscribe) or operator (+ ack)")
         text = u.get("password_hash", str, fix=f"run `lineside hash-password`: {FORMAT_HINT}")
