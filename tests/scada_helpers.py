@@ -59,14 +59,37 @@ def scada_config(tmp: Path, port: int, **changes: object) -> OpcUaConfig:
     return OpcUaConfig(**fields)  # type: ignore[arg-type]
 
 
+async def viewer_client(config: OpcUaConfig, folder: Path, password: str) -> Client:
+    """A trusted SignAndEncrypt client logged in as the demo's `viewer` (not connected)."""
+    cert, key, uri = client_certificate(folder, "scada")
+    trust(config, cert)
+    return await secure_client(config.endpoint, cert, key, uri, "viewer", password)
+
+
+class SecureClient(Client):  # type: ignore[misc]
+    """An asyncua client that fetches the server's endpoints and sets security on connect.
+
+    (asyncua's `set_security` connects at once, so it cannot be set up before the server.)"""
+
+    def __init__(self, endpoint: str, policy: str, cert: Path, key: Path,
+                 mode: ua.MessageSecurityMode) -> None:  # fmt: skip
+        super().__init__(endpoint, timeout=10)
+        self._security = (POLICIES[policy], str(cert), str(key), mode)
+
+    async def connect(self) -> None:
+        """Set the security from the server's endpoints, then connect."""
+        policy, cert, key, mode = self._security
+        await self.set_security(policy, cert, key, mode=mode)
+        await super().connect()
+
+
 async def secure_client(
     endpoint: str, cert: Path, key: Path, uri: str, user: str | None, password: str | None,
     policy: str = "Basic256Sha256", mode: ua.MessageSecurityMode = ua.MessageSecurityMode.SignAndEncrypt,
 ) -> Client:
     """A client set up (not connected) for a secure endpoint with a user name."""
-    client = Client(endpoint, timeout=10)
+    client = SecureClient(endpoint, policy, cert, key, mode)
     client.application_uri = uri
-    await client.set_security(POLICIES[policy], str(cert), str(key), mode=mode)
     if user is not None:
         client.set_user(user)
         client.set_password(password or "")
