@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # Debian packages the tests drive for real: systemd-analyze/sysusers/tmpfiles check the unit,
 # shellcheck the scripts, python3-venv builds the .deb's venv, socat makes the serial pty pair
 # for Modbus RTU, gcc + libmodbus-dev build the independent Modbus server.
-DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev
+DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev nodejs
 
 .PHONY: demo test lint bench clean debian-deps
 
