@@ -62,14 +62,14 @@ def queued(server: Any) -> tuple[int, int]:
 
 async def serve(args: argparse.Namespace) -> None:
     """Child process: the SCADA server and a feeder offering line results at the rate."""
+    import logging
+
     from agent.config import NodeTag
     from agent.monitor import LineResult
     from agent.sinks.scada import ScadaServer
     from agent.sources.codec import Scaling
     from agent.types import TagReading
     from tests.scada_helpers import scada_config, trust
-
-    import logging
 
     logging.basicConfig(level=logging.WARNING, format="server %(levelname)s %(name)s: %(message)s")
     tmp = Path(args.tmp)
@@ -261,7 +261,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tmp", default="")
     parser.add_argument("--client-cert", default="")
-    parser.add_argument("--profile", default="", help="write a cProfile of the server's measurement window here")
+    parser.add_argument(
+        "--profile", default="", help="write a cProfile of the server's measurement window here"
+    )
     args = parser.parse_args()
     if args.role == "server":
         asyncio.run(serve(args))

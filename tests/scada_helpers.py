@@ -84,8 +84,14 @@ class SecureClient(Client):  # type: ignore[misc]
 
 
 async def secure_client(
-    endpoint: str, cert: Path, key: Path, uri: str, user: str | None, password: str | None,
-    policy: str = "Basic256Sha256", mode: ua.MessageSecurityMode = ua.MessageSecurityMode.SignAndEncrypt,
+    endpoint: str,
+    cert: Path,
+    key: Path,
+    uri: str,
+    user: str | None,
+    password: str | None,
+    policy: str = "Basic256Sha256",
+    mode: ua.MessageSecurityMode = ua.MessageSecurityMode.SignAndEncrypt,
 ) -> Client:
     """A client set up (not connected) for a secure endpoint with a user name."""
     client = SecureClient(endpoint, policy, cert, key, mode)

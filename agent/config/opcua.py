@@ -38,6 +38,8 @@ SERVER_POLICIES = ("Basic256Sha256", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaO
 SERVER_MODES = ("Sign", "SignAndEncrypt")
 SECURITY_CHOICES = ("secure", "secure+none", "none")
 ROLES = ("viewer", "operator")
+DEFAULT_POLICIES = ("Basic256Sha256", "Aes256_Sha256_RsaPss")
+DEFAULT_MODES = ("Sign", "SignAndEncrypt")
 _KEYS = {
     "endpoint", "port", "namespace", "security", "security_policies", "security_modes",
     "allow_anonymous", "pki_dir", "certificate", "private_key", "trusted_dir", "rejected_dir",
@@ -75,8 +77,8 @@ class OpcUaConfig:
     endpoint: str
     namespace: str = "urn:lineside"
     security: str = "secure"
-    security_policies: tuple[str, ...] = ("Basic256Sha256", "Aes256_Sha256_RsaPss")
-    security_modes: tuple[str, ...] = ("Sign", "SignAndEncrypt")
+    security_policies: tuple[str, ...] = DEFAULT_POLICIES
+    security_modes: tuple[str, ...] = DEFAULT_MODES
     allow_anonymous: bool = False
     users: tuple[ScadaUser, ...] = ()
     pki_dir: Path = Path("opcua-pki")
@@ -117,7 +119,9 @@ class OpcUaConfig:
         return self.security != "secure"
 
 
-def _names(s: Section, key: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+def _names(
+    s: Section, key: str, allowed: tuple[str, ...], default: tuple[str, ...]
+) -> tuple[str, ...]:
     if not s.has(key):
         return default
     values = s.get(key, list)
@@ -211,8 +215,8 @@ def load_opcua(s: Section, base: Path, state_dir: Path) -> OpcUaConfig:
         endpoint=_endpoint(s),
         namespace=s.get("namespace", str, "urn:lineside"),
         security=security,
-        security_policies=_names(s, "security_policies", SERVER_POLICIES, OpcUaConfig.security_policies),
-        security_modes=_names(s, "security_modes", SERVER_MODES, OpcUaConfig.security_modes),
+        security_policies=_names(s, "security_policies", SERVER_POLICIES, DEFAULT_POLICIES),
+        security_modes=_names(s, "security_modes", SERVER_MODES, DEFAULT_MODES),
         allow_anonymous=s.get("allow_anonymous", bool, False),
         users=_users(s),
         pki_dir=path("pki_dir") or state_dir / "opcua-pki",

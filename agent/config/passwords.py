@@ -81,10 +81,7 @@ def hash_password(password: str) -> str:
     salt = os.urandom(SALT_BYTES)
     key = PasswordHash(SCRYPT_N, SCRYPT_R, SCRYPT_P, salt, b"\0" * KEY_BYTES).derive(password)
     b64 = base64.b64encode
-    return (
-        f"scrypt$n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}$"
-        f"{b64(salt).decode()}${b64(key).decode()}"
-    )
+    return f"scrypt$n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
 
 
 def verify_password(password: str, stored: str | PasswordHash) -> bool:

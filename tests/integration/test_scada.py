@@ -126,9 +126,9 @@ async def test_viewer_browses_units_ranges_and_subscribes(rig: Rig) -> None:
         await sub.subscribe_data_change(value)
         rig.server.offer(result(rig.channels, 200.0))
         await until(lambda: 200.0 + rig.channels.index("barrel_temp") in changes.values)
-        bad = await (await node(client, f"Lines/{LINE}/Signals/melt_pressure/Value")).read_data_value(
-            raise_on_bad_status=False
-        )
+        bad = await (
+            await node(client, f"Lines/{LINE}/Signals/melt_pressure/Value")
+        ).read_data_value(raise_on_bad_status=False)
         assert bad.StatusCode.value == ua.StatusCodes.BadTimeout  # the reason, as a status code
         quality = await node(client, f"Lines/{LINE}/Signals/melt_pressure/Quality")
         assert await quality.read_value() == "bad: timed out after 0.5 s"
@@ -138,8 +138,10 @@ async def test_viewer_browses_units_ranges_and_subscribes(rig: Rig) -> None:
         rig.server.publish_explanation("melt_temp is 12x its usual error", 1_767_225_600.0)
         rig.server.publish_model("8", "running", "2026-01-01T00:00:00Z")
         explanation = await node(client, f"Lines/{LINE}/LastExplanation")
+
         async def published() -> bool:
             return await explanation.read_value() == "melt_temp is 12x its usual error"
+
         deadline = time.monotonic() + 5
         while not await published():
             assert time.monotonic() < deadline
@@ -172,7 +174,10 @@ async def test_alarm_events_acknowledged_by_operator_refused_for_viewer(
         assert getattr(raised, "ActiveState/Id") is True
         assert getattr(raised, "AckedState/Id") is False and raised.Retain is True
         condition = await node(operator, f"Lines/{LINE}/Alarms/Anomaly")
-        assert raised.SourceNode == (await node(operator, f"Lines/{LINE}/Signals/melt_temp/Value")).nodeid
+        assert (
+            raised.SourceNode
+            == (await node(operator, f"Lines/{LINE}/Signals/melt_temp/Value")).nodeid
+        )
 
         as_viewer = await node(viewer, f"Lines/{LINE}/Alarms/Anomaly")
         with pytest.raises(BadUserAccessDenied):

@@ -1,8 +1,9 @@
-"""Who gets in: anonymous, `admin`, wrong passwords, lockout, no-security, untrusted certificates."""
+"""Who gets in: anonymous, `admin`, wrong passwords, lockout, no security, untrusted certs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -48,11 +49,8 @@ async def refused(client: Client) -> str:
     """Connect, expecting a refusal; return the error's text."""
     with pytest.raises((UaError, OSError, TimeoutError, asyncio.TimeoutError)) as info:
         await client.connect()
-    with_suppress = client.disconnect()
-    try:
-        await with_suppress
-    except Exception:  # noqa: BLE001 - the half-open connection may already be gone
-        pass
+    with contextlib.suppress(Exception):  # the half-open connection may already be gone
+        await client.disconnect()
     return f"{type(info.value).__name__}: {info.value}"
 
 
@@ -63,8 +61,10 @@ async def test_anonymous_is_refused_by_default(
     trust(config, client_cert[0])
     async with serving(config):
         error = await refused(await secure_client(config.endpoint, *client_cert, None, None))
-    assert "BadIdentityTokenInvalid" in error or "BadIdentityTokenRejected" in error or (
-        "BadUserAccessDenied" in error
+    assert (
+        "BadIdentityTokenInvalid" in error
+        or "BadIdentityTokenRejected" in error
+        or ("BadUserAccessDenied" in error)
     )
 
 
@@ -132,17 +132,23 @@ async def test_no_security_is_refused_unless_enabled(
             await raw.open_secure_channel()
             session = ua.CreateSessionParameters()
             session.ClientDescription = ua.ApplicationDescription(
-                ApplicationUri="urn:raw", ApplicationType=ua.ApplicationType.Client)
+                ApplicationUri="urn:raw", ApplicationType=ua.ApplicationType.Client
+            )
             session.EndpointUrl, session.SessionName = config.endpoint, "raw"
             session.RequestedSessionTimeout, session.ClientNonce = 60_000, os.urandom(32)
             await raw.uaclient.create_session(session)
             token = ua.UserNameIdentityToken(
-                PolicyId="username", UserName="ada", Password=PASSWORDS["ada"].encode())
+                PolicyId="username", UserName="ada", Password=PASSWORDS["ada"].encode()
+            )
             activate = ua.ActivateSessionParameters(UserIdentityToken=token, LocaleIds=["en"])
             await raw.uaclient.activate_session(activate)
             read = ua.ReadParameters()
-            read.NodesToRead = [ua.ReadValueId(
-                NodeId=ua.NodeId(ua.ObjectIds.Server_ServerStatus), AttributeId=ua.AttributeIds.Value)]
+            read.NodesToRead = [
+                ua.ReadValueId(
+                    NodeId=ua.NodeId(ua.ObjectIds.Server_ServerStatus),
+                    AttributeId=ua.AttributeIds.Value,
+                )
+            ]
             with pytest.raises(UaError) as info:
                 await raw.uaclient.read(read)
         finally:
@@ -151,10 +157,9 @@ async def test_no_security_is_refused_unless_enabled(
 
     opened = scada_config(tmp_path / "open", free_port(), security="secure+none",
                           allow_anonymous=True)  # fmt: skip
-    async with serving(opened):
-        async with Client(opened.endpoint, timeout=5) as anonymous:
-            ns = await anonymous.get_namespace_index("urn:lineside")
-            assert await anonymous.get_node(f"ns={ns};s=Lines/line-a/Threshold").read_value() == 1.0
+    async with serving(opened), Client(opened.endpoint, timeout=5) as anonymous:
+        ns = await anonymous.get_namespace_index("urn:lineside")
+        assert await anonymous.get_node(f"ns={ns};s=Lines/line-a/Threshold").read_value() == 1.0
 
 
 async def test_untrusted_certificate_is_refused_and_kept_for_review(
@@ -213,7 +218,9 @@ async def test_session_limit_refuses_the_extra_client(
 ) -> None:
     from agent.config.opcua import ScadaLimits
 
-    config = scada_config(tmp_path, free_port(), limits=ScadaLimits(max_connections=4, max_sessions=2))
+    config = scada_config(
+        tmp_path, free_port(), limits=ScadaLimits(max_connections=4, max_sessions=2)
+    )
     trust(config, client_cert[0])
     async with serving(config):
         first = await secure_client(config.endpoint, *client_cert, "ada", PASSWORDS["ada"])

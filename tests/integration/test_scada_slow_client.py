@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asyncua import ua
-
 from agent.monitor import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import TagReading
@@ -91,8 +89,10 @@ async def test_stalled_subscriber_does_not_slow_the_loop(tmp_path: Path) -> None
         await server.stop()
 
     expected = elapsed / PERIOD_S
-    print(f"loop ticks during the stall: {during} of {expected:.0f}; healthy client got {received}; "
-          f"stalled subscription: {queued} queued per item, {unacked} unacknowledged")
+    print(
+        f"loop ticks during the stall: {during} of {expected:.0f}; healthy client got {received}; "
+        f"stalled subscription: {queued} queued per item, {unacked} unacknowledged"
+    )
     assert during >= 0.7 * expected, "the loop was slowed by a stalled client"
     assert received >= STALL_S / 0.2, "a healthy client stopped getting updates"
     assert queued <= config.limits.max_queue_size  # the requested 1000 was capped

@@ -47,7 +47,9 @@ def test_defaults_are_secure(tmp_path: Path) -> None:
     # the PKI lives beside the journal (the state directory), not in the repo
     site = load_config(site_with(tmp_path, "[opcua]\n" + USER), check_bundle=False)
     assert config.pki_dir == site.journal_path.parent / "opcua-pki"
-    assert config.users[0].name == "ada" and verify_password("correct horse", config.users[0].password)
+    assert config.users[0].name == "ada" and verify_password(
+        "correct horse", config.users[0].password
+    )
 
 
 def test_port_may_be_given_apart(tmp_path: Path) -> None:
@@ -106,6 +108,7 @@ def test_bad_opcua_settings_name_the_field(
     error = error_of(tmp_path, opcua)
     assert error.field == field
     assert words in str(error)
+
 
 @pytest.mark.parametrize(
     ("opcua", "fix"),

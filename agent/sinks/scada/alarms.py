@@ -139,7 +139,9 @@ class Condition:
         user = CURRENT_USER.get()
         who = (user.name if user is not None else None) or "anonymous"
         if event_id != self.event.EventId.Value:
-            audit.warning("acknowledge refused: %s on %s: stale or unknown EventId", who, self.node.nodeid)
+            audit.warning(
+                "acknowledge refused: %s on %s: stale or unknown EventId", who, self.node.nodeid
+            )
             return ua.StatusCode(ua.StatusCodes.BadEventIdUnknown)
         if self.acked:
             audit.info("acknowledge refused: %s on %s: already acknowledged", who, self.node.nodeid)

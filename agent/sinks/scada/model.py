@@ -120,7 +120,9 @@ class ModelBuilder:
         await node.write_attribute(ua.AttributeIds.Description, text(description))
         return node
 
-    def _attributes(self, name: str, description: str, vtype: ua.VariantType) -> ua.VariableAttributes:
+    def _attributes(
+        self, name: str, description: str, vtype: ua.VariantType
+    ) -> ua.VariableAttributes:
         attrs = ua.VariableAttributes()
         attrs.DisplayName = ua.LocalizedText(name)
         attrs.Description = ua.LocalizedText(description)
@@ -131,8 +133,14 @@ class ModelBuilder:
         return attrs
 
     async def variable(
-        self, parent: Node, path: str, name: str, vtype: ua.VariantType, description: str,
-        value: Any = None, type_definition: int = ua.ObjectIds.BaseDataVariableType,
+        self,
+        parent: Node,
+        path: str,
+        name: str,
+        vtype: ua.VariantType,
+        description: str,
+        value: Any = None,
+        type_definition: int = ua.ObjectIds.BaseDataVariableType,
     ) -> Node:
         """A read-only variable; without a value it reads BadWaitingForInitialData."""
         item = ua.AddNodesItem()

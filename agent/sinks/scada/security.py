@@ -33,10 +33,11 @@ from typing import Any
 from asyncua import Server, ua
 from asyncua.common.utils import Buffer, ServiceError
 from asyncua.crypto import cert_gen
-from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
 from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
+from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
 from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -54,14 +55,16 @@ CURRENT_USER: contextvars.ContextVar[SessionUser | None] = contextvars.ContextVa
 
 
 @dataclass
-class SessionUser(User):  # type: ignore[misc]
+class SessionUser(User):
     """An asyncua session user carrying our role (asyncua's own role stays User/Anonymous)."""
 
     scada_role: str = "viewer"
 
 
 def _ids(*names: str) -> frozenset[ua.NodeId]:
-    return frozenset(ua.NodeId(getattr(ua.ObjectIds, f"{n}Request_Encoding_DefaultBinary")) for n in names)
+    return frozenset(
+        ua.NodeId(getattr(ua.ObjectIds, f"{n}Request_Encoding_DefaultBinary")) for n in names
+    )
 
 
 VIEWER_SERVICES = _ids(
@@ -87,7 +90,7 @@ def _service_name(typeid: ua.NodeId) -> str:
     return str(typeid)
 
 
-class RolePermissions(PermissionRuleset):  # type: ignore[misc]
+class RolePermissions(PermissionRuleset):
     """Allow only what a role may do; refuse writes and node management to everyone."""
 
     def check_validity(self, user: Any, action_type_id: ua.NodeId, body: Any) -> bool:
@@ -115,7 +118,7 @@ class RolePermissions(PermissionRuleset):  # type: ignore[misc]
         return False
 
 
-class DiscoveryOnly(PermissionRuleset):  # type: ignore[misc]
+class DiscoveryOnly(PermissionRuleset):
     """For unsecured channels when security None is not enabled: discovery, nothing else."""
 
     def check_validity(self, user: Any, action_type_id: ua.NodeId, body: Any) -> bool:
@@ -127,7 +130,7 @@ class DiscoveryOnly(PermissionRuleset):  # type: ignore[misc]
         return False
 
 
-class LinesideServer(Server):  # type: ignore[misc]
+class LinesideServer(Server):
     """asyncua's Server with one gap closed.
 
     asyncua lets any client open a SecurityPolicy None channel, even when no None endpoint is
@@ -140,7 +143,7 @@ class LinesideServer(Server):  # type: ignore[misc]
         await super()._setup_server_nodes()
         if not any(f.cls is SecurityPolicyNone for f in self._policies):
             self._policies.append(
-                SecurityPolicyFactory(
+                SecurityPolicyFactory(  # type: ignore[no-untyped-call]
                     SecurityPolicyNone, ua.MessageSecurityMode.None_,
                     permission_ruleset=DiscoveryOnly(),
                 )
@@ -179,14 +182,19 @@ class ScadaUserManager:
         count += 1
         if count >= self.lockout_after and until <= time.monotonic():
             until = time.monotonic() + self.lockout_s
-            audit.warning("locked out: user %s for %.0f s after %d failures", name, self.lockout_s, count)
+            audit.warning(
+                "locked out: user %s for %.0f s after %d failures", name, self.lockout_s, count
+            )
         self.failures[name] = (count, until)
         while len(self.failures) > self.MAX_TRACKED:
             self.failures.popitem(last=False)
         audit.warning("login refused: user %s: %s", name, why)
 
     def get_user(
-        self, iserver: Any, username: str | None = None, password: str | None = None,
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
         certificate: Any = None,
     ) -> SessionUser | None:
         """The session user for these credentials, or None (asyncua: BadUserAccessDenied)."""
@@ -198,7 +206,7 @@ class ScadaUserManager:
             self.login_failures += 1
             return None
         name = username[:64]
-        count, until = self.failures.get(name, (0, 0.0))
+        _, until = self.failures.get(name, (0, 0.0))
         if until > time.monotonic():
             self._fail(name, f"locked out for another {until - time.monotonic():.0f} s")
             return None
@@ -250,7 +258,9 @@ class ClientCertificateCheck:
 
     def _trusted_certs(self) -> list[x509.Certificate]:
         # Re-read only when the directory changed: an admin may drop a certificate in at any time.
-        files = sorted(p for p in self.trusted.glob("*") if p.suffix.lower() in (".der", ".pem", ".crt"))
+        files = sorted(
+            p for p in self.trusted.glob("*") if p.suffix.lower() in (".der", ".pem", ".crt")
+        )
         stamp = (self.trusted.stat().st_mtime, len(files))
         if stamp != self._stamp:
             self._certs = [c for c in map(_load_cert, files) if c is not None]
@@ -267,7 +277,7 @@ class ClientCertificateCheck:
                 try:
                     cert.verify_directly_issued_by(known)
                     return True
-                except (ValueError, TypeError, x509.InvalidSignature):
+                except (ValueError, TypeError, InvalidSignature):
                     continue
         return False
 
@@ -290,9 +300,13 @@ class ClientCertificateCheck:
         """Raise ServiceError unless the client certificate is valid and trusted."""
         now = dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            self._refuse(cert, "outside its validity dates", ua.StatusCodes.BadCertificateTimeInvalid)
+            self._refuse(
+                cert, "outside its validity dates", ua.StatusCodes.BadCertificateTimeInvalid
+            )
         if not self.is_trusted(cert):
-            self._refuse(cert, "not in the trusted directory", ua.StatusCodes.BadCertificateUntrusted)
+            self._refuse(
+                cert, "not in the trusted directory", ua.StatusCodes.BadCertificateUntrusted
+            )
         audit.info("certificate accepted: CN=%s sha256=%s (%s)", _common_name(cert),
                    _fingerprint(cert), app.ApplicationUri)  # fmt: skip
 
@@ -333,12 +347,16 @@ def ensure_server_certificate(config: OpcUaConfig, app_uri: str) -> tuple[Path, 
         log.info("generated the OPC-UA server key %s", key_path)
     if cert_path.is_file():
         existing = _load_cert(cert_path)
-        if existing is not None and _cert_fits(existing, app_uri, host) and (
-            existing.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+        if (
+            existing is not None
+            and _cert_fits(existing, app_uri, host)
+            and (
+                existing.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+            )
         ):
             return cert_path, key_path
     cert = cert_gen.generate_self_signed_app_certificate(
-        key,  # type: ignore[arg-type]
+        key,
         f"Lineside {host}",
         {"organizationName": "Lineside"},
         [x509.UniformResourceIdentifier(app_uri), x509.DNSName(host), x509.DNSName("localhost")],
@@ -347,5 +365,7 @@ def ensure_server_certificate(config: OpcUaConfig, app_uri: str) -> tuple[Path, 
     )
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    log.info("generated the OPC-UA server certificate %s (sha256 %s)", cert_path, _fingerprint(cert))
+    log.info(
+        "generated the OPC-UA server certificate %s (sha256 %s)", cert_path, _fingerprint(cert)
+    )
     return cert_path, key_path

@@ -70,7 +70,7 @@ _POLICIES = {
 }  # fmt: skip
 
 
-class PublishedValue(ua.DataValue):  # type: ignore[misc]
+class PublishedValue(ua.DataValue):
     """A DataValue that is never changed after it is written, so copying it is pointless.
 
     asyncua deep-copies every written DataValue once per monitored item (so that a later
@@ -113,7 +113,9 @@ class ScadaServer:
         self.event_drops = 0
         self.users = ScadaUserManager(config)
         self.certificates = ClientCertificateCheck(config.trusted_path, config.rejected_path)
-        self._server: Server = LinesideServer(user_manager=self.users)  # never asyncua's permissive default
+        self._server: Server = LinesideServer(
+            user_manager=self.users
+        )  # never asyncua's permissive default
         self._ns = 0
         self._nodes: dict[str, ua.NodeId] = {}
         self._last: dict[str, tuple[Any, int]] = {}
@@ -208,7 +210,9 @@ class ScadaServer:
         objects = server.nodes.objects
         lines = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
         base = f"Lines/{self.line}"
-        line = await build.folder(lines, base, self.line, f"Line {self.line}: signals, scores, alarms")
+        line = await build.folder(
+            lines, base, self.line, f"Line {self.line}: signals, scores, alarms"
+        )
         signals = await build.folder(line, f"{base}/Signals", "Signals", "PLC tags of the line")
         for tag in self.tags:
             p = f"{base}/Signals/{tag.name}"
@@ -220,13 +224,28 @@ class ScadaServer:
                 await build.analog(folder, f"{p}/Value", "Value", tag, vdesc)
             else:
                 await build.variable(folder, f"{p}/Value", "Value", value_type(tag), vdesc)
-            await build.variable(folder, f"{p}/Quality", "Quality", S,
-                                 "good, or uncertain/bad with the reason from the PLC connection")
+            await build.variable(
+                folder,
+                f"{p}/Quality",
+                "Quality",
+                S,
+                "good, or uncertain/bad with the reason from the PLC connection",
+            )
             if tag.name in self.channels:
-                await build.variable(folder, f"{p}/SpcState", "SpcState", S,
-                                     "Individuals/MR chart: in-control, or the rule it broke")
-                await build.variable(folder, f"{p}/AnomalyContribution", "AnomalyContribution", D,
-                                     "This tag's reconstruction error relative to normal")
+                await build.variable(
+                    folder,
+                    f"{p}/SpcState",
+                    "SpcState",
+                    S,
+                    "Individuals/MR chart: in-control, or the rule it broke",
+                )
+                await build.variable(
+                    folder,
+                    f"{p}/AnomalyContribution",
+                    "AnomalyContribution",
+                    D,
+                    "This tag's reconstruction error relative to normal",
+                )
         for name, vtype, value, text in (
             ("AnomalyScore", D, None, "Anomaly score of the latest window (higher: more unusual)"),
             ("Threshold", D, self.threshold, "Anomaly score above which the anomaly alarm raises"),
@@ -284,8 +303,13 @@ class ScadaServer:
         self._wake.set()
 
     async def _write(
-        self, path: str, value: Any, vtype: ua.VariantType, status: int = ua.StatusCodes.Good,
-        when: dt.datetime | None = None, always: bool = False,
+        self,
+        path: str,
+        value: Any,
+        vtype: ua.VariantType,
+        status: int = ua.StatusCodes.Good,
+        when: dt.datetime | None = None,
+        always: bool = False,
     ) -> None:
         """Write into the address space; unchanged texts, flags and counters are skipped."""
         if not always and self._last.get(path) == (value, status):
@@ -295,7 +319,9 @@ class ScadaServer:
             ua.Variant(value, vtype), StatusCode=ua.StatusCode(status),
             SourceTimestamp=when, ServerTimestamp=when,
         )  # fmt: skip
-        await self._aspace.write_attribute_value(self._nodes[path], ua.AttributeIds.Value, datavalue)
+        await self._aspace.write_attribute_value(
+            self._nodes[path], ua.AttributeIds.Value, datavalue
+        )
         self._writes += 1
         if self._writes % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the detection loop and client requests in
@@ -321,9 +347,13 @@ class ScadaServer:
             await self._write(f"{p}/Quality", text, S, when=when)
         for i, channel in enumerate(self.channels):
             p = f"{base}/Signals/{channel}"
-            await self._write(f"{p}/SpcState", result.spc_states.get(channel, "no-data"), S, when=when)
+            await self._write(
+                f"{p}/SpcState", result.spc_states.get(channel, "no-data"), S, when=when
+            )
             if result.score is not None:
-                await self._write(f"{p}/AnomalyContribution", result.score.contributions[i], D, when=when)
+                await self._write(
+                    f"{p}/AnomalyContribution", result.score.contributions[i], D, when=when
+                )
         # Without good readings of every model tag the detectors cannot judge the line: the
         # alarm flags keep their last value but say it is only the last usable one.
         blind = [
@@ -401,4 +431,3 @@ class ScadaServer:
         """Stop the server and close client sessions."""
         with contextlib.suppress(Exception):
             await self._server.stop()
-
