@@ -4,6 +4,7 @@
 certificates, users and roles, `alarms.py` for what of Alarms & Conditions is supported.
 """
 
-from agent.sinks.scada.server import ScadaServer, value_type
+from agent.sinks.scada.address_space import value_type
+from agent.sinks.scada.server import ScadaServer
 
 __all__ = ["ScadaServer", "value_type"]

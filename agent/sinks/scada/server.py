@@ -40,9 +40,9 @@ from asyncua.server.internal_session import InternalSession
 from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
 from agent.monitor import LineResult
+from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AlarmBook
 from agent.sinks.scada.limits import AgentCounters, apply_limits, status_of
-from agent.sinks.scada.model import ModelBuilder
 from agent.sinks.scada.security import (
     ClientCertificateCheck,
     LinesideServer,
@@ -50,7 +50,6 @@ from agent.sinks.scada.security import (
     ScadaUserManager,
     ensure_server_certificate,
 )
-from agent.sources.codec import DataType
 from agent.types import Event, Quality
 
 log = logging.getLogger(__name__)
@@ -80,15 +79,6 @@ class PublishedValue(ua.DataValue):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PublishedValue:
         return self
-
-
-def value_type(tag: Tag | NodeTag) -> ua.VariantType:
-    """The OPC-UA type a tag's Value is published as."""
-    if isinstance(tag, Tag) and tag.dtype is DataType.STRING:
-        return ua.VariantType.String
-    if isinstance(tag, Tag) and tag.dtype is DataType.BOOL:
-        return ua.VariantType.Boolean
-    return ua.VariantType.Double
 
 
 class ScadaServer:
@@ -205,78 +195,11 @@ class ScadaServer:
         return "; ".join(parts)
 
     async def _build(self) -> None:
-        server, ns = self._server, self._ns
-        build = ModelBuilder(server.iserver.isession, ns)
-        objects = server.nodes.objects
-        lines = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
-        base = f"Lines/{self.line}"
-        line = await build.folder(
-            lines, base, self.line, f"Line {self.line}: signals, scores, alarms"
+        self._nodes, line = await build_address_space(
+            self._server, self._ns, self.line, self.tags, self.channels, self.threshold
         )
-        signals = await build.folder(line, f"{base}/Signals", "Signals", "PLC tags of the line")
-        for tag in self.tags:
-            p = f"{base}/Signals/{tag.name}"
-            desc = tag.description or tag.name
-            folder = await build.folder(signals, p, tag.name, desc)
-            unit = f" [{tag.unit}]" if tag.unit else ""
-            vdesc = f"{desc}{unit}, as read from the PLC; the status code carries its quality"
-            if value_type(tag) is D:
-                await build.analog(folder, f"{p}/Value", "Value", tag, vdesc)
-            else:
-                await build.variable(folder, f"{p}/Value", "Value", value_type(tag), vdesc)
-            await build.variable(
-                folder,
-                f"{p}/Quality",
-                "Quality",
-                S,
-                "good, or uncertain/bad with the reason from the PLC connection",
-            )
-            if tag.name in self.channels:
-                await build.variable(
-                    folder,
-                    f"{p}/SpcState",
-                    "SpcState",
-                    S,
-                    "Individuals/MR chart: in-control, or the rule it broke",
-                )
-                await build.variable(
-                    folder,
-                    f"{p}/AnomalyContribution",
-                    "AnomalyContribution",
-                    D,
-                    "This tag's reconstruction error relative to normal",
-                )
-        for name, vtype, value, text in (
-            ("AnomalyScore", D, None, "Anomaly score of the latest window (higher: more unusual)"),
-            ("Threshold", D, self.threshold, "Anomaly score above which the anomaly alarm raises"),
-            ("AnomalyActive", B, None, "True while the anomaly (VAE) alarm is active"),
-            ("SpcAlarmActive", B, None, "True while an SPC rule alarm is active"),
-            ("AlarmActive", B, None, "True while any alarm of the line is active"),
-            ("LastEvent", S, None, "Text of the last alarm edge"),
-            ("LastExplanation", S, None, "Plain-language explanation of the last anomaly"),
-            ("LastExplanationTime", T, None, "When the last explanation was written"),
-            ("ModelVersion", S, None, "Version of the running model bundle"),
-            ("ModelStatus", S, None, "Model bundle status: running, updating, rolled back, ..."),
-            ("ModelLastUpdate", S, None, "When the model bundle was last installed (ISO 8601)"),
-        ):  # fmt: skip
-            await build.variable(line, f"{base}/{name}", name, vtype, text, value)
-        agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
-        for name, vtype, text in (
-            ("Health", S, "ok, or degraded with the reason"),
-            ("UptimeS", D, "Seconds since the OPC-UA server started"),
-            ("LoopLatencyMs", D, "Detection time of the last sample, milliseconds"),
-            ("SamplesProcessed", U64, "Samples through the detection loop"),
-            ("SampleQueueDrops", U64, "Samples dropped because the loop fell behind"),
-            ("PublishCoalesced", U64, "Results superseded before they were published"),
-            ("EventDrops", U64, "Alarm edges dropped from a full publish queue"),
-            ("Sessions", U32, "OPC-UA client sessions open now"),
-            ("LoginFailures", U64, "Refused logins since start"),
-            ("CertificatesRejected", U64, "Client certificates refused since start"),
-        ):  # fmt: skip
-            await build.variable(agent, f"Agent/{name}", name, vtype, text)
-        self._nodes = build.nodes
-        self._aspace = server.iserver.aspace
-        self.alarms = AlarmBook(server, ns)
+        self._aspace = self._server.iserver.aspace
+        self.alarms = AlarmBook(self._server, self._ns)
         await self.alarms.setup(self.line, line)
         await self._publish_model()
 
