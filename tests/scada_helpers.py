@@ -72,8 +72,8 @@ class SecureClient(Client):  # type: ignore[misc]
     (asyncua's `set_security` connects at once, so it cannot be set up before the server.)"""
 
     def __init__(self, endpoint: str, policy: str, cert: Path, key: Path,
-                 mode: ua.MessageSecurityMode) -> None:  # fmt: skip
-        super().__init__(endpoint, timeout=10)
+                 mode: ua.MessageSecurityMode, watchdog_s: float = 1.0) -> None:  # fmt: skip
+        super().__init__(endpoint, timeout=10, watchdog_intervall=watchdog_s)
         self._security = (POLICIES[policy], str(cert), str(key), mode)
 
     async def connect(self) -> None:

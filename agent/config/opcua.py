@@ -19,7 +19,7 @@ password_hash = "scrypt$n=16384,r=8,p=1$..."   # from `lineside hash-password`
 max_connections = 16
 max_sessions = 8
 max_subscriptions = 16
-max_queue_size = 100
+max_queue_size = 10          # values kept per monitored item for a slow client
 lockout_after = 5            # bad passwords in a row before the user is locked out ...
 lockout_s = 300.0            # ... for this long
 ```
@@ -65,7 +65,7 @@ class ScadaLimits:
     max_connections: int = 16
     max_sessions: int = 8
     max_subscriptions: int = 16
-    max_queue_size: int = 100
+    max_queue_size: int = 10
     lockout_after: int = 5
     lockout_s: float = 300.0
 
