@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import time
 from collections import deque
@@ -180,6 +181,11 @@ class ScadaServer:
             ) from exc
         finally:
             asyncua_log.setLevel(level)
+        # The address space is hundreds of thousands of long-lived objects; left to the cyclic
+        # GC, every full collection walks them all and stalls the event loop (and with it the
+        # detection loop) for a long moment. Freeze them out of the collector's view.
+        gc.collect()
+        gc.freeze()
         self._started = time.monotonic()
         log.info("OPC-UA server listening on %s (%s)", self.config.endpoint, self.describe())
 
