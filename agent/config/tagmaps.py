@@ -12,9 +12,10 @@ A Modbus tag map lists `[[tag]]` tables:
     scale/offset engineering = raw * scale + offset
     unit         engineering unit, e.g. "degC"
     description  what the tag is, in plant words
+    range        [low, high] the instrument's span in engineering units (SCADA EURange)
 
 An OPC-UA node map lists `[[tag]]` tables with `name`, `node_id`, optional `unit`,
-`description`, `scale`, `offset` and `deadband` (absolute, in engineering units).
+`description`, `scale`, `offset`, `deadband` (absolute, in engineering units) and `range`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ MAX_STRING_LENGTH = 2 * MAX_REGISTERS_PER_READ
 
 _TAG_KEYS = {
     "name", "table", "address", "type", "order", "bit", "length",
-    "scale", "offset", "unit", "description",
+    "scale", "offset", "unit", "description", "range",
 }  # fmt: skip
-_NODE_KEYS = {"name", "node_id", "unit", "description", "scale", "offset", "deadband"}
+_NODE_KEYS = {"name", "node_id", "unit", "description", "scale", "offset", "deadband", "range"}
 # The string form of an ExpandedNodeId (OPC 10000-6, 5.3.1.10), without a server index.
 NODE_ID = re.compile(
     r"(?:(?:ns=\d+|nsu=[^;]+);)?"
@@ -59,6 +60,7 @@ class Tag:
     description: str
     bit: int | None = None
     length: int = 0
+    eu_range: tuple[float, float] | None = None
 
     @property
     def is_bit_table(self) -> bool:
@@ -90,6 +92,7 @@ class NodeTag:
     unit: str
     description: str
     deadband: float = 0.0
+    eu_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,21 @@ def _scaling(t: Section) -> Scaling:
     return Scaling(scale=scale, offset=t.get("offset", float, 0.0))
 
 
+def _eu_range(t: Section) -> tuple[float, float] | None:
+    if not t.has("range"):
+        return None
+    value = t.get("range", list)
+    fix = "write range = [low, high] in engineering units, e.g. [0.0, 250.0]"
+    if len(value) != 2 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        raise t.error("range", f"{value!r} is not two numbers", fix)
+    low, high = float(value[0]), float(value[1])
+    if not low < high:
+        raise t.error("range", f"low {low:g} is not below high {high:g}", fix)
+    return (low, high)
+
+
 def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
     t.reject_unknown(_TAG_KEYS)
     name = _check_name(t, seen)
@@ -164,6 +182,7 @@ def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
         name=name, table=table, address=address, dtype=dtype, layout=layout,
         scaling=_scaling(t), unit=t.get("unit", str, ""),
         description=t.get("description", str, ""), bit=bit, length=length,
+        eu_range=_eu_range(t),
     )  # fmt: skip
     if address + tag.span - 1 > 0xFFFF:
         raise t.error("address", f"{name} runs past address 65535")
@@ -241,6 +260,7 @@ def load_node_map(path: Path) -> NodeMap:
                 unit=t.get("unit", str, ""),
                 description=t.get("description", str, ""),
                 deadband=deadband,
+                eu_range=_eu_range(t),
             )
         )
     return NodeMap(path=path, vendor=server.get("vendor", str, ""), tags=tuple(tags))

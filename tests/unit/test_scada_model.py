@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pytest
 from asyncua import ua
 
 from agent.config import NodeTag, Tag
 from agent.config.tagmaps import load_tag_map
+from agent.errors import ConfigError
 from agent.paths import firmware_configs
 from agent.sinks.scada.limits import status_of
 from agent.sinks.scada.model import UNECE_URI, eu_information, eu_range, unece_id
@@ -58,3 +61,18 @@ def test_status_codes_carry_the_quality_and_the_reason() -> None:
     }
     for reason, code in bad.items():
         assert status_of(TagReading(math.nan, Quality.BAD, reason)) == code, reason
+
+
+def test_eu_range_comes_from_the_tag_map_when_given() -> None:
+    r = eu_range(TAGS["melt_pressure"])
+    assert (r.Low, r.High) == (0.0, 400.0)
+
+
+def test_a_bad_range_in_a_tag_map_names_the_field(tmp_path: Path) -> None:
+    text = (firmware_configs() / "plc" / "simulated-extruder.toml").read_text()
+    for bad, words in (("[400.0, 0.0]", "is not below"), ('["a", 1]', "two numbers")):
+        path = tmp_path / "map.toml"
+        path.write_text(text.replace("range = [0.0, 400.0]", f"range = {bad}"))
+        with pytest.raises(ConfigError) as info:
+            load_tag_map(path)
+        assert info.value.field == "tag[5].range" and words in info.value.problem

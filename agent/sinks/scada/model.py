@@ -81,9 +81,8 @@ def eu_information(unit: str) -> ua.EUInformation:
 
 def eu_range(tag: Tag | NodeTag) -> ua.Range:
     """EURange: the tag map's `range` if it has one, else what the register can hold."""
-    given = getattr(tag, "eu_range", None)
-    if given is not None:
-        return ua.Range(Low=float(given[0]), High=float(given[1]))
+    if tag.eu_range is not None:
+        return ua.Range(Low=tag.eu_range[0], High=tag.eu_range[1])
     limits = _RAW_LIMITS.get(tag.dtype) if isinstance(tag, Tag) else None
     if limits is None:
         return ua.Range(Low=-math.inf, High=math.inf)
