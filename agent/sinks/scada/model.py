@@ -114,10 +114,25 @@ class ModelBuilder:
         self.nodes: dict[str, ua.NodeId] = {}
 
     async def folder(self, parent: Node, path: str, name: str, description: str) -> Node:
-        """An object (folder-like) node."""
-        node = await parent.add_object(ua.NodeId(path, self.ns), ua.QualifiedName(name, self.ns))
-        await node.write_attribute(ua.AttributeIds.Description, text(description))
-        return node
+        """An object (folder-like) node of BaseObjectType, organised under its parent.
+
+        Added directly rather than through asyncua's instantiation, which browses every
+        subtype of BaseObjectType for each new object (seconds per hundred objects)."""
+        attrs = ua.ObjectAttributes()
+        attrs.DisplayName = ua.LocalizedText(name)
+        attrs.Description = ua.LocalizedText(description)
+        attrs.EventNotifier = 0
+        item = ua.AddNodesItem()
+        item.RequestedNewNodeId = ua.NodeId(path, self.ns)
+        item.BrowseName = ua.QualifiedName(name, self.ns)
+        item.NodeClass = ua.NodeClass.Object
+        item.ParentNodeId = parent.nodeid
+        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
+        item.TypeDefinition = ua.NodeId(ua.ObjectIds.BaseObjectType)
+        item.NodeAttributes = attrs
+        (result,) = await self.session.add_nodes([item])
+        result.StatusCode.check()
+        return Node(self.session, result.AddedNodeId)
 
     def _attributes(
         self, name: str, description: str, vtype: ua.VariantType
