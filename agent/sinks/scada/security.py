@@ -12,7 +12,8 @@
   `lockout_s`; password checks are rate limited server-wide (burst 5, then 2 per second) so a
   login flood costs bounded CPU.
 - Roles: `viewer` reads, browses and subscribes (and may call ConditionRefresh); `operator` may
-  also call Acknowledge. Nobody may Write, AddNodes, DeleteNodes or change references.
+  also call Acknowledge. Nobody may Write, AddNodes, DeleteNodes, change references, read
+  history or TransferSubscriptions (asyncua would hand over another session's subscription).
 - Every login, refusal and acknowledgement is logged to the `lineside.audit` logger.
 """
 
@@ -70,7 +71,7 @@ def _ids(*names: str) -> frozenset[ua.NodeId]:
 VIEWER_SERVICES = _ids(
     "CloseSession", "Read", "Browse", "BrowseNext", "TranslateBrowsePathsToNodeIds",
     "RegisterNodes", "UnregisterNodes", "CreateSubscription", "ModifySubscription",
-    "DeleteSubscriptions", "TransferSubscriptions", "SetPublishingMode", "Publish", "Republish",
+    "DeleteSubscriptions", "SetPublishingMode", "Publish", "Republish",
     "CreateMonitoredItems", "ModifyMonitoredItems", "DeleteMonitoredItems", "SetMonitoringMode",
     "GetEndpoints", "FindServers", "CloseSecureChannel",
 )  # fmt: skip
