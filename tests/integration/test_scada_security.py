@@ -226,6 +226,7 @@ async def test_session_limit_refuses_the_extra_client(
         first = await secure_client(config.endpoint, *client_cert, "ada", PASSWORDS["ada"])
         second = await secure_client(config.endpoint, *client_cert, "otto", PASSWORDS["otto"])
         async with first, second:
+            assert first.session_timeout <= 60_000  # orphaned sessions do not linger
             third = await secure_client(config.endpoint, *client_cert, "ada", PASSWORDS["ada"])
             error = await refused(third)
             assert "BadMaxConnectionsReached" in error or "Bad" in error

@@ -59,5 +59,9 @@ def apply_limits(server: Server, limits: ScadaLimits) -> None:
     iserver.max_unacked_messages_per_subscription = 64
     iserver.max_pending_messages_per_connection = 100
     iserver.max_pending_activation_seconds = 10.0
+    # A client that drops its connection while it holds subscriptions leaves its session for
+    # a possible transfer until the session times out; keep that short, or a flapping HMI
+    # would use up max_sessions for minutes.
+    iserver.max_session_timeout_ms = 60_000
     # asyncua counts sessions in a class attribute: one server per process, so this is ours
     InternalSession.max_connections = limits.max_sessions
