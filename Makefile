@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # shellcheck the scripts, python3-venv builds the .deb's venv, socat makes the serial pty pair
 # for Modbus RTU, gcc + libmodbus-dev build the independent Modbus server, libseccomp2 and
 # util-linux (unshare) sandbox the daemon tests like the unit does, libsystemd-dev +
-# pkg-config build systemd-python (dev extra).
+# pkg-config build systemd-python (dev extra), nodejs runs node-opcua, the independent
+# OPC-UA client of the interoperability test.
 DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 \
-	util-linux libsystemd-dev pkg-config
+	util-linux libsystemd-dev pkg-config nodejs
 
 .PHONY: demo test lint bench clean debian-deps
 

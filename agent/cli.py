@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__, scoring
+from agent.config.passwords import add_parser as add_hash_password_parser
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_cli.add_parser(sub)
     systemd.add_parser(sub)
     scoring.add_parser(sub)
+    add_hash_password_parser(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import json
 import logging
+import secrets
 import socket
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import TextIO
 
 from agent.app import Agent
-from agent.config import SiteConfig, load_config
+from agent.config import OpcUaConfig, SiteConfig, load_config
+from agent.config.opcua import ScadaUser
+from agent.config.passwords import hash_password, parse_hash
 from agent.demo_schedule import DemoScore, FaultRecord, plan
 from agent.demo_view import LiveView
 from agent.errors import BundleError
@@ -34,6 +37,8 @@ from agent.types import EventState
 
 log = logging.getLogger(__name__)
 
+DEMO_OPCUA_PORT = 4840
+DEMO_USER = "viewer"
 HISTORIAN_ROWS = 7200  # two hours of normal operation at 1 Hz
 HISTORIAN_SEED = 11
 DEMO_SEED = 2024
@@ -44,6 +49,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def demo_opcua_port() -> int:
+    """4840 when it is free on loopback, else some free port (the demo says which)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", DEMO_OPCUA_PORT))
+        except OSError:
+            return free_port()
+    return DEMO_OPCUA_PORT
+
+
+def demo_opcua(state: Path, port: int, password: str) -> OpcUaConfig:
+    """The demo's SCADA server: SignAndEncrypt only, one `viewer` user, PKI in the state dir."""
+    return OpcUaConfig(
+        endpoint=f"opc.tcp://127.0.0.1:{port}/lineside",
+        namespace="urn:lineside",
+        security="secure",
+        security_modes=("SignAndEncrypt",),
+        users=(ScadaUser(DEMO_USER, "viewer", parse_hash(hash_password(password))),),
+        pki_dir=state / "opcua-pki",
+    )
 
 
 def write_historian(path: Path, rows: int = HISTORIAN_ROWS, seed: int = HISTORIAN_SEED) -> None:
@@ -95,9 +122,17 @@ def ensure_bundle(state: Path, out: TextIO) -> Path:
 
 
 def demo_config(
-    state: Path, bundle: Path, plc_port: int, opcua_port: int, speedup: float
+    state: Path,
+    bundle: Path,
+    plc_port: int,
+    opcua_port: int,
+    speedup: float,
+    password: str | None = None,
 ) -> SiteConfig:
-    """The example site config, pointed at the demo's ports, state and speed."""
+    """The example site config, pointed at the demo's ports, state and speed.
+
+    With a `password`, the SCADA server is the demo's (a `viewer` user with that password);
+    without, it is the example site's, on `opcua_port` with its PKI in `state`."""
     site = load_config(firmware_configs() / "sites" / "demo-extruder.toml", check_bundle=False)
     plcs = tuple(
         dataclasses.replace(
@@ -118,8 +153,12 @@ def demo_config(
         bundle=bundle,
         plcs=plcs,
         journal_path=state / "events.sqlite",
-        opcua=dataclasses.replace(
-            site.opcua, endpoint=f"opc.tcp://127.0.0.1:{opcua_port}/lineside/"
+        opcua=demo_opcua(state, opcua_port, password)
+        if password is not None
+        else dataclasses.replace(
+            site.opcua,
+            endpoint=f"opc.tcp://127.0.0.1:{opcua_port}/lineside",
+            pki_dir=state / "opcua-pki",
         ),
     )
 
@@ -230,11 +269,19 @@ def run_demo(
         return 2
     state.mkdir(parents=True, exist_ok=True)
     bundle = ensure_bundle(state, out)
-    config = demo_config(state, bundle, free_port(), free_port(), speedup)
+    password = secrets.token_urlsafe(12)
+    opcua_port = demo_opcua_port()
+    config = demo_config(state, bundle, free_port(), opcua_port, speedup, password)
+    trusted = config.opcua.trusted_path.resolve()
+    moved = "" if opcua_port == DEMO_OPCUA_PORT else f" (port {DEMO_OPCUA_PORT} is taken)"
     print(
         f"Simulated extrusion line at {speedup:g}x for {seconds:g} s "
-        f"({seconds * speedup:.0f} line seconds). SCADA can browse "
-        f"{config.opcua.endpoint} (anonymous, no security: demo only).",
+        f"({seconds * speedup:.0f} line seconds).\n"
+        f"SCADA: {config.opcua.endpoint}{moved}, SignAndEncrypt "
+        f"(Basic256Sha256 or Aes256_Sha256_RsaPss)\n"
+        f"  user {DEMO_USER}, password {password} (new for this run; read-only)\n"
+        f"  client certificates are accepted once placed in {trusted}\n"
+        f"  refused ones wait in {config.opcua.rejected_path.resolve()}",
         file=out,
     )
     view = LiveView(out, config.line, interactive=live and out.isatty())

@@ -11,16 +11,19 @@ from agent.config import SiteConfig
 from agent.demo import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-__all__ = ["REPO", "eventually", "free_port", "site_config", "wait_for"]
+SCADA_PASSWORD = "end-to-end-viewer"  # the `viewer` user of site_config's SCADA server
+__all__ = ["REPO", "SCADA_PASSWORD", "eventually", "free_port", "site_config", "wait_for"]
 
 
 def site_config(
     bundle: Path, state: Path, plc_port: int, opcua_port: int, speedup: float = 10.0
 ) -> SiteConfig:
-    """The shipped example site config on the given ports, `speedup` times real time."""
+    """The shipped example site config on the given ports, `speedup` times real time.
+
+    Its SCADA server is the demo's: SignAndEncrypt, user `viewer` with SCADA_PASSWORD."""
     from agent.demo import demo_config
 
-    return demo_config(state, bundle, plc_port, opcua_port, speedup)
+    return demo_config(state, bundle, plc_port, opcua_port, speedup, SCADA_PASSWORD)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> float:

@@ -6,12 +6,12 @@ Relative paths in a file are relative to that file's directory; unknown keys are
 typo never silently falls back to a default.
 """
 
+from agent.config.opcua import OpcUaConfig
 from agent.config.site import (
     MODBUS_PROTOCOLS,
     DetectionConfig,
     DeviceConfig,
     OpcUaClientConfig,
-    OpcUaConfig,
     PlcConfig,
     SerialSettings,
     SiteConfig,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import Section, read_toml
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
@@ -125,16 +126,6 @@ class DetectionConfig:
     spc_span: int
     flatline_samples: int
     precision: str
-
-
-@dataclass(frozen=True)
-class OpcUaConfig:
-    """The local OPC-UA server for SCADA."""
-
-    endpoint: str
-    namespace: str
-    security: str
-    allow_anonymous: bool
 
 
 @dataclass(frozen=True)
@@ -347,9 +338,9 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         {"raise_after", "clear_after", "clear_ratio", "spc_hits", "spc_span", "flatline_samples"}
     )
     opcua = root.table("opcua", required=False)
-    opcua.reject_unknown({"endpoint", "namespace", "security", "allow_anonymous"})
     journal = root.table("journal", required=False)
     journal.reject_unknown({"path", "retention_days", "max_mb"})
+    journal_path = journal.path_value("path", base, "lineside-events.sqlite")
     detection = DetectionConfig(
         raise_after=det.positive("raise_after", int, 3),
         clear_after=det.positive("clear_after", int, 10),
@@ -388,29 +379,12 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         line=line,
         bundle=model.path_value("bundle", base),
         detection=detection,
-        opcua=OpcUaConfig(
-            endpoint=opcua.get("endpoint", str, "opc.tcp://0.0.0.0:4840/lineside/"),
-            namespace=opcua.get("namespace", str, "urn:lineside"),
-            security=opcua.choice(
-                "security",
-                ("none",),
-                fix='this version serves only security = "none"; set it explicitly to accept '
-                "an unencrypted, unauthenticated endpoint (signed and encrypted endpoints are "
-                "planned)",
-            ),
-            allow_anonymous=opcua.get("allow_anonymous", bool, False),
-        ),
-        journal_path=journal.path_value("path", base, "lineside-events.sqlite"),
+        opcua=load_opcua(opcua, base, state_dir=journal_path.parent),
+        journal_path=journal_path,
         plcs=plcs,
         journal_retention_days=journal.positive("retention_days", float, 90.0),
         journal_max_mb=journal.positive("max_mb", float, 512.0),
     )
-    if not config.opcua.allow_anonymous:
-        raise opcua.error(
-            "allow_anonymous",
-            "this version has no user accounts yet, so anonymous access is the only way in",
-            "set allow_anonymous = true on a lab network (user accounts are planned)",
-        )
     if check_bundle:
         check_bundle_fits(config, model.field("bundle"))
     return config

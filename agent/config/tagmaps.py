@@ -14,10 +14,11 @@ A Modbus tag map lists `[[tag]]` tables:
     description  what the tag is, in plant words
     lsl/usl      optional spec limits in engineering units, for capability (Cp, Cpk, ...)
     target       optional nominal value inside the spec limits (for Cpm)
+    range        [low, high] the instrument's span in engineering units (SCADA EURange)
 
 An OPC-UA node map lists `[[tag]]` tables with `name`, `node_id`, optional `unit`,
-`description`, `scale`, `offset`, `deadband` (absolute, in engineering units) and the same
-optional `lsl`, `usl` and `target`.
+`description`, `scale`, `offset`, `deadband` (absolute, in engineering units), `range` and the
+same optional `lsl`, `usl` and `target`.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ MAX_STRING_LENGTH = 2 * MAX_REGISTERS_PER_READ
 
 _TAG_KEYS = {
     "name", "table", "address", "type", "order", "bit", "length",
-    "scale", "offset", "unit", "description", "lsl", "usl", "target",
+    "scale", "offset", "unit", "description", "lsl", "usl", "target", "range",
 }  # fmt: skip
 _NODE_KEYS = {
     "name", "node_id", "unit", "description", "scale", "offset", "deadband",
-    "lsl", "usl", "target",
+    "lsl", "usl", "target", "range",
 }  # fmt: skip
 # The string form of an ExpandedNodeId (OPC 10000-6, 5.3.1.10), without a server index.
 NODE_ID = re.compile(
@@ -69,6 +70,7 @@ class Tag:
     lsl: float | None = None
     usl: float | None = None
     target: float | None = None
+    eu_range: tuple[float, float] | None = None
 
     @property
     def is_bit_table(self) -> bool:
@@ -103,6 +105,7 @@ class NodeTag:
     lsl: float | None = None
     usl: float | None = None
     target: float | None = None
+    eu_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,21 @@ def _spec(t: Section) -> tuple[float | None, float | None, float | None]:
     return lsl, usl, target
 
 
+def _eu_range(t: Section) -> tuple[float, float] | None:
+    if not t.has("range"):
+        return None
+    value = t.get("range", list)
+    fix = "write range = [low, high] in engineering units, e.g. [0.0, 250.0]"
+    if len(value) != 2 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        raise t.error("range", f"{value!r} is not two numbers", fix)
+    low, high = float(value[0]), float(value[1])
+    if not low < high:
+        raise t.error("range", f"low {low:g} is not below high {high:g}", fix)
+    return (low, high)
+
+
 def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
     t.reject_unknown(_TAG_KEYS)
     name = _check_name(t, seen)
@@ -194,6 +212,7 @@ def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
         scaling=_scaling(t), unit=t.get("unit", str, ""),
         description=t.get("description", str, ""), bit=bit, length=length,
         lsl=lsl, usl=usl, target=target,
+        eu_range=_eu_range(t),
     )  # fmt: skip
     if address + tag.span - 1 > 0xFFFF:
         raise t.error("address", f"{name} runs past address 65535")
@@ -275,6 +294,7 @@ def load_node_map(path: Path) -> NodeMap:
                 lsl=lsl,
                 usl=usl,
                 target=target,
+                eu_range=_eu_range(t),
             )
         )
     return NodeMap(path=path, vendor=server.get("vendor", str, ""), tags=tuple(tags))

@@ -35,6 +35,7 @@ from agent.ops.store import ModelStore
 
 if TYPE_CHECKING:
     from agent.app import Agent
+    from agent.sinks.scada import ScadaServer
 
 log = logging.getLogger(__name__)
 MAX_BOOTS = 2
@@ -83,25 +84,9 @@ def boot_check(bundle_path: Path) -> None:
         log.error("probation marker of %s: %s", store.models, exc)
 
 
-async def publish_state(scada: Any, line: str, state: ModelState) -> None:
-    """Write the model state into the OPC-UA nodes the server has (others are skipped)."""
-    setter = getattr(scada, "set_model_state", None)
-    if setter is not None:
-        await setter(state)
-        return
-    from asyncua import ua
-
-    for name, value in (
-        ("ModelVersion", state.version_text),
-        ("ModelStatus", state.status),
-        ("LastUpdate", state.last_update),
-    ):
-        path = f"Lines/{line}/{name}"
-        try:
-            scada.node_id(path)
-        except KeyError:
-            continue
-        await scada._write(path, value, ua.VariantType.String)  # the server's own write path
+def publish_state(scada: ScadaServer, state: ModelState) -> None:
+    """Hand the model state to the OPC-UA server (ModelVersion, ModelStatus, ModelLastUpdate)."""
+    scada.publish_model(state.version_text, state.status, state.last_update)
 
 
 class ModelUpdates:
@@ -249,7 +234,7 @@ class ModelUpdates:
 
     async def run(self) -> None:
         """Publish the model state; watch the store until cancelled."""
-        await publish_state(self.agent.scada, self.agent.config.line, self.state)
+        publish_state(self.agent.scada, self.state)
         if self.store is None:
             return
         while True:
@@ -258,4 +243,4 @@ class ModelUpdates:
                 async with asyncio.timeout(self.poll_s):
                     await self._wake.wait()
             self._wake.clear()
-            await publish_state(self.agent.scada, self.agent.config.line, self.state)
+            publish_state(self.agent.scada, self.state)

@@ -70,5 +70,5 @@ def test_taken_opcua_port_is_a_clear_error(bundle_dir: Path, tmp_path: Path) -> 
             check=False,
         )
     assert result.returncode == 1
-    assert f"cannot listen on opc.tcp://127.0.0.1:{taken}/lineside/" in result.stderr
+    assert f"cannot listen on opc.tcp://127.0.0.1:{taken}/lineside" in result.stderr
     assert "fix:" in result.stderr and "Traceback" not in result.stderr

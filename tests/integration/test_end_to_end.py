@@ -1,5 +1,8 @@
 """Simulator -> agent -> OPC-UA client acting as SCADA, all real, on loopback, at 10x speed.
 
+The SCADA client takes the secure path: SignAndEncrypt with a trusted client certificate and
+the `viewer` user, as a plant would.
+
 Bounds stated here, in line seconds (the simulator runs 10 line seconds per wall second):
 - a +8 bar step on melt pressure raises AlarmActive within 20 line seconds;
 - after the fault clears, AlarmActive falls within 80 line seconds (the 32-sample window must
@@ -18,7 +21,8 @@ from agent.app import Agent
 from agent.simulator.plc import SimulatedPlc
 from agent.simulator.process import ExtrusionLine, Fault, FaultKind
 from agent.sinks.journal import read_events
-from tests.helpers import eventually, free_port, site_config, wait_for
+from tests.helpers import SCADA_PASSWORD, eventually, free_port, site_config, wait_for
+from tests.scada_helpers import viewer_client
 
 SPEEDUP = 10.0
 
@@ -42,7 +46,7 @@ async def test_step_fault_raises_and_clears_the_scada_alarm(
     agent = Agent(config)
     ready = asyncio.Event()
     tasks = [asyncio.create_task(plc.run()), asyncio.create_task(agent.run(ready))]
-    client = Client(config.opcua.endpoint, timeout=5)
+    client = await viewer_client(config.opcua, tmp_path / "scada", SCADA_PASSWORD)
     try:
         await asyncio.wait_for(ready.wait(), 10)
         await client.connect()
@@ -101,7 +105,7 @@ async def test_unreachable_plc_publishes_bad_quality_and_recovers(
     ready = asyncio.Event()
     task = asyncio.create_task(agent.run(ready))
     plc = SimulatedPlc(ExtrusionLine(seed=3), port=plc_port, period_s=1.0 / SPEEDUP)
-    client = Client(config.opcua.endpoint, timeout=5)
+    client = await viewer_client(config.opcua, tmp_path / "scada", SCADA_PASSWORD)
     try:
         await asyncio.wait_for(ready.wait(), 10)
         await client.connect()

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asyncua import Client
-
 from agent.app import Agent
 from agent.monitor import LineResult
 from agent.ops.install import install_file
@@ -27,7 +25,8 @@ from agent.simulator.plc import SimulatedPlc
 from agent.simulator.process import ExtrusionLine
 from agent.sinks.journal import read_events
 from tests.bundle_kit import installed_store, make_keys, signed
-from tests.helpers import free_port, site_config, wait_for
+from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
+from tests.scada_helpers import viewer_client
 
 SPEEDUP = 10.0
 
@@ -40,6 +39,7 @@ class Running:
         self.files = tmp_path / "files"
         self.files.mkdir()
         self.bundle_dir = bundle_dir
+        self.scada_dir = tmp_path / "scada"
         self.store = installed_store(
             tmp_path / "state", signed(bundle_dir, self.key, self.files, 1), self.trust
         )
@@ -74,13 +74,16 @@ class Running:
         bundle = signed(self.bundle_dir, self.key, self.files, version, edit)
         await asyncio.to_thread(install_file, bundle, self.store, self.trust)
 
-    async def model_version_tag(self) -> str:
-        client = Client(self.config.opcua.endpoint, timeout=5)
+    async def model_tags(self) -> tuple[str, str]:
+        """ModelVersion and ModelStatus as a SCADA client reads them (SignAndEncrypt, viewer)."""
+        client = await viewer_client(self.config.opcua, self.scada_dir, SCADA_PASSWORD)
         await client.connect()
         try:
             ns = await client.get_namespace_index("urn:lineside")
-            node = client.get_node(f"ns={ns};s=Lines/{self.config.line}/ModelVersion")
-            return str(await node.read_value())
+            base = f"ns={ns};s=Lines/{self.config.line}"
+            version = await client.get_node(f"{base}/ModelVersion").read_value()
+            status = await client.get_node(f"{base}/ModelStatus").read_value()
+            return str(version), str(status)
         finally:
             await client.disconnect()
 
@@ -106,7 +109,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
         gaps = [b - a for (a, _), (b, _) in zip(run.results, run.results[1:], strict=False)]
         assert max(gaps[swapped_at - 5 : swapped_at + 5]) < 1.0
         await wait_for(lambda: "passed" in updates.state.last_update, 5)
-        assert await run.model_version_tag() == "2 (v2)"
+        assert await run.model_tags() == ("2 (v2)", "active")
         await wait_for(lambda: not run.store.marker_file.exists(), 5)  # passed: committed
         await asyncio.sleep(0.5)  # the journal commits every 250 ms
     events = [e for e in read_events(run.config.journal_path) if e["kind"] == "model_change"]
@@ -133,7 +136,7 @@ async def test_model_that_fails_probation_is_rolled_back(bundle_dir: Path, tmp_p
         assert not run.store.marker_file.exists()
         assert run.agent.sample_queue_drops == 0
         await wait_for(lambda: True, 0.3)
-        assert await run.model_version_tag() == "1 (v1)"
+        assert await run.model_tags() == ("1 (v1)", "rolled-back")
         await asyncio.sleep(0.5)
         # the failed version cannot come back: a fixed model needs a higher version
         try:

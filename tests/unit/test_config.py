@@ -70,10 +70,13 @@ def test_timeout_must_be_shorter_than_poll(tmp_path: Path) -> None:
 
 
 def test_security_none_must_be_explicit(tmp_path: Path) -> None:
-    text = SITE.read_text().replace('security = "none"', "")
+    # Without a security setting the server is secure; "none" must be written out.
+    config = load_config(write_site(tmp_path), check_bundle=False)
+    assert config.opcua.security == "secure" and not config.opcua.serves_none
+    text = SITE.read_text().replace('security = "secure"', 'security = "open"')
     error = error_of(write_site(tmp_path, text))
     assert error.field == "opcua.security"
-    assert "explicitly" in error.fix
+    assert '"none" (lab only' in error.fix
 
 
 def test_wrong_type_says_what_was_given(tmp_path: Path) -> None:

@@ -1,0 +1,107 @@
+"""The address space of the SCADA server: lines, signals, scores, model, agent health.
+
+Node ids are strings equal to the browse path below Objects (see server.py for the layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from asyncua import Node, Server, ua
+
+from agent.config import NodeTag, Tag
+from agent.sinks.scada.model import ModelBuilder
+from agent.sources.codec import DataType
+
+D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
+U64, U32, T = ua.VariantType.UInt64, ua.VariantType.UInt32, ua.VariantType.DateTime
+
+
+def value_type(tag: Tag | NodeTag) -> ua.VariantType:
+    """The OPC-UA type a tag's Value is published as."""
+    if isinstance(tag, Tag) and tag.dtype is DataType.STRING:
+        return ua.VariantType.String
+    if isinstance(tag, Tag) and tag.dtype is DataType.BOOL:
+        return ua.VariantType.Boolean
+    return ua.VariantType.Double
+
+
+async def build_address_space(
+    server: Server,
+    ns: int,
+    line_name: str,
+    tags: Sequence[Tag | NodeTag],
+    channels: list[str],
+    threshold: float,
+) -> tuple[dict[str, ua.NodeId], Node]:
+    """Add every node of one line; return the node ids by path, and the line's object."""
+    build = ModelBuilder(server.iserver.isession, ns)
+    objects = server.nodes.objects
+    lines = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
+    base = f"Lines/{line_name}"
+    line = await build.folder(lines, base, line_name, f"Line {line_name}: signals, scores, alarms")
+    signals = await build.folder(line, f"{base}/Signals", "Signals", "PLC tags of the line")
+    for tag in tags:
+        p = f"{base}/Signals/{tag.name}"
+        desc = tag.description or tag.name
+        folder = await build.folder(signals, p, tag.name, desc)
+        unit = f" [{tag.unit}]" if tag.unit else ""
+        vdesc = f"{desc}{unit}, as read from the PLC; the status code carries its quality"
+        if value_type(tag) is D:
+            await build.analog(folder, f"{p}/Value", "Value", tag, vdesc)
+        else:
+            await build.variable(folder, f"{p}/Value", "Value", value_type(tag), vdesc)
+        await build.variable(
+            folder,
+            f"{p}/Quality",
+            "Quality",
+            S,
+            "good, or uncertain/bad with the reason from the PLC connection",
+        )
+        if tag.name in channels:
+            await build.variable(
+                folder,
+                f"{p}/SpcState",
+                "SpcState",
+                S,
+                "Individuals/MR chart: in-control, or the rule it broke",
+            )
+            await build.variable(
+                folder,
+                f"{p}/AnomalyContribution",
+                "AnomalyContribution",
+                D,
+                "This tag's reconstruction error relative to normal",
+            )
+    for name, vtype, value, text in (
+        ("AnomalyScore", D, None, "Anomaly score of the latest window (higher: more unusual)"),
+        ("Threshold", D, threshold, "Anomaly score above which the anomaly alarm raises"),
+        ("AnomalyActive", B, None, "True while the anomaly (VAE) alarm is active"),
+        ("SpcAlarmActive", B, None, "True while an SPC rule alarm is active"),
+        ("AlarmActive", B, None, "True while any alarm of the line is active"),
+        ("LastEvent", S, None, "Text of the last alarm edge"),
+        ("LastExplanation", S, None, "Plain-language explanation of the last anomaly"),
+        ("LastExplanationTime", T, None, "When the last explanation was written"),
+        ("ModelVersion", S, None, "Version of the running model bundle"),
+        ("ModelStatus", S, None, "Model bundle status: running, updating, rolled back, ..."),
+        ("ModelLastUpdate", S, None, "When the model bundle was last installed (ISO 8601)"),
+    ):  # fmt: skip
+        await build.variable(line, f"{base}/{name}", name, vtype, text, value)
+    agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
+    for name, vtype, text in (
+        ("Health", S, "ok, or degraded with the reason"),
+        ("UptimeS", D, "Seconds since the OPC-UA server started"),
+        ("LoopLatencyMs", D, "Detection time of the last sample, milliseconds"),
+        ("SamplesProcessed", U64, "Samples through the detection loop"),
+        ("SampleQueueDrops", U64, "Samples dropped because the loop fell behind"),
+        ("PublishCoalesced", U64, "Results superseded before they were published"),
+        ("EventDrops", U64, "Alarm edges dropped from a full publish queue"),
+        ("Sessions", U32, "OPC-UA client sessions open now"),
+        ("LoginFailures", U64, "Refused logins since start"),
+        ("CertificatesRejected", U64, "Client certificates refused since start"),
+        ("JournalOk", B, "False while events cannot be journaled (disk full, read-only)"),
+        ("JournalWriteErrors", U64, "Failed journal commits since start"),
+        ("JournalDropped", U64, "Journal records refused because its queue was full"),
+    ):  # fmt: skip
+        await build.variable(agent, f"Agent/{name}", name, vtype, text)
+    return build.nodes, line

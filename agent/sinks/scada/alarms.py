@@ -1,0 +1,211 @@
+"""Anomaly and SPC alarms as OPC-UA Alarms & Conditions (OPC 10000-9), as far as asyncua goes.
+
+Per line there are two conditions, `Lines/<line>/Alarms/Anomaly` (type LinesideAnomalyAlarmType)
+and `Lines/<line>/Alarms/Spc` (LinesideSpcAlarmType), both subtypes of OffNormalAlarmType.
+
+Supported:
+- an event on every transition (raised, cleared, acknowledged), emitted through the Server
+  object, with EventId, ConditionId (`NodeId`), SourceNode (the line, or the signal that
+  tripped it), Severity (700 anomaly, 500 SPC), Message, ActiveState, AckedState, Retain,
+  Comment and ClientUserId;
+- the condition instances' ActiveState/AckedState/Severity/Message/Retain variables mirror the
+  last event, so a client that reads instead of subscribing sees the same;
+- `Acknowledge(EventId, Comment)` (the standard AcknowledgeableConditionType method, called on
+  the condition) for the `operator` role; a stale EventId gives BadEventIdUnknown, a second
+  acknowledgement BadConditionBranchAlreadyAcked;
+- `ConditionRefresh(SubscriptionId)`: asyncua re-sends every retained condition between
+  RefreshStart and RefreshEnd events.
+
+Not supported: Confirm, AddComment, Enable/Disable, shelving, suppression, branches (a new
+raise while unacknowledged replaces the old state rather than opening a branch), and
+ConditionRefresh2 for one monitored item (asyncua routes it to the same code path).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from asyncua import Node, Server, ua
+
+from agent.sinks.scada.security import CURRENT_USER
+from agent.types import Event, EventKind, EventState
+
+audit = logging.getLogger("lineside.audit")
+log = logging.getLogger(__name__)
+
+TYPE_NAMES = {EventKind.ANOMALY: "LinesideAnomalyAlarmType", EventKind.SPC: "LinesideSpcAlarmType"}
+CONDITION_NAMES = {EventKind.ANOMALY: "Anomaly", EventKind.SPC: "Spc"}
+_MIRRORED = ("ActiveState", "ActiveState/Id", "AckedState", "AckedState/Id", "Retain",
+             "Severity", "Message", "Time", "Comment")  # fmt: skip
+
+
+def _lt(value: str) -> ua.LocalizedText:
+    return ua.LocalizedText(value)
+
+
+async def create_alarm_types(server: Server, ns: int) -> dict[EventKind, Node]:
+    """Our two alarm condition types, subtypes of OffNormalAlarmType."""
+    types = {}
+    for kind, name in TYPE_NAMES.items():
+        types[kind] = await server.create_custom_event_type(
+            ua.NodeId(f"Types/{name}", ns), ua.QualifiedName(name, ns),
+            ua.ObjectIds.OffNormalAlarmType,
+        )  # fmt: skip
+    return types
+
+
+class Condition:
+    """One alarm condition of a line: its current state, its instance node, its generator."""
+
+    def __init__(self, kind: EventKind, line: str, node: Node, generator: Any) -> None:
+        self.kind = kind
+        self.line = line
+        self.node = node
+        self.generator = generator
+        self.mirrors: dict[str, Node] = {}
+        self.active = False
+        self.acked = True
+        self.acks = 0
+
+    @property
+    def event(self) -> Any:
+        """The asyncua event object that carries this condition's state."""
+        return self.generator.event
+
+    async def setup(self, line_node: Node) -> None:
+        """Fill the fixed event fields and find the instance variables to mirror."""
+        ev = self.event
+        ev.NodeId = self.node.nodeid
+        ev.SourceNode = line_node.nodeid
+        ev.SourceName = self.line
+        ev.ConditionName = CONDITION_NAMES[self.kind]
+        ev.BranchId = ua.NodeId()
+        ev.EnabledState = _lt("Enabled")
+        setattr(ev, "EnabledState/Id", True)
+        ev.Quality = ua.StatusCode(ua.StatusCodes.Good)
+        ev.Severity = 700 if self.kind is EventKind.ANOMALY else 500
+        ev.Message = _lt(f"No {CONDITION_NAMES[self.kind].lower()} alarm on line {self.line}")
+        self._set_states(active=False, acked=True)
+        for path in _MIRRORED:
+            try:
+                self.mirrors[path] = await self.node.get_child([f"0:{p}" for p in path.split("/")])
+            except ua.UaError:
+                continue
+        await self._mirror()
+
+    def _set_states(self, active: bool, acked: bool) -> None:
+        ev = self.event
+        self.active, self.acked = active, acked
+        ev.ActiveState = _lt("Active" if active else "Inactive")
+        setattr(ev, "ActiveState/Id", active)
+        ev.AckedState = _lt("Acknowledged" if acked else "Unacknowledged")
+        setattr(ev, "AckedState/Id", acked)
+        ev.Retain = active or not acked
+
+    async def _mirror(self) -> None:
+        for path, node in self.mirrors.items():
+            value = getattr(self.event, path, None)
+            if value is None:
+                continue
+            if path == "Severity":
+                value = ua.Variant(int(value), ua.VariantType.UInt16)
+            try:
+                await node.write_value(value)
+            except (ua.UaError, ValueError, TypeError):
+                log.debug("cannot mirror %s of %s", path, self.node.nodeid)
+
+    async def transition(self, event: Event, source: ua.NodeId | None) -> None:
+        """Raise or clear the condition from an alarm edge of the detectors."""
+        ev = self.event
+        raised = event.state is EventState.RAISED
+        self._set_states(active=raised, acked=not raised and self.acked)
+        ev.Severity = event.severity
+        ev.Message = _lt(event.message)
+        if source is not None:
+            ev.SourceNode = source
+        ev.SourceName = event.tag or self.line
+        ev.Comment = _lt("")
+        ev.ClientUserId = ""
+        await self._fire(dt.datetime.fromtimestamp(event.ts, dt.UTC))
+
+    async def _fire(self, when: dt.datetime) -> None:
+        await self.generator.trigger(time_attr=when)
+        await self._mirror()
+
+    async def acknowledge(self, event_id: bytes | None, comment: str) -> ua.StatusCode:
+        """The Acknowledge method: mark the current state acknowledged, with a comment."""
+        user = CURRENT_USER.get()
+        who = (user.name if user is not None else None) or "anonymous"
+        if event_id != self.event.EventId.Value:
+            audit.warning(
+                "acknowledge refused: %s on %s: stale or unknown EventId", who, self.node.nodeid
+            )
+            return ua.StatusCode(ua.StatusCodes.BadEventIdUnknown)
+        if self.acked:
+            audit.info("acknowledge refused: %s on %s: already acknowledged", who, self.node.nodeid)
+            return ua.StatusCode(ua.StatusCodes.BadConditionBranchAlreadyAcked)
+        self._set_states(active=self.active, acked=True)
+        self.acks += 1
+        ev = self.event
+        ev.Comment = _lt(comment)
+        ev.ClientUserId = who
+        audit.warning(
+            "acknowledged: %s alarm of line %s by %s, comment %r",
+            CONDITION_NAMES[self.kind], self.line, who, comment,
+        )  # fmt: skip
+        await self._fire(dt.datetime.now(dt.UTC))
+        return ua.StatusCode(ua.StatusCodes.Good)
+
+
+class AlarmBook:
+    """The conditions of one server, and the Acknowledge method that reaches them."""
+
+    def __init__(self, server: Server, ns: int) -> None:
+        self.server = server
+        self.ns = ns
+        self.conditions: dict[ua.NodeId, Condition] = {}
+        self.by_line: dict[tuple[str, EventKind], Condition] = {}
+
+    async def setup(self, line: str, line_node: Node) -> None:
+        """Create the line's Alarms folder and its two conditions."""
+        types = await create_alarm_types(self.server, self.ns)
+        folder = await line_node.add_object(
+            ua.NodeId(f"Lines/{line}/Alarms", self.ns), ua.QualifiedName("Alarms", self.ns)
+        )
+        await folder.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(ua.Variant(_lt("Alarm conditions of the line (OPC UA A&C)"))),
+        )
+        for kind, type_node in types.items():
+            name = CONDITION_NAMES[kind]
+            node = await folder.add_object(
+                ua.NodeId(f"Lines/{line}/Alarms/{name}", self.ns), ua.QualifiedName(name, self.ns),
+                objecttype=type_node.nodeid, instantiate_optional=False,
+            )  # fmt: skip
+            generator = await self.server.get_event_generator(type_node, ua.ObjectIds.Server)
+            condition = Condition(kind, line, node, generator)
+            await condition.setup(line_node)
+            self.conditions[node.nodeid] = condition
+            self.by_line[(line, kind)] = condition
+        self.server.iserver.isession.add_method_callback(
+            ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), self._acknowledge
+        )
+
+    async def _acknowledge(self, parent: ua.NodeId, *args: ua.Variant) -> ua.StatusCode:
+        condition = self.conditions.get(parent)
+        if condition is None:
+            return ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
+        if len(args) != 2:
+            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
+        event_id = args[0].Value if isinstance(args[0], ua.Variant) else args[0]
+        comment = args[1].Value if isinstance(args[1], ua.Variant) else args[1]
+        text = comment.Text if isinstance(comment, ua.LocalizedText) else str(comment or "")
+        return await condition.acknowledge(event_id, text or "")
+
+    async def on_event(self, event: Event, source: ua.NodeId | None) -> None:
+        """Turn an alarm edge into a condition transition."""
+        condition = self.by_line.get((event.line, event.kind))
+        if condition is not None:
+            await condition.transition(event, source)

@@ -1,0 +1,366 @@
+"""The SCADA face: a local OPC-UA server publishing values, scores, SPC states and alarms.
+
+Address space, namespace `opcua.namespace`; string node ids equal the browse path below
+Objects, so an integrator can type them into a SCADA tag list:
+
+    Lines/<line>/Signals/<tag>/Value                AnalogItemType, EngineeringUnits, EURange;
+                                                    the status code carries the PLC quality
+                              /Quality              String: good | uncertain: ... | bad: ...
+                              /SpcState             String: in-control | the rule broken
+                              /AnomalyContribution  Double: this tag's share of the score
+    Lines/<line>/AnomalyScore, Threshold            Double
+                /AnomalyActive, SpcAlarmActive, AlarmActive   Boolean
+                /LastEvent, LastExplanation         String (+ LastExplanationTime, DateTime)
+                /ModelVersion, ModelStatus          String (+ ModelLastUpdate, String)
+                /Alarms/Anomaly, /Alarms/Spc        alarm conditions (see alarms.py)
+    Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
+          PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
+          JournalOk, JournalWriteErrors, JournalDropped
+
+Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
+arrive while it is busy are coalesced (only the newest is written) and counted, but their
+alarm edges are queued (at most 1,000, the oldest dropped and counted) so no alarm is lost.
+Writes go straight into the address space (`write_attribute_value`); subscriptions copy
+changes into bounded per-item queues, so a slow or stalled client never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.server.internal_session import InternalSession
+
+from agent.config import NodeTag, OpcUaConfig, Tag
+from agent.errors import StartupError
+from agent.monitor import LineResult
+from agent.sinks.scada.address_space import build_address_space, value_type
+from agent.sinks.scada.alarms import AlarmBook
+from agent.sinks.scada.limits import AgentCounters, apply_limits, status_of
+from agent.sinks.scada.security import (
+    ClientCertificateCheck,
+    LinesideServer,
+    RolePermissions,
+    ScadaUserManager,
+    ensure_server_certificate,
+)
+from agent.types import Event, Quality
+
+log = logging.getLogger(__name__)
+D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
+U64, U32, T = ua.VariantType.UInt64, ua.VariantType.UInt32, ua.VariantType.DateTime
+MAX_PENDING_EVENTS = 1000
+YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
+_POLICIES = {
+    ("Basic256Sha256", "Sign"): ua.SecurityPolicyType.Basic256Sha256_Sign,
+    ("Basic256Sha256", "SignAndEncrypt"): ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    ("Aes256_Sha256_RsaPss", "Sign"): ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
+    ("Aes256_Sha256_RsaPss", "SignAndEncrypt"):
+        ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+    ("Aes128_Sha256_RsaOaep", "Sign"): ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+    ("Aes128_Sha256_RsaOaep", "SignAndEncrypt"):
+        ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+}  # fmt: skip
+
+
+class PublishedValue(ua.DataValue):
+    """A DataValue that is never changed after it is written, so copying it is pointless.
+
+    asyncua deep-copies every written DataValue once per monitored item (so that a later
+    in-place change cannot leak into the queue); that copy was 60 % of publishing 2,000
+    subscribed values. Ours are built fresh for each write and never mutated.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PublishedValue:
+        return self
+
+
+class ScadaServer:
+    """Owns the asyncua server; `offer`, `publish_explanation`, `publish_model` never block."""
+
+    def __init__(
+        self,
+        config: OpcUaConfig,
+        line: str,
+        tags: Sequence[Tag | NodeTag],
+        channels: list[str],
+        model_version: str,
+        threshold: float,
+    ) -> None:
+        self.config = config
+        self.line = line
+        self.tags = tags
+        self.channels = channels
+        self.threshold = threshold
+        self.counters = AgentCounters()
+        self.coalesced = 0
+        self.event_drops = 0
+        self.users = ScadaUserManager(config)
+        self.certificates = ClientCertificateCheck(config.trusted_path, config.rejected_path)
+        self._server: Server = LinesideServer(
+            user_manager=self.users
+        )  # never asyncua's permissive default
+        self._ns = 0
+        self._nodes: dict[str, ua.NodeId] = {}
+        self._last: dict[str, tuple[Any, int]] = {}
+        self._writes = 0
+        self._aspace: Any = None
+        self._latest: LineResult | None = None
+        self._events: deque[Event] = deque()
+        self._explanation: tuple[str, float] | None = None
+        self._model: tuple[str, str, str] | None = (model_version, "running", "")
+        self._started = time.monotonic()
+        self._wake = asyncio.Event()
+        self.alarms: AlarmBook | None = None
+
+    @property
+    def server(self) -> Server:
+        """The asyncua server (for tests and benchmarks)."""
+        return self._server
+
+    @property
+    def namespace_index(self) -> int:
+        """Index of our namespace in the server's namespace array."""
+        return self._ns
+
+    def node_id(self, path: str) -> ua.NodeId:
+        """The NodeId of a published variable by its path below Objects."""
+        return self._nodes[path]
+
+    async def _configure_security(self) -> None:
+        server, config = self._server, self.config
+        policies = []
+        if config.serves_secure:
+            cert, key = ensure_server_certificate(config, server.get_application_uri())
+            await server.load_certificate(str(cert))
+            await server.load_private_key(str(key))
+            for policy in config.security_policies:
+                policies += [_POLICIES[(policy, mode)] for mode in config.security_modes]
+            server.set_certificate_validator(self.certificates)
+        if config.serves_none:
+            policies.append(ua.SecurityPolicyType.NoSecurity)
+        server.set_security_policy(policies, permission_ruleset=RolePermissions())
+        tokens: list[type] = [ua.UserNameIdentityToken] if config.users else []
+        if config.allow_anonymous:
+            tokens.append(ua.AnonymousIdentityToken)
+        server.set_identity_tokens(tokens)
+        server.allow_remote_admin(False)
+        apply_limits(server, config.limits)
+
+    async def start(self) -> None:
+        """Build the address space, set up security, and start listening."""
+        server = self._server
+        # ConditionRefresh(2): asyncua binds them only when asked; the value is the Severity of
+        # its RefreshStart/RefreshEnd events
+        server.iserver.bind_condition_methods = 100
+        await server.init()
+        server.set_endpoint(self.config.endpoint)
+        server.set_server_name("Lineside edge agent")
+        await server.set_application_uri(f"{self.config.namespace}:server")
+        await self._configure_security()
+        self._ns = await server.register_namespace(self.config.namespace)
+        await self._build()
+        # asyncua logs a failed start with a full traceback before raising; we report the
+        # failure ourselves, in one line with the fix, so its logger is muted for this call.
+        asyncua_log = logging.getLogger("asyncua.server.server")
+        level = asyncua_log.level
+        asyncua_log.setLevel(logging.CRITICAL)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"OPC-UA server cannot listen on {self.config.endpoint}: {exc.strerror or exc} "
+                "(fix: another process holds the port; change opcua.endpoint or stop it)"
+            ) from exc
+        finally:
+            asyncua_log.setLevel(level)
+        # The address space is hundreds of thousands of long-lived objects; left to the cyclic
+        # GC, every full collection walks them all and stalls the event loop (and with it the
+        # detection loop) for a long moment. Freeze them out of the collector's view.
+        gc.collect()
+        gc.freeze()
+        self._started = time.monotonic()
+        log.info("OPC-UA server listening on %s (%s)", self.config.endpoint, self.describe())
+
+    def describe(self) -> str:
+        """One line on the offered security: policies, modes, users, anonymous."""
+        c = self.config
+        parts = []
+        if c.serves_secure:
+            parts.append(f"{'/'.join(c.security_policies)} with {'/'.join(c.security_modes)}")
+        if c.serves_none:
+            parts.append("no security (explicitly enabled)")
+        parts.append(f"{len(c.users)} user(s), anonymous {'on' if c.allow_anonymous else 'off'}")
+        return "; ".join(parts)
+
+    async def _build(self) -> None:
+        self._nodes, line = await build_address_space(
+            self._server, self._ns, self.line, self.tags, self.channels, self.threshold
+        )
+        self._aspace = self._server.iserver.aspace
+        self.alarms = AlarmBook(self._server, self._ns)
+        await self.alarms.setup(self.line, line)
+        await self._publish_model()
+
+    def offer(self, result: LineResult) -> None:
+        """Hand over the newest result; never blocks, coalesces if the publisher is behind."""
+        if self._latest is not None:
+            self.coalesced += 1
+        self._latest = result
+        for event in result.events:
+            if len(self._events) >= MAX_PENDING_EVENTS:
+                self._events.popleft()
+                self.event_drops += 1
+            self._events.append(event)
+        self._wake.set()
+
+    def publish_explanation(self, text: str, ts: float) -> None:
+        """Publish an anomaly explanation (wall-clock `ts`, seconds); never blocks."""
+        self._explanation = (text, ts)
+        self._wake.set()
+
+    def publish_model(self, version: str, status: str, last_update: str) -> None:
+        """Publish the running model's version, status and last update time; never blocks."""
+        self._model = (version, status, last_update)
+        self._wake.set()
+
+    async def _write(
+        self,
+        path: str,
+        value: Any,
+        vtype: ua.VariantType,
+        status: int = ua.StatusCodes.Good,
+        when: dt.datetime | None = None,
+        always: bool = False,
+    ) -> None:
+        """Write into the address space; unchanged texts, flags and counters are skipped."""
+        if not always and self._last.get(path) == (value, status):
+            return
+        self._last[path] = (value, status)
+        datavalue = PublishedValue(
+            ua.Variant(value, vtype), StatusCode=ua.StatusCode(status),
+            SourceTimestamp=when, ServerTimestamp=when,
+        )  # fmt: skip
+        await self._aspace.write_attribute_value(
+            self._nodes[path], ua.AttributeIds.Value, datavalue
+        )
+        self._writes += 1
+        if self._writes % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the detection loop and client requests in
+
+    async def publish(self, result: LineResult) -> None:
+        """Write one result into the address space (the server's internal write path)."""
+        when = dt.datetime.fromtimestamp(result.ts, dt.UTC)
+        base = f"Lines/{self.line}"
+        for tag in self.tags:
+            reading = result.readings.get(tag.name)
+            if reading is None:
+                continue
+            p = f"{base}/Signals/{tag.name}"
+            vtype = value_type(tag)
+            value: object = reading.value
+            if vtype is S:
+                value = reading.text or ""
+            elif vtype is B:
+                value = reading.value == 1.0
+            await self._write(f"{p}/Value", value, vtype, status_of(reading), when, always=True)
+            text = "good" if reading.quality is Quality.GOOD else (
+                f"{reading.quality.value}: {reading.reason}")  # fmt: skip
+            await self._write(f"{p}/Quality", text, S, when=when)
+        for i, channel in enumerate(self.channels):
+            p = f"{base}/Signals/{channel}"
+            await self._write(
+                f"{p}/SpcState", result.spc_states.get(channel, "no-data"), S, when=when
+            )
+            if result.score is not None:
+                await self._write(
+                    f"{p}/AnomalyContribution", result.score.contributions[i], D, when=when
+                )
+        # Without good readings of every model tag the detectors cannot judge the line: the
+        # alarm flags keep their last value but say it is only the last usable one.
+        blind = [
+            c for c in self.channels
+            if result.readings.get(c) is None or result.readings[c].quality is not Quality.GOOD
+        ]  # fmt: skip
+        judged = ua.StatusCodes.UncertainLastUsableValue if blind else ua.StatusCodes.Good
+        if result.score is not None:
+            await self._write(f"{base}/AnomalyScore", result.score.value, D, when=when, always=True)
+        for name, flag in (
+            ("AnomalyActive", result.anomaly_active),
+            ("SpcAlarmActive", result.spc_alarm_active),
+            ("AlarmActive", result.alarm_active),
+        ):
+            await self._write(f"{base}/{name}", flag, B, judged, when)
+        if result.events:
+            await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
+        self.counters.health = f"degraded: no good reading of {', '.join(blind)}" if blind else "ok"
+        await self._publish_agent()
+
+    async def _publish_agent(self) -> None:
+        c = self.counters
+        for name, value, vtype in (
+            ("Health", c.health, S),
+            ("UptimeS", round(time.monotonic() - self._started), D),
+            ("LoopLatencyMs", round(c.loop_latency_ms, 2), D),
+            ("SamplesProcessed", c.samples_processed, U64),
+            ("SampleQueueDrops", c.sample_queue_drops, U64),
+            ("PublishCoalesced", self.coalesced, U64),
+            ("EventDrops", self.event_drops, U64),
+            ("Sessions", InternalSession._current_connections, U32),
+            ("LoginFailures", self.users.login_failures, U64),
+            ("CertificatesRejected", self.certificates.refused, U64),
+            ("JournalOk", c.journal_ok, B),
+            ("JournalWriteErrors", c.journal_write_errors, U64),
+            ("JournalDropped", c.journal_dropped, U64),
+        ):
+            await self._write(f"Agent/{name}", value, vtype)
+
+    async def _publish_model(self) -> None:
+        if self._model is None:
+            return
+        (version, status, last_update), self._model = self._model, None
+        base = f"Lines/{self.line}"
+        await self._write(f"{base}/ModelVersion", version, S)
+        await self._write(f"{base}/ModelStatus", status, S)
+        await self._write(f"{base}/ModelLastUpdate", last_update, S)
+
+    async def _publish_explanation(self) -> None:
+        if self._explanation is None:
+            return
+        (text, ts), self._explanation = self._explanation, None
+        when = dt.datetime.fromtimestamp(ts, dt.UTC)
+        base = f"Lines/{self.line}"
+        await self._write(f"{base}/LastExplanation", text, S, when=when, always=True)
+        await self._write(f"{base}/LastExplanationTime", when, T, when=when, always=True)
+
+    async def _publish_events(self) -> None:
+        assert self.alarms is not None
+        while self._events:
+            event = self._events.popleft()
+            source = self._nodes.get(f"Lines/{self.line}/Signals/{event.tag}/Value")
+            await self.alarms.on_event(event, source)
+
+    async def run(self) -> None:
+        """Publish whatever was offered whenever something was, until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            result, self._latest = self._latest, None
+            if result is not None:
+                await self.publish(result)
+            await self._publish_events()
+            await self._publish_explanation()
+            await self._publish_model()
+
+    async def stop(self) -> None:
+        """Stop the server and close client sessions."""
+        with contextlib.suppress(Exception):
+            await self._server.stop()
