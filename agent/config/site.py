@@ -9,10 +9,11 @@ a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from agent.config.explain import ExplainConfig, check_catalogue_fits, load_explain
 from agent.config.reader import Section, read_toml
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
@@ -148,6 +149,7 @@ class SiteConfig:
     opcua: OpcUaConfig
     journal_path: Path
     plcs: tuple[PlcConfig, ...]
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     @property
     def tags(self) -> dict[str, Tag | NodeTag]:
@@ -334,7 +336,7 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
     path = path.resolve()
     base = path.parent
     root = read_toml(path)
-    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc"})
+    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc", "explain"})
     line_table = root.table("line")
     line_table.reject_unknown({"name"})
     line = line_table.get("name", str)
@@ -400,6 +402,7 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         ),
         journal_path=journal.path_value("path", base, "lineside-events.sqlite"),
         plcs=plcs,
+        explain=load_explain(root.table("explain", required=False), base),
     )
     if not config.opcua.allow_anonymous:
         raise opcua.error(
@@ -409,6 +412,7 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         )
     if check_bundle:
         check_bundle_fits(config, model.field("bundle"))
+    check_catalogue_fits(config)
     return config
 
 

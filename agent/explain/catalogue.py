@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.config.reader import Section, read_toml
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:  # agent.config imports this module: read its reader lazily
+    from agent.config.reader import Section
 
 # What a tag did in the recent window, as facts.py classifies it.
 DIRECTIONS = ("step-up", "step-down", "drift-up", "drift-down", "stuck", "noisy", "steady")
@@ -101,6 +104,8 @@ def _texts(section: Section, key: str) -> dict[str, str]:
 
 
 def _mode(section: Section, tags: set[str] | None) -> FailureMode:
+    from agent.config.reader import Section
+
     section.reject_unknown({"id", "cause", "check", "symptoms"} | {
         f"{k}_{lang}" for k in ("cause", "check") for lang in LANGUAGES[1:]
     })  # fmt: skip
@@ -134,6 +139,8 @@ def load_catalogue(path: Path, tags: set[str] | None = None) -> Catalogue:
     """Read a failure-mode catalogue; raise ConfigError naming the field on a problem.
 
     With `tags`, every symptom must name one of them (the line's tags)."""
+    from agent.config.reader import read_toml
+
     root = read_toml(path)
     root.reject_unknown({"catalogue", "mode"})
     head = root.table("catalogue", required=False)

@@ -36,6 +36,7 @@ DENY_PATTERNS = (
 )
 _TAG_LIKE = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+_EQUIPMENT = re.compile(r"\b[A-Z]{1,4}-\d+\b")
 _CLOCK = re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b")
 _CAUSE_EN = re.compile(
     r"\b(?:likely cause|probable cause|root cause|caused by|due to|because of|cause is)\b"
@@ -61,6 +62,7 @@ def _allowed_literals(facts: Facts, catalogue: Catalogue) -> list[str]:
     for mode in catalogue.modes:
         texts += [*mode.cause.values(), *mode.check.values()]
     texts += [s.note for s in facts.similar if s.note]
+    texts += [tag for t in list(texts) for tag in _EQUIPMENT.findall(t)]  # F-101, TC-3 ...
     return sorted((t for t in texts if t), key=len, reverse=True)
 
 
@@ -104,8 +106,8 @@ def check(text: str, facts: Facts, catalogue: Catalogue, tolerance: float = 0.02
     for cause in catalogue.causes:
         if cause.lower() in lowered and cause.lower() not in candidates:
             return Verdict(False, "unknown-cause", cause)
-    for pattern in (_CAUSE_EN, _CAUSE_ZH):
-        for phrase in pattern.findall(text):
+    for marker in (_CAUSE_EN, _CAUSE_ZH):
+        for phrase in marker.findall(text):
             if not _cause_fits(phrase.strip(), facts):
                 return Verdict(False, "unknown-cause", phrase.strip())
     rest = text
