@@ -18,6 +18,7 @@ from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult
 from agent.ops.bundles import Bundle, load_bundle
 from agent.ops.systemd import Watchdog, notify
+from agent.sinks.explainer import make_explainer
 from agent.sinks.journal import Journal
 from agent.sinks.opcua_server import ScadaServer
 from agent.sources import make_source
@@ -84,6 +85,9 @@ class Agent:
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
         self.sample_queue_drops = 0
         self.listeners: list[Callable[[LineResult], None]] = []
+        self.explainer = make_explainer(config, self.bundle, self.scada, self.journal)
+        if self.explainer is not None:
+            self.listeners.append(self.explainer.observe)
 
     def _emit(self, sample: Sample) -> None:
         if self.samples.full():
@@ -128,6 +132,8 @@ class Agent:
                 for source in self.sources:
                     tg.create_task(source.run(self._emit), name=f"plc:{source.name}")
                 tg.create_task(self._detect(), name="detection")
+                if self.explainer is not None:
+                    tg.create_task(self.explainer.run(), name="explainer")
                 manifest = self.bundle.manifest
                 notify(f"READY=1\nSTATUS=model {manifest.model_version}, line {self.config.line}")
                 log.info(
@@ -144,5 +150,7 @@ class Agent:
                 await asyncio.shield(self._shutdown())
 
     async def _shutdown(self) -> None:
+        if self.explainer is not None:
+            await self.explainer.aclose()
         await self.journal.aclose()
         await self.scada.stop()

@@ -57,6 +57,7 @@ class EventKind(enum.Enum):
 
     ANOMALY = "anomaly"
     SPC = "spc"
+    EXPLANATION = "explanation"  # the explainer's text for an earlier event (details.explains)
 
 
 class EventState(enum.Enum):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
 from agent.ops.bundles import Bundle
@@ -196,6 +198,10 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "val_loss": result.val_loss,
                 "seed": options.seed,
                 "inputs": [p.name for p in options.inputs],
+                # for the explainer: which tags usually move together (issue 8)
+                "correlation": np.nan_to_num(np.corrcoef(train_rows, rowvar=False))
+                .round(4)
+                .tolist(),
             },
         )
         bundle_io.write_manifest(staging, manifest)

@@ -10,6 +10,7 @@ integrator can type them into a SCADA tag list):
     Objects/Lines/<line>/AnomalyScore, Threshold            Double
                         /AnomalyActive, SpcAlarmActive, AlarmActive   Boolean
                         /ModelVersion, LastEvent           String
+                        /LastExplanation, LastExplanationEvent   String (explainer, later)
     Objects/Agent/LoopLatencyMs, SamplesProcessed, SampleQueueDrops, PublishCoalesced
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
@@ -179,6 +180,8 @@ class ScadaServer:
             ("AlarmActive", False, ua.VariantType.Boolean, "Any alarm of the line"),
             ("ModelVersion", self.model_version, ua.VariantType.String, "Running model bundle"),
             ("LastEvent", "", ua.VariantType.String, "Text of the last alarm edge"),
+            ("LastExplanation", "", ua.VariantType.String, "The last alarm explained in words"),
+            ("LastExplanationEvent", "", ua.VariantType.String, "Event id it explains"),
         ):
             await self._variable(line, f"{base}/{name}", name, value, vtype, text)
         agent = await self._folder(objects, "Agent", "Agent", "Health of the Lineside agent")
@@ -284,6 +287,15 @@ class ScadaServer:
         await self._write("Agent/SamplesProcessed", c.samples_processed, ua.VariantType.UInt64)
         await self._write("Agent/SampleQueueDrops", c.sample_queue_drops, ua.VariantType.UInt64)
         await self._write("Agent/PublishCoalesced", self.coalesced, ua.VariantType.UInt64)
+
+    async def publish_explanation(self, text: str, ts: float, event_id: str = "") -> None:
+        """Write an alarm's explanation and the id of the event it belongs to."""
+        when = dt.datetime.fromtimestamp(ts, dt.UTC)
+        base = f"Lines/{self.line}"
+        await self._write(f"{base}/LastExplanation", text, ua.VariantType.String, when=when)
+        await self._write(
+            f"{base}/LastExplanationEvent", event_id, ua.VariantType.String, when=when
+        )
 
     async def run(self) -> None:
         """Publish the newest result whenever one is offered, until cancelled."""
