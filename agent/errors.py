@@ -5,6 +5,7 @@ LinesideError
 ├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
 │   └── BundleFormatError    the manifest is of a format this agent does not know
 ├── DataError            a CSV to replay or train on is unreadable; names file, column, row
+├── ExplainerModelError  an exported explainer LLM directory cannot be loaded; says which file
 └── StartupError         a service could not start (e.g. the OPC-UA port is taken)
 
 A failed PLC read is not an exception anyone sees: the hub turns it into bad-quality readings
@@ -45,3 +46,7 @@ class DataError(LinesideError):
 
 class StartupError(LinesideError):
     """A service of the agent could not start; the message says which and why."""
+
+
+class ExplainerModelError(LinesideError):
+    """An exported explainer LLM cannot be used; the message names the file and why."""
