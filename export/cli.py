@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="export even if the int8 model disagrees with fp32",
     )
     train.set_defaults(handler=_cmd_train)
+    from export.llm_cli import add_llm_parsers  # issue 8: llm and distil subcommands
+
+    add_llm_parsers(sub)
     return parser
 
 

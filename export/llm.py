@@ -59,7 +59,8 @@ def load_source(model_dir: Path) -> Any:
         )
     except (OSError, ValueError) as exc:
         raise ExportError(f"{model_dir}: cannot load the model: {exc}") from exc
-    return model.eval()
+    model.train(False)
+    return model
 
 
 class _WithCache(torch.nn.Module):
@@ -156,7 +157,8 @@ def quantize(fp32: Path, out: Path, kind: str) -> None:
 
 def _source_logits(model: Any, ids: list[int]) -> np.ndarray:
     with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0].numpy()
+        logits: np.ndarray = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    return logits
 
 
 def _onnx_logits(lm: OnnxCausalLM, ids: list[int]) -> np.ndarray:

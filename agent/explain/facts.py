@@ -219,19 +219,28 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
 
 
 def correlation_breaks(
-    rows: FloatArray, reference: FloatArray, channels: tuple[str, ...], focus: list[int]
+    rows: FloatArray, ctx: LineContext, focus: list[int]
 ) -> list[CorrelationBreak]:
-    """Pairs with a focus tag that correlated strongly in training and do not in `rows`."""
+    """Pairs with a focus tag that correlated strongly in training and do not in `rows`.
+
+    Two tests must both fail: the recent correlation fell far from the reference, and the
+    focus tag's recent level is more than 3 residual sigmas away from what the other tag
+    predicts through the training regression. The second keeps quiet windows, where slow
+    shared drivers do not move and any correlation is noise, from reporting breaks."""
+    assert ctx.correlation is not None
     found = []
     std = rows.std(axis=0)
+    tail = rows[-8:].mean(axis=0) - ctx.center
     for i in focus:
-        for j in range(len(channels)):
-            ref = float(reference[i, j])
+        for j in range(len(ctx.channels)):
+            ref = float(ctx.correlation[i, j])
             if i == j or abs(ref) < STRONG_CORRELATION or std[i] == 0 or std[j] == 0:
                 continue
             recent = float(np.corrcoef(rows[:, i], rows[:, j])[0, 1])
-            if abs(ref - recent) >= CORRELATION_DROP:
-                found.append(CorrelationBreak(channels[i], channels[j], ref, recent))
+            predicted = ref * ctx.sigma[i] / ctx.sigma[j] * tail[j]
+            spread = ctx.sigma[i] * math.sqrt(max(1.0 - ref * ref, 1e-6))
+            if abs(ref - recent) >= CORRELATION_DROP and abs(tail[i] - predicted) > 3 * spread:
+                found.append(CorrelationBreak(ctx.channels[i], ctx.channels[j], ref, recent))
     return found
 
 
@@ -298,7 +307,7 @@ def build_facts(
         )
     breaks = []
     if ctx.correlation is not None and rows.shape[0] >= 8:
-        breaks = correlation_breaks(rows, ctx.correlation, ctx.channels, focus[:3])
+        breaks = correlation_breaks(rows, ctx, focus[:3])
     decoupled = frozenset(b.tag for b in breaks)
     # The onset is where the most unusual tag changed; drifts and old steps start at row 0.
     start = float(snap.ts[onsets[0]]) if onsets and snap.ts.size else event.ts
