@@ -6,7 +6,8 @@ Checks, in order, each with its own rejection reason:
 - `unknown-tag`: a tag the facts do not speak about;
 - `unknown-cause`: a cause that is neither a candidate of this event nor any cause at all
   the catalogue knows;
-- `wrong-number`: a number that matches no fact within tolerance.
+- `wrong-number`: a number that matches no fact within tolerance;
+- `no-tag`: it names none of the event's tags (nothing an operator can act on).
 
 A rejected answer is replaced by the template text by the caller, which counts the reason.
 """
@@ -118,4 +119,6 @@ def check(text: str, facts: Facts, catalogue: Catalogue, tolerance: float = 0.02
     for token in _NUMBER.findall(rest):
         if not _number_fits(token, numbers, tolerance):
             return Verdict(False, "wrong-number", token)
+    if known and not any(re.search(rf"\b{re.escape(tag)}\b", text) for tag in known):
+        return Verdict(False, "no-tag", "names none of the event's tags")
     return Verdict(True)

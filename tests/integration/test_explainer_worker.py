@@ -21,7 +21,7 @@ from agent.explain.facts import Facts, Snapshot, build_facts
 from agent.explain.template import render
 from agent.paths import firmware_configs
 from agent.simulator.process import SIGNAL_NAMES
-from agent.sinks.explainer import Explanation, ExplainerSink
+from agent.sinks.explainer import ExplainerSink, Explanation
 from tests.helpers import wait_for
 from tests.unit.test_explain_facts import N, context, normal_rows, snapshot
 

@@ -14,6 +14,7 @@ from agent.explain.catalogue import load_catalogue
 from agent.paths import firmware_configs
 
 SITE = firmware_configs() / "sites" / "demo-extruder.toml"
+UP = 'symptoms = [{tag = "throughput", direction = "up"}]\n'
 CATALOGUE = firmware_configs() / "failure-modes" / "demo-extruder.toml"
 
 
@@ -79,12 +80,14 @@ def _catalogue(tmp_path: Path, body: str) -> Path:
             "mode[0].symptoms[0].tag",
         ),
         (
-            '[[mode]]\nid = "a"\ncheck = "y"\nsymptoms = [{tag = "throughput", direction = "up"}]\n',
+            '[[mode]]\nid = "a"\ncheck = "y"\n' + UP,
             "mode[0].cause",
         ),
         (
-            '[[mode]]\nid = "a"\ncause = "x"\ncheck = "y"\nsymptoms = [{tag = "throughput", direction = "up"}]\n'
-            '[[mode]]\nid = "a"\ncause = "z"\ncheck = "y"\nsymptoms = [{tag = "throughput", direction = "up"}]\n',
+            '[[mode]]\nid = "a"\ncause = "x"\ncheck = "y"\n'
+            + UP
+            + '[[mode]]\nid = "a"\ncause = "z"\ncheck = "y"\n'
+            + UP,
             "mode[1].id",
         ),
     ],
@@ -99,7 +102,8 @@ def test_bad_catalogue_names_the_field(tmp_path, body, field) -> None:
 def test_site_reports_a_catalogue_error_under_explain_catalogue(tmp_path: Path) -> None:
     bad = _catalogue(
         tmp_path,
-        '[[mode]]\nid = "a"\ncause = "x"\ncheck = "y"\nsymptoms = [{tag = "nope", direction = "up"}]\n',
+        '[[mode]]\nid = "a"\ncause = "x"\ncheck = "y"\n'
+        'symptoms = [{tag = "nope", direction = "up"}]\n',
     )
     path = site_with(tmp_path, f'catalogue = "{bad}"\n')
     result = subprocess.run(

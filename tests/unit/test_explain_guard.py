@@ -13,6 +13,8 @@ from agent.paths import firmware_configs
 from agent.simulator.process import SIGNAL_NAMES
 from tests.unit.test_explain_facts import N, context, normal_rows, snapshot
 
+NO_TAG = "names none of the event's tags"
+
 
 @pytest.fixture(scope="module")
 def catalogue():
@@ -78,6 +80,7 @@ def test_a_faithful_paraphrase_passes(facts, catalogue) -> None:
             "jump out the pressure switch",
         ),
         ("   ", "empty", ""),
+        ("Something is wrong on the line, please check.", "no-tag", NO_TAG),
     ],
 )
 def test_unsupported_text_is_rejected_with_its_reason(
