@@ -308,6 +308,10 @@ class ExplainerSink:
                     self._wake.clear()
                     await self._wake.wait()
                 explanation = await self.explain(self._queue.popleft())
+                log.info(
+                    "explanation of %s (%s%s): %s", explanation.event_id, explanation.source,
+                    f", {explanation.reason}" if explanation.reason else "", explanation.text,
+                )  # fmt: skip
                 for publish in self.publishers:
                     try:
                         await publish(explanation)
