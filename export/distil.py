@@ -27,8 +27,7 @@ from agent.explain.catalogue import Catalogue, load_catalogue
 from agent.explain.facts import Facts, LineContext, Snapshot, build_facts
 from agent.explain.guard import check
 from agent.explain.llm import TOKENIZER_NAME, OnnxCausalLM
-from agent.explain.prompt import build_prompt
-from agent.explain.template import render
+from agent.explain.template import build_prompt, render
 from agent.paths import firmware_configs
 from agent.simulator.process import SIGNAL_NAMES, SIGNALS, ExtrusionLine, Fault, FaultKind
 from agent.types import Event, EventKind, EventState

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 
 from agent.errors import ExplainerModelError
 from agent.explain.facts import Facts
-from agent.explain.prompt import build_prompt
+from agent.explain.template import build_prompt
 
 META_NAME = "llm.json"
 MODEL_NAME = "model.onnx"

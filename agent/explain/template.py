@@ -1,8 +1,12 @@
-"""The template explainer: the default, always available, deterministic. 2-4 short sentences.
+"""Facts into words: the template explainer, and the LLM's prompt. Pure.
 
-It says what happened (line, since when, score against threshold), how the top tags moved
-against their normal range, the likely cause from the site catalogue with the check to make,
-and a correlation break or a similar past event with the operator's note. English and Chinese.
+The template (the default, always available, deterministic) says in 2-4 short sentences what
+happened (line, since when, score against threshold), how the top tags moved against their
+normal range, the likely cause from the site catalogue with the check to make, and a
+correlation break or a similar past event with the operator's note. English and Chinese.
+
+`build_prompt` gives the LLM the same facts as compact text and nothing else; distillation
+(`lineside-export distil`) trains on exactly these prompts, so the two never drift apart.
 """
 
 from __future__ import annotations
@@ -123,3 +127,42 @@ def render(facts: Facts, language: str = "en") -> str:
         raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
     sentences = _en(facts) if language == "en" else _zh(facts)
     return ("" if language == "zh" else " ").join(sentences[:4])
+
+
+INSTRUCTION = {
+    "en": "Explain this alarm to the operator in 2-4 short sentences, using only these facts.",
+    "zh": "请只根据以下事实，用 2-4 句简短的话向操作员解释这个报警。",
+}
+ANSWER = {"en": "Explanation:", "zh": "解释："}
+
+
+def facts_lines(facts: Facts) -> list[str]:
+    """One line per fact, in a fixed order and format."""
+    lines = [
+        f"line {facts.line}; {facts.kind} since {clock(facts.start)} ({fmt(facts.duration_s)} s)"
+    ]
+    if facts.score is not None and facts.threshold is not None:
+        lines.append(f"score {fmt(facts.score)}; threshold {fmt(facts.threshold)}")
+    for t in facts.tags:
+        unit = f" {t.unit}" if t.unit else ""
+        rules = f"; spc {','.join(t.rules)}" if t.rules else ""
+        lines.append(
+            f"tag {t.tag} = {fmt(t.value)}{unit}; normal {fmt(t.low)}-{fmt(t.high)}{unit}; "
+            f"{t.outside}; {t.direction}{rules}"
+        )
+    for b in facts.breaks:
+        lines.append(
+            f"broken correlation {b.tag} ~ {b.other}: "
+            f"{fmt(b.reference)} normally, {fmt(b.recent)} now"
+        )
+    for c in facts.causes:
+        lines.append(f"cause {c.cause['en']}; check {c.check['en']}")
+    for s in facts.similar:
+        if s.note:
+            lines.append(f"similar past event resolved: {s.note}")
+    return lines
+
+
+def build_prompt(facts: Facts, language: str = "en") -> str:
+    """The whole prompt: instruction, facts, and the answer cue the model continues from."""
+    return "\n".join([INSTRUCTION[language], *facts_lines(facts), ANSWER[language]]) + " "
