@@ -97,10 +97,40 @@ def simulated_context(rows: int = 3600, seed: int = 11) -> tuple[LineContext, Ex
 
 
 def _contributions(rows: np.ndarray, ctx: LineContext) -> tuple[float, ...]:
-    # Without the VAE, each tag's unusualness is its end level in sigmas or its noise ratio.
-    z = np.abs(rows[-8:].mean(axis=0) - ctx.center) / ctx.sigma
-    noise = np.median(np.abs(np.diff(rows, axis=0)), axis=0) / np.maximum(ctx.mr_bar, 1e-9)
-    return tuple(float(v) for v in np.maximum(z, noise))
+    # Without the VAE, a tag's unusualness is the largest of: its end level in sigmas, its
+    # recent noise against normal, a frozen reading, and how far it sits from what its
+    # strongest partner predicts (in residual sigmas / 2).
+    tail = rows[-8:].mean(axis=0) - ctx.center
+    z = np.abs(tail) / ctx.sigma
+    noise = np.median(np.abs(np.diff(rows[-13:], axis=0)), axis=0) / np.maximum(ctx.mr_bar, 1e-9)
+    stuck = np.where(np.ptp(rows[-8:], axis=0) == 0.0, 6.0, 0.0)
+    apart = np.zeros(len(ctx.channels))
+    if ctx.correlation is not None:
+        for i in range(len(ctx.channels)):
+            for j in range(len(ctx.channels)):
+                r = float(ctx.correlation[i, j])
+                if i != j and abs(r) >= 0.7:
+                    predicted = r * ctx.sigma[i] / ctx.sigma[j] * tail[j]
+                    spread = ctx.sigma[i] * np.sqrt(max(1.0 - r * r, 1e-6))
+                    apart[i] = max(apart[i], abs(tail[i] - predicted) / spread / 2)
+    return tuple(float(v) for v in np.maximum.reduce([z, noise, stuck, apart]))
+
+
+def _rules(rows: np.ndarray, ctx: LineContext) -> dict[str, tuple[str, ...]]:
+    """SPC rules each tag broke in the window's last 16 rows, as the device would see them."""
+    from agent.core.spc import ImrChart, ImrLimits
+    from agent.detectors.spc import SpcDetector
+
+    chart = ImrChart(ImrLimits(ctx.center, ctx.sigma, ctx.mr_bar, ctx.nsigmas), 15)
+    seen: dict[str, set[str]] = {}
+    for k, row in enumerate(rows):
+        state = chart.update(row)
+        if k >= len(rows) - 16:
+            for i, tag in enumerate(ctx.channels):
+                word = SpcDetector.describe(state, i, True)
+                if word != "in-control":
+                    seen.setdefault(tag, set()).add(word)
+    return {tag: tuple(sorted(words)) for tag, words in seen.items()}
 
 
 def simulated_facts(count: int, catalogue: Catalogue, seed: int = 0) -> list[Facts]:
@@ -123,7 +153,8 @@ def simulated_facts(count: int, catalogue: Catalogue, seed: int = 0) -> list[Fac
             detector="vae", severity=700, message="", tag=SIGNAL_NAMES[int(np.argmax(contrib))],
             score=round(max(contrib), 2), threshold=3.0,
         )  # fmt: skip
-        found.append(build_facts(Snapshot(event, ts, window, contrib), ctx, catalogue))
+        snap = Snapshot(event, ts, window, contrib, _rules(window, ctx))
+        found.append(build_facts(snap, ctx, catalogue))
     return found
 
 

@@ -25,6 +25,7 @@ D2 = 1.128  # d2 of moving ranges of span 2: short-term sigma = median-ish MR / 
 MAX_TAGS = 4
 NOISY_RATIO = 2.5  # typical moving range this many times its normal size: noisy
 STUCK_SAMPLES = 8  # the same reading this many times in a row: stuck
+NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole window
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
 CORRELATION_DROP = 0.8  # ... and a break is a fall of at least this much
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
@@ -175,9 +176,9 @@ def _sse(x: FloatArray) -> float:
 def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tuple[str, int]:
     """How a tag moved in a recent window, and where the change began (row index).
 
-    Stuck (the same reading at the end), noisy (typical moving range far above normal), a step
-    (two levels fit better than a line) or a drift (a line fits better), up or down; steady
-    when neither explains the window and the end is inside the normal band.
+    Stuck (the same reading at the end), noisy (recent moving ranges far above normal), a step
+    (two levels fit better than flat-then-ramp) or a drift (the ramp fits better), up or down;
+    steady when neither explains the window and the end is inside the normal band.
 
     Examples
     --------
@@ -194,28 +195,41 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     if n >= STUCK_SAMPLES and np.ptp(tail) == 0.0:
         moved = np.nonzero(np.diff(x) != 0.0)[0]
         return "stuck", int(moved[-1] + 1) if moved.size else 0
-    typical = float(np.median(np.abs(np.diff(x))))
+    typical = float(np.median(np.abs(np.diff(x[-NOISY_SAMPLES - 1 :]))))
     # For white noise the median moving range is 0.846 x MR-bar (half-normal median / mean).
     if mr_bar > 0 and typical > NOISY_RATIO * 0.846 * mr_bar:
-        return "noisy", 0
+        return "noisy", max(0, n - NOISY_SAMPLES - 1)
     total = _sse(x)
-    splits = range(2, n - 1)
-    step_sse = [_sse(x[:k]) + _sse(x[k:]) for k in splits]
-    k = splits[int(np.argmin(step_sse))]
-    t = np.arange(n, dtype=np.float64)
-    slope, intercept = np.polyfit(t, x, 1)
-    line_sse = float(np.sum((x - (slope * t + intercept)) ** 2))
+    step_sse, k = min((_sse(x[:j]) + _sse(x[j:]), j) for j in range(2, n - 1))
+    ramp_sse, onset, slope = _best_ramp(x)
     noise = max(mr_bar / D2, 1e-12)
     shift = float(x[k:].mean() - x[:k].mean())
-    explained = total > 0 and min(min(step_sse), line_sse) < 0.5 * total
+    explained = total > 0 and min(step_sse, ramp_sse) < 0.5 * total
     z_end = (float(x[-4:].mean()) - center) / max(sigma, 1e-12)
-    if explained and min(step_sse) <= line_sse and abs(shift) >= 3 * noise:
+    if explained and step_sse <= ramp_sse and abs(shift) >= 3 * noise:
         return ("step-up" if shift > 0 else "step-down"), k
-    if explained and abs(slope) * n >= 3 * noise:
-        return ("drift-up" if slope > 0 else "drift-down"), 0
+    if explained and abs(slope) * (n - onset) >= 3 * noise:
+        return ("drift-up" if slope > 0 else "drift-down"), onset
     if abs(z_end) >= 3:  # out of range and level within the window: an older step
         return ("step-up" if z_end > 0 else "step-down"), 0
     return "steady", 0
+
+
+def _best_ramp(x: FloatArray) -> tuple[float, int, float]:
+    """Best fit of 'flat, then a straight ramp from row k' (k = 0: a line): SSE, k, slope.
+
+    A step stays flat after it changes and a drift keeps going, so a two-level fit against
+    this hinge tells them apart even when the drift began inside the window."""
+    n = x.shape[0]
+    t = np.arange(n, dtype=np.float64)
+    best = (math.inf, 0, 0.0)
+    for k in range(0, n - 3):
+        design = np.column_stack([np.ones(n), np.maximum(0.0, t - k)])
+        coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+        sse = float(np.sum((x - design @ coef) ** 2))
+        if sse < best[0]:
+            best = (sse, k, float(coef[1]))
+    return best
 
 
 def correlation_breaks(
