@@ -71,6 +71,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_models(work: Path, names: list[str], corpus: list[str]) -> dict[str, dict[str, Path]]:
     """Each model from its config, exported fp32, int8 and int4."""
     from export.llm import export_llm
@@ -175,7 +181,8 @@ class Loop:
 def idle_vs_busy(loop: Loop, worker: BusyWorker, samples: int, rounds: int) -> dict[str, Any]:
     """Alternate idle and busy blocks (the machine's other load drifts); p99 per block."""
     blocks: dict[str, list[list[float]]] = {"idle": [], "busy": []}
-    answers = 0
+    answers, cpu, wall = 0, 0.0, 0.0
+    pid = worker.process.pid or 0
     for _ in range(rounds):
         worker.running.clear()
         time.sleep(1.0)  # let a job in flight finish
@@ -183,9 +190,12 @@ def idle_vs_busy(loop: Loop, worker: BusyWorker, samples: int, rounds: int) -> d
         before = worker.answers
         worker.running.set()
         time.sleep(0.5)
+        used, t0 = cpu_s(pid), time.perf_counter()
         blocks["busy"].append(loop.times(samples // rounds))
+        cpu += cpu_s(pid) - used
+        wall += time.perf_counter() - t0
         answers += worker.answers - before
-    result: dict[str, Any] = {"answers": answers}
+    result: dict[str, Any] = {"answers": answers, "worker_cpu": cpu / wall}
     for key, runs in blocks.items():
         result[key] = (
             float(np.median([percentiles(r)[0] for r in runs])),
@@ -252,8 +262,9 @@ def main() -> None:
         r = idle_vs_busy(loop, busy, args.samples, args.rounds)
         rss[f"{biggest} int8 ({label}, after decoding)"] = busy.stop()
         print(f"{label + ': idle':<40} {r['idle'][0]:8.1f} {r['idle'][1]:8.1f}")
+        busy_label = f"{label}: busy (worker {r['worker_cpu']:.0%} CPU)"
         print(
-            f"{label + ': busy (' + str(r['answers']) + ' answers)':<40} {r['busy'][0]:8.1f} "
+            f"{busy_label:<40} {r['busy'][0]:8.1f} "
             f"{r['busy'][1]:8.1f} {r['busy'][1] / r['idle'][1]:14.2f}",
             flush=True,
         )

@@ -21,13 +21,14 @@ from agent.explain.catalogue import Candidate, Catalogue
 from agent.types import Event
 
 FloatArray = npt.NDArray[np.float64]
-D2 = 1.128  # d2 of moving ranges of span 2: short-term sigma = median-ish MR / d2
+D2 = 1.128  # d2 of moving ranges of span 2: short-term sigma = MR-bar / d2
+D4 = 3.267  # D4 of moving ranges of span 2: the MR chart's UCL is D4 x MR-bar
 MAX_TAGS = 4
 NOISY_RATIO = 2.5  # typical moving range this many times its normal size: noisy
 STUCK_SAMPLES = 8  # the same reading this many times in a row: stuck
 NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole window
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
-CORRELATION_DROP = 0.8  # ... and a break is a fall of at least this much
+CORRELATION_DROP = 0.5  # ... and a break is a fall of at least this much
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
 
 
@@ -195,9 +196,14 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     if n >= STUCK_SAMPLES and np.ptp(tail) == 0.0:
         moved = np.nonzero(np.diff(x) != 0.0)[0]
         return "stuck", int(moved[-1] + 1) if moved.size else 0
-    typical = float(np.median(np.abs(np.diff(x[-NOISY_SAMPLES - 1 :]))))
+    recent = np.abs(np.diff(x[-NOISY_SAMPLES - 1 :]))
     # For white noise the median moving range is 0.846 x MR-bar (half-normal median / mean).
-    if mr_bar > 0 and typical > NOISY_RATIO * 0.846 * mr_bar:
+    # Noise that only just began shows as several moving ranges above the MR chart's UCL,
+    # where a step makes one.
+    if mr_bar > 0 and (
+        float(np.median(recent)) > NOISY_RATIO * 0.846 * mr_bar
+        or int(np.sum(recent[-6:] > D4 * mr_bar)) >= 3
+    ):
         return "noisy", max(0, n - NOISY_SAMPLES - 1)
     total = _sse(x)
     step_sse, k = min((_sse(x[:j]) + _sse(x[j:]), j) for j in range(2, n - 1))

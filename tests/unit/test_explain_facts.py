@@ -160,3 +160,13 @@ def test_a_quiet_window_breaks_no_correlation(catalogue) -> None:
         snapshot(normal_rows(6), (1.0, 0.5, 7.0, 0.5, 0.5)), context(ref), catalogue
     )
     assert facts.breaks == ()
+
+
+def test_noise_that_just_began_is_noisy_not_a_step() -> None:
+    rng = np.random.default_rng(7)
+    x = 2.2 + rng.normal(size=64) * 0.05
+    x[-6:] = 2.2 + np.array([0.4, -0.35, 0.3, -0.45, 0.35, -0.4])  # gearbox rattle starts
+    assert direction(x, 2.2, 0.07, 0.06)[0] == "noisy"
+    y = 2.2 + rng.normal(size=64) * 0.05
+    y[-6:] += 0.5  # one jump, then the usual noise: a step
+    assert direction(y, 2.2, 0.07, 0.06)[0] == "step-up"
