@@ -1,16 +1,17 @@
 """The LLM explainer's cost: speed, memory, and what it does to the detection loop. Tables.
 
-    nice python benchmarks/llm.py [--bundle .demo/bundle] [--samples 3000] [--skip-100m]
+    nice python benchmarks/llm.py [--bundle DIR] [--samples 3000] [--rounds 5] [--skip-100m]
 
 1. Decode speed of our onnxruntime loop (one thread, greedy, KV cache) for a tiny Llama and a
    ~100M-parameter Llama built from configs (random weights; speed does not depend on them),
    each fp32, int8 and int4: time to first token on a real facts prompt, tokens/s over 64
    new tokens (EOS ignored so every run decodes the same count), median of 3 runs.
 2. Resident memory of the real explainer worker process (template, tiny int8, 100M int8).
-3. The detection loop (`LineMonitor.process`, int8 VAE) per sample, median and p99, with a
-   real worker idle and then decoding the biggest model non-stop, in alternating blocks so
-   the drifting load of a shared machine hits both alike (worker niced; then niced and
-   pinned to CPU 1, the loop left free). Goal: p99 busy within 10 % of idle.
+3. The detection loop (`LineMonitor.process`, int8 VAE, plus the explainer's listener) per
+   sample, median and p99, with a real worker idle and then decoding the biggest model
+   non-stop, in alternating blocks so the drifting load of a shared machine hits both alike
+   (worker niced; then niced and pinned to CPU 1, the loop left free). Goal: p99 busy within
+   10 % of idle.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from agent.explain.worker import WorkerSpec, serve  # noqa: E402
 from agent.ops.bundles import load_bundle  # noqa: E402
 from agent.paths import firmware_configs  # noqa: E402
 from agent.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
+from agent.sinks.explainer import ExplainerSink, line_context  # noqa: E402
 from agent.types import Sample, TagReading  # noqa: E402
 from export.distil import model_from_config, simulated_facts  # noqa: E402
 
@@ -49,7 +51,7 @@ MODELS = {
         "tokenizer_vocab": 1024,
     },
     "100M": {
-        "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
+        "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 14,
         "num_attention_heads": 12, "num_key_value_heads": 4, "max_position_embeddings": 1024,
         "tokenizer_vocab": 4096, "tie_word_embeddings": True,
     },
@@ -153,12 +155,14 @@ class BusyWorker:
 
 
 class Loop:
-    """The whole detection pipeline on simulated samples, paced, timed per sample."""
+    """The detection pipeline and the explainer's listener on simulated samples, paced."""
 
     def __init__(self, bundle_path: Path) -> None:
         bundle = load_bundle(bundle_path)
         config = demo_config(Path(tempfile.mkdtemp()), bundle_path, 1, 2, 1.0)
         self.monitor = build_monitor(config, bundle)
+        # The hot loop's share of the explainer: its listener (history rows, snapshots).
+        self.sink = ExplainerSink(config.explain, line_context(bundle, config.line), [])
         self.line = ExtrusionLine(seed=5)
         self.i = 0
         self.times(bundle.manifest.window + 10)  # fill the window first
@@ -172,7 +176,7 @@ class Loop:
             sample = Sample(ts=float(self.i), source="bench", readings=readings)
             self.i += 1
             t = time.perf_counter()
-            self.monitor.process(sample)
+            self.sink.observe(self.monitor.process(sample))
             out.append(time.perf_counter() - t)
             time.sleep(0.001)  # a paced loop, as on the line, not a tight spin
         return out
@@ -249,8 +253,8 @@ def main() -> None:
     biggest = names[-1]
     loop = Loop(bundle)
     rss = {}
-    print(f"\ndetection loop per sample, int8 VAE, {args.samples} samples per condition in")
-    print(f"{args.rounds} alternating idle/busy blocks (microseconds, medians over blocks)")
+    print(f"\ndetection loop + explainer listener per sample, int8 VAE, {args.samples} samples")
+    print(f"per condition in {args.rounds} alternating idle/busy blocks (us, median over blocks)")
     print(
         f"{'worker decoding ' + biggest + ' int8':<40} {'median':>8} {'p99':>8} "
         f"{'p99 busy/idle':>14}"
