@@ -47,6 +47,7 @@ test: debian-deps lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/demo.py
+	$(BIN)/python benchmarks/spc.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

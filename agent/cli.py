@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=7200)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_simulate)
+
+    from agent.spc_cli import add_parser as add_spc_parser
+
+    add_spc_parser(sub)
     return parser
 
 

@@ -12,9 +12,12 @@ A Modbus tag map lists `[[tag]]` tables:
     scale/offset engineering = raw * scale + offset
     unit         engineering unit, e.g. "degC"
     description  what the tag is, in plant words
+    lsl/usl      optional spec limits in engineering units, for capability (Cp, Cpk, ...)
+    target       optional nominal value inside the spec limits (for Cpm)
 
 An OPC-UA node map lists `[[tag]]` tables with `name`, `node_id`, optional `unit`,
-`description`, `scale`, `offset` and `deadband` (absolute, in engineering units).
+`description`, `scale`, `offset`, `deadband` (absolute, in engineering units) and the same
+optional `lsl`, `usl` and `target`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config.reader import Section, read_toml
+from agent.core.spc.capability import spec_problem
 from agent.sources.codec import DataType, Layout, Scaling, string_registers
 
 REGISTER_TABLES = ("holding", "input")
@@ -34,9 +38,12 @@ MAX_STRING_LENGTH = 2 * MAX_REGISTERS_PER_READ
 
 _TAG_KEYS = {
     "name", "table", "address", "type", "order", "bit", "length",
-    "scale", "offset", "unit", "description",
+    "scale", "offset", "unit", "description", "lsl", "usl", "target",
 }  # fmt: skip
-_NODE_KEYS = {"name", "node_id", "unit", "description", "scale", "offset", "deadband"}
+_NODE_KEYS = {
+    "name", "node_id", "unit", "description", "scale", "offset", "deadband",
+    "lsl", "usl", "target",
+}  # fmt: skip
 # The string form of an ExpandedNodeId (OPC 10000-6, 5.3.1.10), without a server index.
 NODE_ID = re.compile(
     r"(?:(?:ns=\d+|nsu=[^;]+);)?"
@@ -59,6 +66,9 @@ class Tag:
     description: str
     bit: int | None = None
     length: int = 0
+    lsl: float | None = None
+    usl: float | None = None
+    target: float | None = None
 
     @property
     def is_bit_table(self) -> bool:
@@ -90,6 +100,9 @@ class NodeTag:
     unit: str
     description: str
     deadband: float = 0.0
+    lsl: float | None = None
+    usl: float | None = None
+    target: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,18 @@ def _scaling(t: Section) -> Scaling:
     return Scaling(scale=scale, offset=t.get("offset", float, 0.0))
 
 
+def _spec(t: Section) -> tuple[float | None, float | None, float | None]:
+    """Optional spec limits and target, checked together (finite, lsl < usl, target inside)."""
+    lsl, usl, target = (t.optional(key, float) for key in ("lsl", "usl", "target"))
+    if lsl is None and usl is None and target is None:
+        return None, None, None
+    found = spec_problem(lsl, usl, target)
+    if found is not None:
+        key, problem = found
+        raise t.error(key, problem, "give finite engineering values, lsl <= target <= usl")
+    return lsl, usl, target
+
+
 def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
     t.reject_unknown(_TAG_KEYS)
     name = _check_name(t, seen)
@@ -160,10 +185,15 @@ def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
     if dtype is DataType.BOOL and t.has("order"):
         raise t.error("order", "a bool has no byte order")
     address = t.within("address", 0, 0xFFFF)
+    lsl, usl, target = _spec(t)
+    if dtype in (DataType.BOOL, DataType.STRING) and (lsl, usl, target) != (None, None, None):
+        key = next(k for k in ("lsl", "usl", "target") if t.has(k))
+        raise t.error(key, f"a {dtype.name.lower()} tag has no spec limits", "remove it")
     tag = Tag(
         name=name, table=table, address=address, dtype=dtype, layout=layout,
         scaling=_scaling(t), unit=t.get("unit", str, ""),
         description=t.get("description", str, ""), bit=bit, length=length,
+        lsl=lsl, usl=usl, target=target,
     )  # fmt: skip
     if address + tag.span - 1 > 0xFFFF:
         raise t.error("address", f"{name} runs past address 65535")
@@ -233,6 +263,7 @@ def load_node_map(path: Path) -> NodeMap:
         deadband = t.get("deadband", float, 0.0)
         if deadband < 0:
             raise t.error("deadband", "must not be negative")
+        lsl, usl, target = _spec(t)
         tags.append(
             NodeTag(
                 name=name,
@@ -241,6 +272,9 @@ def load_node_map(path: Path) -> NodeMap:
                 unit=t.get("unit", str, ""),
                 description=t.get("description", str, ""),
                 deadband=deadband,
+                lsl=lsl,
+                usl=usl,
+                target=target,
             )
         )
     return NodeMap(path=path, vendor=server.get("vendor", str, ""), tags=tuple(tags))

@@ -37,6 +37,14 @@ class SpcDetector:
         """Forget the previous row."""
         self.chart.reset()
 
+    def state(self) -> dict[str, object]:
+        """The chart's running state, JSON-able (to survive a restart)."""
+        return self.chart.state()
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`."""
+        self.chart.restore(state)
+
     @staticmethod
     def describe(state: ImrState, index: int, has_data: bool) -> str:
         """The state of one channel in words SCADA can show."""

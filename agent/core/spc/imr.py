@@ -8,19 +8,34 @@ far too tight, so the chart alarms all day on a healthy line. `sigma="larger"` t
 channel, the larger of the short-term and the overall standard deviation (the latter is the
 Levey-Jennings choice), and says which one it used. Phase II (`ImrChart.update`) applies the
 fixed limits to the live stream, one row at a time.
+
+`constants="table"` (default) uses the printed d2 = 1.128, d3 = 0.853, D4 = 3.267 for moving
+ranges of two; `"exact"` uses 2/sqrt(pi), sqrt(2 - 4/pi) and 1 + 3 d3/d2. `rounds > 0` drops
+reference points beyond the Individuals limits (and the moving ranges that touch them) and
+re-estimates, at most that many times (see `phase1`). `update` returns an `ImrState`: the
+rule flags the live detector reads, and the two plotted points (`individuals`,
+`moving_range`: centre MR-bar, LCL 0, UCL D4 MR-bar, sigma d3 MR-bar / d2).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
+from agent.core.spc.base import (
+    BoolArray,
+    ChartPoint,
+    FloatArray,
+    check_state,
+    from_json_list,
+    to_json_list,
+)
+from agent.core.spc.constants import subgroup_constants
+from agent.core.spc.phase1 import Phase1Report, iterate, masked_mean
 
 D2_N2 = 1.128  # d2 for a moving range of span 2
+D3_N2 = 0.853  # d3 for a moving range of span 2
 D4_N2 = 3.267  # D4 for a moving range of span 2: UCL of the MR chart = D4 * MR-bar
 
 
@@ -33,6 +48,10 @@ class ImrLimits:
     mr_bar: FloatArray
     nsigmas: float = 3.0
     sigma_method: tuple[str, ...] = ()
+    d2: float = D2_N2
+    d3: float = D3_N2
+    d4: float = D4_N2
+    report: Phase1Report | None = field(default=None, compare=False)
 
     @property
     def lcl(self) -> FloatArray:
@@ -47,14 +66,29 @@ class ImrLimits:
     @property
     def mr_ucl(self) -> FloatArray:
         """Upper control limit of the Moving Range chart (its LCL is 0 for span 2)."""
-        return D4_N2 * self.mr_bar
+        return self.d4 * self.mr_bar
+
+    @property
+    def mr_sigma(self) -> FloatArray:
+        """Standard deviation of a moving range: d3 MR-bar / d2."""
+        return self.d3 * self.mr_bar / self.d2
 
 
 SIGMA_ESTIMATORS = ("moving-range", "overall", "larger")
 
 
-def fit_imr(data: FloatArray, nsigmas: float = 3.0, sigma: str = "moving-range") -> ImrLimits:
+def fit_imr(
+    data: FloatArray,
+    nsigmas: float = 3.0,
+    sigma: str = "moving-range",
+    constants: str = "table",
+    rounds: int = 0,
+    floor_sigma: bool = True,
+) -> ImrLimits:
     """Phase I: centre = mean; sigma = MR-bar / d2, the overall std, or the larger of the two.
+
+    A channel that never moved has sigma 0; with `floor_sigma` (the live detector's choice)
+    it gets the smallest positive width instead, so any change is beyond its limits.
 
     Examples
     --------
@@ -66,26 +100,43 @@ def fit_imr(data: FloatArray, nsigmas: float = 3.0, sigma: str = "moving-range")
         raise ValueError("fit_imr needs a 2-D array with at least two rows")
     if sigma not in SIGMA_ESTIMATORS:
         raise ValueError(f"sigma must be one of {SIGMA_ESTIMATORS}, got {sigma!r}")
-    mr_bar = np.mean(np.abs(np.diff(data, axis=0)), axis=0)
-    short = mr_bar / D2_N2
-    overall = np.std(data, axis=0, ddof=1)
-    if sigma == "moving-range":
-        use_overall = np.zeros(short.shape, dtype=bool)
-    elif sigma == "overall":
-        use_overall = np.ones(short.shape, dtype=bool)
-    else:
-        use_overall = overall > short
-    chosen = np.where(use_overall, overall, short)
-    # A channel that never moved cannot be charted with zero width; give it the smallest
-    # positive width so a change is still visible instead of dividing by zero.
-    chosen = np.where(chosen > 0, chosen, np.finfo(np.float64).eps)
-    return ImrLimits(
-        center=np.mean(data, axis=0),
-        sigma=chosen,
-        mr_bar=mr_bar,
-        nsigmas=nsigmas,
-        sigma_method=tuple("overall" if o else "moving-range" for o in use_overall),
-    )
+    k = subgroup_constants(2, constants)
+    mr_all = np.abs(np.diff(data, axis=0))
+
+    def fit(kept: BoolArray) -> ImrLimits:
+        pair = kept[1:] & kept[:-1]
+        mr_bar = masked_mean(mr_all, pair)
+        short = mr_bar / k.d2
+        center = masked_mean(data, kept)
+        dev = np.where(kept, data - center, 0.0)
+        overall = np.sqrt(np.sum(dev * dev, axis=0) / (np.sum(kept, axis=0) - 1))
+        if sigma == "moving-range":
+            use_overall = np.zeros(short.shape, dtype=bool)
+        elif sigma == "overall":
+            use_overall = np.ones(short.shape, dtype=bool)
+        else:
+            use_overall = overall > short
+        chosen = np.where(use_overall, overall, short)
+        if floor_sigma:
+            # A channel that never moved cannot be charted with zero width; give it the
+            # smallest positive width so a change is still visible instead of dividing by 0.
+            chosen = np.where(chosen > 0, chosen, np.finfo(np.float64).eps)
+        return ImrLimits(
+            center=center,
+            sigma=chosen,
+            mr_bar=mr_bar,
+            nsigmas=nsigmas,
+            sigma_method=tuple("overall" if o else "moving-range" for o in use_overall),
+            d2=k.d2,
+            d3=k.d3,
+            d4=k.D4,
+        )
+
+    def beyond(limits: ImrLimits) -> BoolArray:
+        return np.asarray((data > limits.ucl) | (data < limits.lcl))
+
+    limits, report = iterate(fit, beyond, data.shape, rounds)
+    return ImrLimits(**{**limits.__dict__, "report": report})
 
 
 @dataclass(frozen=True)
@@ -95,6 +146,14 @@ class ImrState:
     beyond_limits: BoolArray  # Individuals chart, rule 1: one point beyond nsigmas
     mr_beyond: BoolArray  # Moving Range chart above its UCL
     flatline: BoolArray  # unchanged for `flatline_samples` updates in a row
+    individuals: ChartPoint | None = None
+    moving_range: ChartPoint | None = None
+
+    @property
+    def plots(self) -> tuple[ChartPoint, ...]:
+        """(Individuals, Moving Range) plotted points."""
+        assert self.individuals is not None and self.moving_range is not None
+        return (self.individuals, self.moving_range)
 
     @property
     def out_of_control(self) -> BoolArray:
@@ -118,12 +177,19 @@ class ImrChart:
     True
     """
 
+    plot_names = ("individuals", "moving_range")
+
     def __init__(self, limits: ImrLimits, flatline_samples: int = 0) -> None:
         self.limits = limits
         self.flatline_samples = flatline_samples
         n = limits.center.shape[0]
+        self.channels = n
         self._last = np.full(n, np.nan)
         self._same = np.zeros(n, dtype=np.int64)
+        # The limits are fixed in Phase II: compute them once, not per row.
+        self._lcl, self._ucl = limits.lcl, limits.ucl
+        self._mr_ucl, self._mr_sigma = limits.mr_ucl, limits.mr_sigma
+        self._zero = np.zeros(n)
 
     def reset(self) -> None:
         """Forget the previous row (after a gap, the first moving range is undefined)."""
@@ -133,13 +199,34 @@ class ImrChart:
     def update(self, row: FloatArray) -> ImrState:
         """Chart one row of values (one per channel)."""
         lim = self.limits
-        beyond = (row > lim.ucl) | (row < lim.lcl)
+        beyond = (row > self._ucl) | (row < self._lcl)
         mr = np.abs(row - self._last)  # NaN on the first row: NaN comparisons are False
-        mr_beyond = mr > lim.mr_ucl
-        self._same = np.where(mr == 0.0, self._same + 1, 0)
+        mr_beyond = mr > self._mr_ucl
         if self.flatline_samples > 0:
+            self._same = np.where(mr == 0.0, self._same + 1, 0)
             flat = self._same >= self.flatline_samples
         else:
             flat = np.zeros_like(beyond)
         self._last = row.astype(np.float64, copy=True)
-        return ImrState(beyond_limits=beyond, mr_beyond=mr_beyond, flatline=flat)
+        return ImrState(
+            beyond_limits=beyond,
+            mr_beyond=mr_beyond,
+            flatline=flat,
+            individuals=ChartPoint(self._last, lim.center, self._lcl, self._ucl, lim.sigma),
+            moving_range=ChartPoint(mr, lim.mr_bar, self._zero, self._mr_ucl, self._mr_sigma),
+        )
+
+    def state(self) -> dict[str, object]:
+        """The previous row and the flatline counters, JSON-able."""
+        return {
+            "chart": "imr",
+            "channels": self.channels,
+            "last": to_json_list(self._last),
+            "same": [int(v) for v in self._same],
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`; ValueError if it belongs to another chart."""
+        check_state(state, "imr", {"channels": self.channels})
+        self._last = from_json_list(state["last"])  # type: ignore[arg-type]
+        self._same = np.asarray(state["same"], dtype=np.int64)
