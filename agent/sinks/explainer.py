@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 HISTORY = 64  # rows kept for directions and correlations
 RULE_MEMORY = 16  # SPC states this recent count as "rules violated"
 QUIET = ("in-control", "no-data")
+STARTUP_TIMEOUT_S = 60.0  # a worker not ready by then is killed and tried again next event
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,9 @@ class ExplainerSink:
                     self.stats.worker_crashes += 1
                     self._kill_worker()
                 self._start_worker()
-                await self._receive(self.config.timeout_s)  # ("ready", info)
+                # Start-up (imports, loading the model) gets its own, longer deadline: on a
+                # busy device it takes seconds, and it is not the hang `timeout_s` is for.
+                await self._receive(max(self.config.timeout_s, STARTUP_TIMEOUT_S))  # "ready"
             assert self._conn is not None
             self._jobs += 1
             self._conn.send((self._jobs, facts))
