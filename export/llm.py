@@ -2,9 +2,10 @@
 
 The export is torch.onnx's TorchScript exporter (`dynamo=False`) over a thin wrapper that
 takes the cache as flat tensors and returns the new cache as flat tensors, so the graph has the
-input and output names the device's decode loop expects (see `agent/explain/llm.py`). optimum is
-not used: its ONNX exporter now lives in a separate package that pins its own torch, and the
-dynamo exporter cannot yet trace transformers' cache objects with a dynamic cache length.
+input and output names the device's decode loop expects (see `agent/explain/llm.py`). optimum
+was not tried: this keeps the workstation at torch + transformers, and the names and shapes
+under our control. The dynamo exporter (torch 2.13) refused the same wrapper: it could not turn
+the dynamic cache length into `dynamic_shapes`.
 Attention is exported in the eager implementation (plain MatMul + Softmax).
 
 Quantisation: `int8` is onnxruntime's dynamic quantisation of every weight MatMul
