@@ -2,4 +2,6 @@
 
 from agent.cli import main
 
-raise SystemExit(main())
+# Guarded: the explainer's worker is a spawned process, which imports the parent's main module.
+if __name__ == "__main__":
+    raise SystemExit(main())

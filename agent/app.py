@@ -33,6 +33,7 @@ from agent.ops.daemon import ReloadPlan, apply_detection, plan_reload
 from agent.ops.hotswap import ModelUpdates, boot_check
 from agent.ops.logs import set_context
 from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
+from agent.sinks.explainer import make_explainer
 from agent.sinks.journal import Journal, Retention
 from agent.sinks.opcua_server import ScadaServer
 from agent.sources import make_source
@@ -130,6 +131,9 @@ class Agent:
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
         self.sample_queue_drops = 0
         self.listeners: list[Callable[[LineResult], None]] = []
+        self.explainer = make_explainer(config, self.bundle, self.scada, self.journal)
+        if self.explainer is not None:
+            self.listeners.append(self.explainer.observe)  # off the hot path: a bounded queue
         self.updates = ModelUpdates(self)  # hot swap + probation when model.bundle is a store
         self.watchdog = Watchdog()
         self.heartbeat = Heartbeat(
@@ -249,6 +253,8 @@ class Agent:
             tg.create_task(source.run(self._emit), name=f"plc:{source.name}")
         tg.create_task(self._detect(), name="detection")
         tg.create_task(self.updates.run(), name="model-updates")
+        if self.explainer is not None:
+            tg.create_task(self.explainer.run(), name="explainer")
         tg.create_task(self._report_status(), name="status")
         tg.create_task(self.heartbeat.run(), name="heartbeat")
 
@@ -279,6 +285,8 @@ class Agent:
         if delay > 0:
             log.warning("%s is set: the drain hangs for %g s (test hook)", DRAIN_DELAY_ENV, delay)
             await asyncio.sleep(delay)
+        if self.explainer is not None:
+            await self.explainer.aclose()
         await self.journal.aclose()
         await self.scada.stop()
         self.heartbeat.remove()

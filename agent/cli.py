@@ -36,6 +36,10 @@ def check_file(path: Path, check_bundle: bool) -> str:
             root = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
         root = {}  # the loader below reports it with the usual message
+    if "mode" in root and "plc" not in root:
+        from agent.explain.catalogue import load_catalogue
+
+        return f"failure-mode catalogue, {len(load_catalogue(path).modes)} modes"
     if "line" in root or "plc" in root or not root:
         config = load_config(path, check_bundle=check_bundle)
         return (

@@ -7,6 +7,7 @@ LinesideError
 │   └── UpdateRefused        a bundle file was refused before install; `.reason` is a
 │                            `Refusal` (agent/ops/refusals.py), one per kind of bad bundle
 ├── DataError            a CSV to replay or train on is unreadable; names file, column, row
+├── ExplainerModelError  an exported explainer LLM directory cannot be loaded; says which file
 └── StartupError         a service could not start (e.g. the OPC-UA port is taken)
 
 A failed PLC read is not an exception anyone sees: the hub turns it into bad-quality readings
@@ -47,3 +48,7 @@ class DataError(LinesideError):
 
 class StartupError(LinesideError):
     """A service of the agent could not start; the message says which and why."""
+
+
+class ExplainerModelError(LinesideError):
+    """An exported explainer LLM cannot be used; the message names the file and why."""

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     from export.sign_cli import add_signing_parsers
 
     add_signing_parsers(sub)
+    from export.llm_cli import add_llm_parsers  # issue 8: llm and distil subcommands
+
+    add_llm_parsers(sub)
     return parser
 
 

@@ -327,6 +327,10 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "val_loss": result.val_loss,
                 "seed": options.seed,
                 "inputs": [p.name for p in options.inputs],
+                # for the explainer: which tags usually move together (issue 8)
+                "correlation": np.nan_to_num(np.corrcoef(train_rows, rowvar=False))
+                .round(4)
+                .tolist(),
             },
         )
         bundle_io.write_manifest(staging, manifest)

@@ -9,10 +9,11 @@ a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from agent.config.explain import ExplainConfig, check_catalogue_fits, load_explain
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import Section, read_toml
 from agent.config.tagmaps import (
@@ -141,6 +142,7 @@ class SiteConfig:
     plcs: tuple[PlcConfig, ...]
     journal_retention_days: float = 90.0
     journal_max_mb: float = 512.0
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     @property
     def tags(self) -> dict[str, Tag | NodeTag]:
@@ -327,7 +329,7 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
     path = path.resolve()
     base = path.parent
     root = read_toml(path)
-    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc"})
+    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc", "explain"})
     line_table = root.table("line")
     line_table.reject_unknown({"name"})
     line = line_table.get("name", str)
@@ -384,9 +386,11 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         plcs=plcs,
         journal_retention_days=journal.positive("retention_days", float, 90.0),
         journal_max_mb=journal.positive("max_mb", float, 512.0),
+        explain=load_explain(root.table("explain", required=False), base),
     )
     if check_bundle:
         check_bundle_fits(config, model.field("bundle"))
+    check_catalogue_fits(config)
     return config
 
 

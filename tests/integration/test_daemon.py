@@ -95,6 +95,27 @@ def spawn(args: list[str], env: dict[str, str], stderr: Any, prefix: tuple[str, 
     )
 
 
+async def trusted_anonymous_client(site: Path, folder: Path) -> Any:
+    """A SignAndEncrypt client whose certificate the site's server trusts, without a user."""
+    from agent.config import load_config
+    from tests.scada_helpers import client_certificate, secure_client, trust
+
+    opcua = load_config(site, check_bundle=False).opcua
+    cert, key, uri = client_certificate(folder, "daemon-test")
+    trust(opcua, cert)
+    return await secure_client(opcua.endpoint, cert, key, uri, None, None)
+
+
+async def has_value(node: Any) -> bool:
+    """True once a variable holds a value (a new one reads BadWaitingForInitialData)."""
+    from asyncua import ua
+
+    try:
+        return bool(await node.read_value())
+    except ua.UaStatusCodeError:
+        return False
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -253,13 +274,15 @@ def read_only_prefix(state: Path) -> tuple[str, ...]:
 async def test_read_only_state_directory_alarms_on_opcua_and_detection_continues(
     bundle_dir: Path, tmp_path: Path, simulator: int, notify: Listener
 ) -> None:
-    from asyncua import Client
-
     opcua_port = free_port()
     site = fast_site(tmp_path, bundle_dir, simulator, opcua_port)
     state = tmp_path / "state"
     state.mkdir()
-    site.write_text(site.read_text().replace(str(tmp_path / "events.sqlite"), str(state / "e.db")))
+    text = site.read_text().replace(str(tmp_path / "events.sqlite"), str(state / "e.db"))
+    # Only the journal's directory is read-only; the OPC-UA PKI (by default beside the
+    # journal) goes where the server can write its certificate on first start.
+    pki = f'allow_anonymous = true\npki_dir = "{tmp_path / "pki"}"'
+    site.write_text(text.replace("allow_anonymous = true", pki))
     err_path = tmp_path / "stderr.log"
     with err_path.open("w") as err:
         agent = spawn(
@@ -269,7 +292,7 @@ async def test_read_only_state_directory_alarms_on_opcua_and_detection_continues
     try:
         _, ready = notify.wait("READY=1", timeout=60)
         assert "journal NOT WRITING" in ready, ready
-        client = Client(f"opc.tcp://127.0.0.1:{opcua_port}/lineside/", timeout=5)
+        client = await trusted_anonymous_client(site, tmp_path / "scada")
         async with client:
             ns = await client.get_namespace_index("urn:lineside")
             ok = client.get_node(f"ns={ns};s=Agent/JournalOk")
@@ -301,8 +324,6 @@ async def test_agent_runs_under_mdwe_and_the_units_syscall_filter(
     systemd-run needs systemd as PID 1, which this machine may not have; the sandbox applies
     the same kernel rules itself (see tests/integration/daemon_sandbox.py for what it covers).
     """
-    from asyncua import Client
-
     opcua_port = free_port()
     site = fast_site(tmp_path, bundle_dir, simulator, opcua_port)
     err_path = tmp_path / "stderr.log"
@@ -313,13 +334,13 @@ async def test_agent_runs_under_mdwe_and_the_units_syscall_filter(
         )
     try:
         notify.wait("READY=1", timeout=60)
-        client = Client(f"opc.tcp://127.0.0.1:{opcua_port}/lineside/", timeout=5)
+        client = await trusted_anonymous_client(site, tmp_path / "scada")
         async with client:
             ns = await client.get_namespace_index("urn:lineside")
             score = client.get_node(f"ns={ns};s=Lines/extruder-1/AnomalyScore")
             processed = client.get_node(f"ns={ns};s=Agent/SamplesProcessed")
             deadline = time.monotonic() + 30
-            while await score.read_value() == 0.0:  # the VAE needs a full window first
+            while not await has_value(score):  # the VAE needs a full window first
                 assert time.monotonic() < deadline, err_path.read_text()[-3000:]
                 time.sleep(0.2)
             first = await processed.read_value()

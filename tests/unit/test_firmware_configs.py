@@ -17,6 +17,7 @@ ROOT = firmware_configs()
 TAG_MAPS = sorted((ROOT / "plc").glob("*.toml"))
 NODE_MAPS = sorted((ROOT / "opcua").glob("*.toml"))
 SITES = sorted((ROOT / "sites").glob("*.toml"))
+CATALOGUES = sorted((ROOT / "failure-modes").glob("*.toml"))
 
 # The first comment line of a real device's map names the document its addresses come from.
 SOURCE_WORDS = re.compile(r"\b(manual|datasheet|guide|documentation|per)\b", re.IGNORECASE)
@@ -125,3 +126,13 @@ def test_example_plant_combines_the_three_kinds_of_connection() -> None:
     for device in bus.devices:
         assert bus.timeout_s < device.poll_interval_s
     assert protocols["opcua"].opcua is not None
+
+
+@pytest.mark.parametrize("path", CATALOGUES, ids=_ids(CATALOGUES))
+def test_failure_mode_catalogue_loads_and_checks(path: Path) -> None:
+    from agent.explain.catalogue import load_catalogue
+
+    assert load_catalogue(path).modes
+    result = _check_config(str(path))
+    assert result.returncode == 0, result.stderr
+    assert "failure-mode catalogue" in result.stdout

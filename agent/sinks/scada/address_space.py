@@ -82,6 +82,7 @@ async def build_address_space(
         ("LastEvent", S, None, "Text of the last alarm edge"),
         ("LastExplanation", S, None, "Plain-language explanation of the last anomaly"),
         ("LastExplanationTime", T, None, "When the last explanation was written"),
+        ("LastExplanationEvent", S, None, "Event id of the alarm the last explanation is about"),
         ("ModelVersion", S, None, "Version of the running model bundle"),
         ("ModelStatus", S, None, "Model bundle status: running, updating, rolled back, ..."),
         ("ModelLastUpdate", S, None, "When the model bundle was last installed (ISO 8601)"),

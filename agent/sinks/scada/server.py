@@ -10,7 +10,8 @@ Objects, so an integrator can type them into a SCADA tag list:
                               /AnomalyContribution  Double: this tag's share of the score
     Lines/<line>/AnomalyScore, Threshold            Double
                 /AnomalyActive, SpcAlarmActive, AlarmActive   Boolean
-                /LastEvent, LastExplanation         String (+ LastExplanationTime, DateTime)
+                /LastEvent, LastExplanation         String (+ LastExplanationTime, DateTime,
+                                                    LastExplanationEvent, the alarm's id)
                 /ModelVersion, ModelStatus          String (+ ModelLastUpdate, String)
                 /Alarms/Anomaly, /Alarms/Spc        alarm conditions (see alarms.py)
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
@@ -115,7 +116,7 @@ class ScadaServer:
         self._aspace: Any = None
         self._latest: LineResult | None = None
         self._events: deque[Event] = deque()
-        self._explanation: tuple[str, float] | None = None
+        self._explanation: tuple[str, float, str] | None = None
         self._model: tuple[str, str, str] | None = (model_version, "running", "")
         self._started = time.monotonic()
         self._wake = asyncio.Event()
@@ -222,9 +223,9 @@ class ScadaServer:
             self._events.append(event)
         self._wake.set()
 
-    def publish_explanation(self, text: str, ts: float) -> None:
-        """Publish an anomaly explanation (wall-clock `ts`, seconds); never blocks."""
-        self._explanation = (text, ts)
+    def publish_explanation(self, text: str, ts: float, event_id: str = "") -> None:
+        """Publish the explanation of alarm `event_id` (wall-clock `ts`, s); never blocks."""
+        self._explanation = (text, ts, event_id)
         self._wake.set()
 
     def publish_model(self, version: str, status: str, last_update: str) -> None:
@@ -335,11 +336,12 @@ class ScadaServer:
     async def _publish_explanation(self) -> None:
         if self._explanation is None:
             return
-        (text, ts), self._explanation = self._explanation, None
+        (text, ts, event_id), self._explanation = self._explanation, None
         when = dt.datetime.fromtimestamp(ts, dt.UTC)
         base = f"Lines/{self.line}"
         await self._write(f"{base}/LastExplanation", text, S, when=when, always=True)
         await self._write(f"{base}/LastExplanationTime", when, T, when=when, always=True)
+        await self._write(f"{base}/LastExplanationEvent", event_id, S, when=when, always=True)
 
     async def _publish_events(self) -> None:
         assert self.alarms is not None

@@ -1,0 +1,168 @@
+"""Facts into words: the template explainer, and the LLM's prompt. Pure.
+
+The template (the default, always available, deterministic) says in 2-4 short sentences what
+happened (line, since when, score against threshold), how the top tags moved against their
+normal range, the likely cause from the site catalogue with the check to make, and a
+correlation break or a similar past event with the operator's note. English and Chinese.
+
+`build_prompt` gives the LLM the same facts as compact text and nothing else; distillation
+(`lineside-export distil`) trains on exactly these prompts, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from agent.explain.facts import Facts, TagFact, clock, fmt
+
+LANGUAGES = ("en", "zh")
+
+_DIRECTION = {
+    "en": {
+        "step-up": "after a step up",
+        "step-down": "after a step down",
+        "drift-up": "drifting up",
+        "drift-down": "drifting down",
+        "stuck": "stuck at the same reading",
+        "noisy": "much noisier than normal",
+        "steady": "steady",
+    },
+    "zh": {
+        "step-up": "阶跃上升",
+        "step-down": "阶跃下降",
+        "drift-up": "缓慢上升",
+        "drift-down": "缓慢下降",
+        "stuck": "读数冻结不变",
+        "noisy": "波动明显大于正常",
+        "steady": "平稳",
+    },
+}
+_WHERE = {
+    "en": {"above": "above", "below": "below", "within": "within"},
+    "zh": {"above": "高于", "below": "低于", "within": "处于"},
+}
+
+
+def _range(t: TagFact) -> str:
+    unit = f" {t.unit}" if t.unit else ""
+    return f"{fmt(t.low)}–{fmt(t.high)}{unit}"
+
+
+def _tag_en(t: TagFact) -> str:
+    unit = f" {t.unit}" if t.unit else ""
+    text = (
+        f"{t.tag} is {fmt(t.value)}{unit}, {_WHERE['en'][t.outside]} its normal range {_range(t)}"
+    )
+    if t.direction != "steady":
+        text += f", {_DIRECTION['en'][t.direction]}"
+    if t.rules:
+        text += f" (SPC: {', '.join(t.rules)})"
+    return text
+
+
+def _tag_zh(t: TagFact) -> str:
+    unit = f" {t.unit}" if t.unit else ""
+    text = f"{t.tag} 当前 {fmt(t.value)}{unit}，{_WHERE['zh'][t.outside]}正常范围 {_range(t)}"
+    if t.direction != "steady":
+        text += f"，{_DIRECTION['zh'][t.direction]}"
+    if t.rules:
+        text += f"（SPC：{'、'.join(t.rules)}）"
+    return text
+
+
+def _en(f: Facts) -> list[str]:
+    what = "Anomaly" if f.kind == "anomaly" else "SPC alarm"
+    head = f"{what} on line {f.line} since {clock(f.start)} ({fmt(f.duration_s)} s)"
+    if f.score is not None and f.threshold is not None:
+        head += f": score {fmt(f.score)} against threshold {fmt(f.threshold)}"
+    out = [head + "."]
+    if f.tags:
+        out.append("; ".join(_tag_en(t) for t in f.tags[:2]) + ".")
+    if f.causes:
+        c = f.causes[0]
+        out.append(f"Likely cause: {c.cause['en']}; {c.check['en']}.")
+    else:
+        first = f.tags[0].tag if f.tags else "the top tag"
+        out.append(f"No known failure mode fits; check the sensor and wiring of {first} first.")
+    if f.breaks:
+        b = f.breaks[0]
+        out.append(
+            f"{b.tag} no longer follows {b.other} (correlation {fmt(b.reference)} normally, "
+            f"{fmt(b.recent)} now)."
+        )
+    elif any(s.note for s in f.similar):
+        s = next(s for s in f.similar if s.note)
+        out.append(f"A similar past event was resolved with: {s.note}.")
+    return out
+
+
+def _zh(f: Facts) -> list[str]:
+    what = "异常" if f.kind == "anomaly" else "SPC 报警"
+    head = f"{what}：产线 {f.line} 自 {clock(f.start)} 起（{fmt(f.duration_s)} 秒）"
+    if f.score is not None and f.threshold is not None:
+        head += f"，评分 {fmt(f.score)}，阈值 {fmt(f.threshold)}"
+    out = [head + "。"]
+    if f.tags:
+        out.append("；".join(_tag_zh(t) for t in f.tags[:2]) + "。")
+    if f.causes:
+        c = f.causes[0]
+        cause, check = c.cause.get("zh", c.cause["en"]), c.check.get("zh", c.check["en"])
+        out.append(f"可能原因：{cause}；建议{check}。")
+    else:
+        first = f.tags[0].tag if f.tags else "首要位号"
+        out.append(f"目录中没有匹配的故障模式；请先检查 {first} 的传感器和接线。")
+    if f.breaks:
+        b = f.breaks[0]
+        out.append(
+            f"{b.tag} 不再跟随 {b.other} 变化（正常相关系数 {fmt(b.reference)}，"
+            f"当前 {fmt(b.recent)}）。"
+        )
+    elif any(s.note for s in f.similar):
+        s = next(s for s in f.similar if s.note)
+        out.append(f"类似的历史事件处理记录：{s.note}。")
+    return out
+
+
+def render(facts: Facts, language: str = "en") -> str:
+    """The facts as 2-4 short sentences in `language` (`en` or `zh`)."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
+    sentences = _en(facts) if language == "en" else _zh(facts)
+    return ("" if language == "zh" else " ").join(sentences[:4])
+
+
+INSTRUCTION = {
+    "en": "Explain this alarm to the operator in 2-4 short sentences, using only these facts.",
+    "zh": "请只根据以下事实，用 2-4 句简短的话向操作员解释这个报警。",
+}
+ANSWER = {"en": "Explanation:", "zh": "解释："}
+
+
+def facts_lines(facts: Facts) -> list[str]:
+    """One line per fact, in a fixed order and format."""
+    lines = [
+        f"line {facts.line}; {facts.kind} since {clock(facts.start)} ({fmt(facts.duration_s)} s)"
+    ]
+    if facts.score is not None and facts.threshold is not None:
+        lines.append(f"score {fmt(facts.score)}; threshold {fmt(facts.threshold)}")
+    for t in facts.tags:
+        unit = f" {t.unit}" if t.unit else ""
+        rules = f"; spc {','.join(t.rules)}" if t.rules else ""
+        lines.append(
+            f"tag {t.tag} = {fmt(t.value)}{unit}; normal {fmt(t.low)}-{fmt(t.high)}{unit}; "
+            f"{t.outside}; {t.direction}{rules}"
+        )
+    for b in facts.breaks:
+        lines.append(
+            f"broken correlation {b.tag} ~ {b.other}: "
+            f"{fmt(b.reference)} normally, {fmt(b.recent)} now"
+        )
+    for c in facts.causes:
+        lines.append(f"cause {c.cause['en']}; check {c.check['en']}")
+    for s in facts.similar:
+        if s.note:
+            lines.append(f"similar past event resolved: {s.note}")
+    return lines
+
+
+def build_prompt(facts: Facts, language: str = "en") -> str:
+    """The whole prompt: instruction, facts, and the answer cue the model continues from."""
+    return "\n".join([INSTRUCTION[language], *facts_lines(facts), ANSWER[language]]) + " "

@@ -1,0 +1,172 @@
+"""Facts, template and guard on constructed events: the numbers are known, so is the answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.explain.catalogue import load_catalogue
+from agent.explain.facts import LineContext, PastEvent, Snapshot, build_facts, direction
+from agent.explain.template import render
+from agent.paths import firmware_configs
+from agent.simulator.process import SIGNAL_NAMES
+from agent.types import Event, EventKind, EventState
+
+CHANNELS = ("screw_speed", "throughput", "motor_current", "melt_pressure", "vibration_rms")
+UNITS = ("rpm", "kg/h", "A", "bar", "mm/s")
+N = 32
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    path = firmware_configs() / "failure-modes" / "demo-extruder.toml"
+    return load_catalogue(path, tags=set(SIGNAL_NAMES))
+
+
+def context(correlation: np.ndarray | None = None) -> LineContext:
+    return LineContext(
+        line="extruder-1",
+        channels=CHANNELS,
+        units=UNITS,
+        center=np.array([80.0, 100.0, 60.0, 190.0, 1.0]),
+        sigma=np.array([1.0, 2.0, 1.0, 3.0, 0.1]),
+        mr_bar=np.array([0.3, 0.5, 0.3, 0.9, 0.06]),
+        correlation=correlation,
+    )
+
+
+def normal_rows(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ctx = context()
+    return ctx.center + rng.normal(size=(N, len(CHANNELS))) * (ctx.mr_bar / 1.128)
+
+
+def event(contrib: tuple[float, ...], tag: str = "", score: float = 12.0) -> Event:
+    return Event(
+        ts=1000.0 + N - 1,
+        line="extruder-1",
+        kind=EventKind.ANOMALY,
+        state=EventState.RAISED,
+        detector="vae",
+        severity=700,
+        message="anomaly",
+        tag=tag,
+        score=score,
+        threshold=8.0,
+    )
+
+
+def snapshot(rows, contrib, rules=None) -> Snapshot:
+    ts = 1000.0 + np.arange(N, dtype=np.float64)
+    top = CHANNELS[int(np.argmax(contrib))]
+    return Snapshot(event(contrib, top), ts, rows, contrib, rules or {})
+
+
+def test_clogged_filter_pressure_up_and_flow_down(catalogue) -> None:
+    rows = normal_rows()
+    rows[16:, 3] += 15.0  # melt pressure steps up
+    rows[:, 1] -= np.linspace(0.0, 9.0, N)  # throughput drifts down
+    contrib = (0.9, 4.0, 1.0, 12.0, 0.8)
+    facts = build_facts(
+        snapshot(rows, contrib, {"melt_pressure": ("beyond-limits",)}), context(), catalogue
+    )
+
+    assert [t.tag for t in facts.tags[:2]] == ["melt_pressure", "throughput"]
+    pressure, flow = facts.tags[0], facts.tags[1]
+    assert pressure.direction == "step-up" and pressure.outside == "above"
+    assert pressure.rules == ("beyond-limits",)
+    assert (pressure.low, pressure.high) == (181.0, 199.0)
+    assert flow.direction == "drift-down"
+    assert facts.causes[0].id == "clogged-screen" and facts.causes[0].fit == 1.0
+    assert facts.duration_s == pytest.approx(15.0)  # the step began 15 s before the raise
+    text = render(facts, "en")
+    assert "clogged screen pack" in text and "F-101" in text and "melt_pressure" in text
+    assert 2 <= text.count(". ") + 1 <= 4
+
+
+def test_stuck_and_noisy(catalogue) -> None:
+    rows = normal_rows(1)
+    rows[10:, 1] = rows[9, 1]  # throughput frozen
+    rows[:, 4] = 1.0 + np.random.default_rng(2).normal(size=N) * 0.3  # vibration x6 noise
+    contrib = (0.5, 6.0, 0.5, 0.5, 5.0)
+    facts = build_facts(snapshot(rows, contrib), context(), catalogue)
+    by_tag = {t.tag: t.direction for t in facts.tags}
+    assert by_tag["throughput"] == "stuck"
+    assert by_tag["vibration_rms"] == "noisy"
+    assert {c.id for c in facts.causes} >= {"frozen-feeder-reading", "gearbox-bearing-wear"}
+
+
+def test_steady_noise_is_steady() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x = 50.0 + rng.normal(size=N) * 0.5
+        assert direction(x, 50.0, 1.0, 0.5 * 1.128)[0] == "steady"
+
+
+def test_correlation_break_names_the_decoupled_tag(catalogue) -> None:
+    ref = np.eye(len(CHANNELS))
+    ref[0, 2] = ref[2, 0] = 0.95  # motor current follows screw speed in training
+    rows = normal_rows(3)
+    load = np.sin(np.linspace(0, 3 * np.pi, N)) * 3
+    rows[:, 0] += load
+    rows[:, 2] -= load  # now it moves against it
+    contrib = (1.0, 0.5, 7.0, 0.5, 0.5)
+    facts = build_facts(snapshot(rows, contrib), context(ref), catalogue)
+    assert facts.breaks and facts.breaks[0].tag == "motor_current"
+    assert facts.breaks[0].other == "screw_speed" and facts.breaks[0].recent < 0
+    assert facts.causes[0].id == "current-signal-miswired"
+    assert "no longer follows screw_speed" in render(facts, "en")
+
+
+def test_similar_past_event_with_note(catalogue) -> None:
+    rows = normal_rows(4)
+    rows[16:, 3] += 15.0
+    contrib = (0.5, 0.5, 0.5, 12.0, 0.5)
+    past = [
+        PastEvent(
+            "old-1",
+            10.0,
+            dict(zip(CHANNELS, (0.4, 0.6, 0.5, 10.0, 0.4), strict=True)),
+            "re-zeroed PT-201",
+        ),
+        PastEvent(
+            "old-2", 20.0, dict(zip(CHANNELS, (9.0, 0.5, 0.5, 0.5, 0.5), strict=True)), "other"
+        ),
+    ]
+    facts = build_facts(snapshot(rows, contrib), context(), catalogue, past)
+    assert [s.event_id for s in facts.similar] == ["old-1"]
+    assert facts.causes[0].id == "pressure-transducer-offset"
+    assert "re-zeroed PT-201" in render(facts, "en")
+
+
+def test_chinese_template(catalogue) -> None:
+    rows = normal_rows()
+    rows[16:, 3] += 15.0
+    rows[:, 1] -= np.linspace(0.0, 9.0, N)
+    facts = build_facts(snapshot(rows, (0.9, 4.0, 1.0, 12.0, 0.8)), context(), catalogue)
+    text = render(facts, "zh")
+    assert "过滤网堵塞" in text and "高于正常范围" in text and "阶跃上升" in text
+    assert 2 <= text.count("。") <= 4
+    with pytest.raises(ValueError, match="language"):
+        render(facts, "fr")
+
+
+def test_a_quiet_window_breaks_no_correlation(catalogue) -> None:
+    # In 32 s the slow shared driver does not move: the recent correlation is noise, near 0,
+    # but every tag sits where its partner predicts, so nothing "broke".
+    ref = np.eye(len(CHANNELS))
+    ref[0, 2] = ref[2, 0] = 0.95
+    facts = build_facts(
+        snapshot(normal_rows(6), (1.0, 0.5, 7.0, 0.5, 0.5)), context(ref), catalogue
+    )
+    assert facts.breaks == ()
+
+
+def test_noise_that_just_began_is_noisy_not_a_step() -> None:
+    rng = np.random.default_rng(7)
+    x = 2.2 + rng.normal(size=64) * 0.05
+    x[-6:] = 2.2 + np.array([0.4, -0.35, 0.3, -0.45, 0.35, -0.4])  # gearbox rattle starts
+    assert direction(x, 2.2, 0.07, 0.06)[0] == "noisy"
+    y = 2.2 + rng.normal(size=64) * 0.05
+    y[-6:] += 0.5  # one jump, then the usual noise: a step
+    assert direction(y, 2.2, 0.07, 0.06)[0] == "step-up"
