@@ -50,7 +50,7 @@ async def test_every_record_kind_round_trips_with_its_reference(tmp_path: Path) 
     assert alarm_row["model_version"] == "3" and alarm_row["ref"] == ""
     assert ack["ref"] == raised.event_id and ack["details"]["user"] == "alice"
     assert explanation["ref"] == raised.event_id and explanation["details"]["model"] == "qwen-0.5b"
-    assert change["details"] == {"from": "3", "to": "4", "reason": "USB bundle"}
+    assert change["details"] == {"from": "3", "to": "4", "reason": "USB bundle", "status": ""}
     assert journal.model_version == "4"  # later records carry the new model
 
 
