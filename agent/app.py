@@ -131,6 +131,9 @@ class Agent:
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
         self.sample_queue_drops = 0
         self.listeners: list[Callable[[LineResult], None]] = []
+        # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
+        # so the explainer can later cite how a similar event was resolved.
+        self.scada.on_acknowledge = self._record_ack
         self.explainer = make_explainer(config, self.bundle, self.scada, self.journal)
         if self.explainer is not None:
             self.listeners.append(self.explainer.observe)  # off the hot path: a bounded queue
@@ -193,6 +196,9 @@ class Agent:
     def _progress(self) -> None:
         self.watchdog.kick()
         self.heartbeat.beat()
+
+    def _record_ack(self, alarm_id: str, user: str, note: str) -> None:
+        self.journal.record_ack(alarm_id, user, note)
 
     def _on_event(self, event: Event) -> None:
         fields = {

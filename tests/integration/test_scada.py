@@ -165,9 +165,12 @@ async def test_alarm_events_acknowledged_by_operator_refused_for_viewer(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="lineside.audit")
+    acks: list[tuple[str, str, str]] = []
+    rig.server.on_acknowledge = lambda *ack: acks.append(ack)  # the agent journals them
+    alarm = anomaly(EventState.RAISED)
     async with await rig.client("otto") as operator, await rig.client("ada") as viewer:
         seen, _ = await alarm_events(operator)
-        rig.server.offer(result(rig.channels, 1.0, (anomaly(EventState.RAISED),)))
+        rig.server.offer(result(rig.channels, 1.0, (alarm,)))
         await until(lambda: len(seen.events) == 1)
         raised = seen.events[0]
         assert raised.Severity == 700 and raised.Message.Text == "anomaly raised"
@@ -187,6 +190,7 @@ async def test_alarm_events_acknowledged_by_operator_refused_for_viewer(
         acked = seen.events[1]
         assert getattr(acked, "AckedState/Id") is True and acked.Retain is True  # still active
         assert acked.ClientUserId == "otto" and acked.Comment.Text == "checked the die"
+        assert acks == [(alarm.event_id, "otto", "checked the die")]  # the viewer's try is not
         with pytest.raises(UaStatusCodeError) as again:
             await condition.call_method(ACK, acked.EventId, ua.LocalizedText("twice"))
         assert again.value.code == ua.StatusCodes.BadConditionBranchAlreadyAcked

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from asyncua import Node, Server, ua
@@ -33,6 +34,8 @@ from agent.sinks.scada.security import CURRENT_USER
 from agent.types import Event, EventKind, EventState
 
 audit = logging.getLogger("lineside.audit")
+# Told of every accepted acknowledgement: (alarm event id, user, comment). Must not block.
+AckListener = Callable[[str, str, str], None]
 log = logging.getLogger(__name__)
 
 TYPE_NAMES = {EventKind.ANOMALY: "LinesideAnomalyAlarmType", EventKind.SPC: "LinesideSpcAlarmType"}
@@ -59,15 +62,19 @@ async def create_alarm_types(server: Server, ns: int) -> dict[EventKind, Node]:
 class Condition:
     """One alarm condition of a line: its current state, its instance node, its generator."""
 
-    def __init__(self, kind: EventKind, line: str, node: Node, generator: Any) -> None:
+    def __init__(
+        self, kind: EventKind, line: str, node: Node, generator: Any, on_ack: AckListener | None
+    ) -> None:
         self.kind = kind
         self.line = line
         self.node = node
         self.generator = generator
+        self.on_ack = on_ack
         self.mirrors: dict[str, Node] = {}
         self.active = False
         self.acked = True
         self.acks = 0
+        self.alarm_id = ""  # our Event.event_id of the last raise, which an ack refers to
 
     @property
     def event(self) -> Any:
@@ -120,6 +127,8 @@ class Condition:
         """Raise or clear the condition from an alarm edge of the detectors."""
         ev = self.event
         raised = event.state is EventState.RAISED
+        if raised:
+            self.alarm_id = event.event_id
         self._set_states(active=raised, acked=not raised and self.acked)
         ev.Severity = event.severity
         ev.Message = _lt(event.message)
@@ -155,6 +164,8 @@ class Condition:
             "acknowledged: %s alarm of line %s by %s, comment %r",
             CONDITION_NAMES[self.kind], self.line, who, comment,
         )  # fmt: skip
+        if self.on_ack is not None:
+            self.on_ack(self.alarm_id, who, comment)
         await self._fire(dt.datetime.now(dt.UTC))
         return ua.StatusCode(ua.StatusCodes.Good)
 
@@ -162,9 +173,10 @@ class Condition:
 class AlarmBook:
     """The conditions of one server, and the Acknowledge method that reaches them."""
 
-    def __init__(self, server: Server, ns: int) -> None:
+    def __init__(self, server: Server, ns: int, on_ack: AckListener | None = None) -> None:
         self.server = server
         self.ns = ns
+        self.on_ack = on_ack
         self.conditions: dict[ua.NodeId, Condition] = {}
         self.by_line: dict[tuple[str, EventKind], Condition] = {}
 
@@ -185,7 +197,7 @@ class AlarmBook:
                 objecttype=type_node.nodeid, instantiate_optional=False,
             )  # fmt: skip
             generator = await self.server.get_event_generator(type_node, ua.ObjectIds.Server)
-            condition = Condition(kind, line, node, generator)
+            condition = Condition(kind, line, node, generator, self.on_ack)
             await condition.setup(line_node)
             self.conditions[node.nodeid] = condition
             self.by_line[(line, kind)] = condition

@@ -44,7 +44,7 @@ from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
 from agent.monitor import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
-from agent.sinks.scada.alarms import AlarmBook
+from agent.sinks.scada.alarms import AckListener, AlarmBook
 from agent.sinks.scada.limits import AgentCounters, apply_limits, status_of
 from agent.sinks.scada.security import (
     ClientCertificateCheck,
@@ -121,6 +121,7 @@ class ScadaServer:
         self._started = time.monotonic()
         self._wake = asyncio.Event()
         self.alarms: AlarmBook | None = None
+        self.on_acknowledge: AckListener | None = None  # e.g. the journal's record_ack
 
     @property
     def server(self) -> Server:
@@ -207,7 +208,7 @@ class ScadaServer:
             self._server, self._ns, self.line, self.tags, self.channels, self.threshold
         )
         self._aspace = self._server.iserver.aspace
-        self.alarms = AlarmBook(self._server, self._ns)
+        self.alarms = AlarmBook(self._server, self._ns, self._acknowledged)
         await self.alarms.setup(self.line, line)
         await self._publish_model()
 
@@ -222,6 +223,10 @@ class ScadaServer:
                 self.event_drops += 1
             self._events.append(event)
         self._wake.set()
+
+    def _acknowledged(self, alarm_id: str, user: str, comment: str) -> None:
+        if self.on_acknowledge is not None:
+            self.on_acknowledge(alarm_id, user, comment)
 
     def publish_explanation(self, text: str, ts: float, event_id: str = "") -> None:
         """Publish the explanation of alarm `event_id` (wall-clock `ts`, s); never blocks."""
