@@ -112,13 +112,19 @@ def past_events(journal: Path | None, exclude: str, limit: int = 200) -> list[Pa
         rows = read_events(journal)
     except sqlite3.Error:
         return []
+    # An operator's acknowledgement (kind `ack`, `ref` = the alarm) carries how it was resolved.
+    ack_notes = {
+        r["ref"]: str(r["details"].get("note") or "")
+        for r in rows
+        if r["kind"] == "ack" and r.get("ref") and r["details"].get("note")
+    }
     found = []
     for r in rows[::-1]:
         details = r["details"]
         contrib = details.get("top_contributions")
         if r["event_id"] == exclude or r["state"] != "raised" or not isinstance(contrib, dict):
             continue
-        note = str(r.get("note") or details.get("note") or "")
+        note = str(ack_notes.get(r["event_id"]) or r.get("note") or details.get("note") or "")
         found.append(
             PastEvent(r["event_id"], r["ts"], {k: float(v) for k, v in contrib.items()}, note)
         )

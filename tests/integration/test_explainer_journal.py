@@ -1,4 +1,4 @@
-"""Similar past events come from the real SQLite journal, with the operator's note."""
+"""Similar past events come from the real SQLite journal, with the operator's ack note."""
 
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ async def test_past_events_from_the_journal_with_the_operators_note(tmp_path: Pa
     path = tmp_path / "events.sqlite"
     journal = Journal(path)
     await journal.open()
-    alike = anomaly(10.0, {"melt_pressure": 11.0, "throughput": 3.5}, note="changed the screen")
+    alike = anomaly(10.0, {"melt_pressure": 11.0, "throughput": 3.5})
     other = anomaly(20.0, {"vibration_rms": 9.0})
     journal.send(alike)
     journal.send(other)
+    # How the operator resolved it, as an Acknowledge in SCADA journals it (ref = the alarm).
+    journal.record_ack(alike.event_id, "otto", "changed the screen")
     journal.send(
         dataclasses.replace(anomaly(30.0, {"melt_pressure": 5.0}), state=EventState.CLEARED)
     )
