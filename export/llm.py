@@ -2,10 +2,22 @@
 
 The export is torch.onnx's TorchScript exporter (`dynamo=False`) over a thin wrapper that
 takes the cache as flat tensors and returns the new cache as flat tensors, so the graph has the
-input and output names the device's decode loop expects (see `agent/explain/llm.py`). optimum
-was not tried: this keeps the workstation at torch + transformers, and the names and shapes
-under our control. The dynamo exporter (torch 2.13) refused the same wrapper: it could not turn
-the dynamic cache length into `dynamic_shapes`.
+input and output names the device's decode loop expects (see `agent/explain/llm.py`). The
+dynamo exporter (torch 2.13) refused the same wrapper: it could not turn the dynamic cache length
+into `dynamic_shapes`.
+
+Why not optimum (tried against torch 2.13.0 + transformers 5.24.0, the pinned workstation):
+- optimum 2.3.0 installs, but has no ONNX exporter any more; that moved to optimum-onnx.
+- optimum-onnx 0.1.0 (the newest on PyPI) requires `transformers<4.58` and `optimum~=2.1.0`: pip
+  cannot resolve it beside transformers 5.24. Loaded anyway from an unpacked wheel, it fails
+  at import: `transformers.modeling_utils.get_parameter_dtype` is gone in transformers 5.
+- optimum 1.27.0 (exporter still built in) declares no upper bound and would install, but fails
+  at import too: `transformers.is_tf_available` is gone in transformers 5.
+The graph keeps optimum's `text-generation-with-past` names (input_ids, attention_mask,
+position_ids, past_key_values.<i>.key/value -> logits, present.<i>.key/value; cache laid out
+batch, kv_heads, length, head_dim), so a Llama-style model exported by optimum on a workstation
+with transformers 4.x should fit the same decode loop with an llm.json beside it; that is not
+tested, since no optimum export runs here.
 Attention is exported in the eager implementation (plain MatMul + Softmax).
 
 Quantisation: `int8` is onnxruntime's dynamic quantisation of every weight MatMul

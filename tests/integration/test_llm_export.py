@@ -120,3 +120,23 @@ def test_cli_export_and_its_errors(tiny: Path, tmp_path: Path) -> None:
     bad = export_cli("llm", "--model", str(no_tok), "--out", str(tmp_path / "y"))
     assert bad.returncode == 2 and "no tokenizer.json" in bad.stderr
     assert "Traceback" not in bad.stderr + missing.stderr + again.stderr
+
+
+@pytest.mark.timeout(300)
+def test_graph_has_optimums_text_generation_with_past_interface(exported) -> None:
+    """Same names, types and cache layout as optimum's export, so its models fit our loop."""
+    graph = onnx.load(str(exported["none"] / "model.onnx")).graph
+    cache = [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
+    inputs = {v.name: v.type.tensor_type for v in graph.input}
+    outputs = {v.name: v.type.tensor_type for v in graph.output}
+    assert list(inputs) == ["input_ids", "attention_mask", "position_ids", *cache]
+    assert list(outputs) == ["logits", *(n.replace("past_key_values", "present") for n in cache)]
+    ids = ("input_ids", "attention_mask", "position_ids")
+    assert {inputs[n].elem_type for n in ids} == {onnx.TensorProto.INT64}
+    fp32 = onnx.TensorProto.FLOAT
+    for name, t in [*((n, inputs[n]) for n in cache), *outputs.items()]:
+        assert t.elem_type == fp32, name
+    for t in [*(inputs[n] for n in cache), *(outputs[n] for n in list(outputs)[1:])]:
+        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+        assert dims[1] == 2 and dims[3] == 16 and isinstance(dims[2], str)  # heads, len, dim
+    assert [d.dim_value for d in outputs["logits"].shape.dim][2] == 400
