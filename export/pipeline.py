@@ -197,6 +197,13 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def training_correlation(rows: npt.NDArray[np.float64]) -> list[list[float]]:
+    """Pearson correlation between channels; 0 where a channel never moved (it has none)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(rows, rowvar=False)
+    return [[round(v, 4) for v in row] for row in np.nan_to_num(np.atleast_2d(corr)).tolist()]
+
+
 def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     """Train, export, quantise, calibrate and publish a bundle; raise ExportError on a problem."""
     say: Log = (lambda _line: None) if options.quiet else (log or _stderr)
@@ -328,9 +335,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "seed": options.seed,
                 "inputs": [p.name for p in options.inputs],
                 # for the explainer: which tags usually move together (issue 8)
-                "correlation": np.nan_to_num(np.corrcoef(train_rows, rowvar=False))
-                .round(4)
-                .tolist(),
+                "correlation": training_correlation(train_rows),
             },
         )
         bundle_io.write_manifest(staging, manifest)

@@ -139,6 +139,7 @@ install -d -m 0755 "$STAGE/etc/lineside"
 sed -e 's|^bundle = .*|bundle = "/var/lib/lineside/models/current"|' \
     -e 's|^path = .*|path = "/var/lib/lineside/events.sqlite"   # heartbeat.json goes next to it|' \
     -e 's|"\.\./plc/|"/usr/share/lineside/firmware-configs/plc/|' \
+    -e 's|^catalogue = "\([a-z0-9-]*\)"|catalogue = "/usr/share/lineside/firmware-configs/failure-modes/\1.toml"|' \
     "$ROOT/firmware-configs/sites/demo-extruder.toml" >"$STAGE/etc/lineside/site.toml.example"
 grep -q '^bundle = "/var/lib/lineside/models/current"' "$STAGE/etc/lineside/site.toml.example" \
     || die "could not rewrite the example site config's paths"

@@ -52,6 +52,9 @@ async def test_step_fault_raises_and_clears_the_scada_alarm(
         await client.connect()
         ns = await client.get_namespace_index("urn:lineside")
         alarm = f"ns={ns};s=Lines/extruder-1/AlarmActive"
+        # The step is judged on the VAE alarm: SPC may catch it too, and sooner, but then the
+        # fault could be cleared before the anomaly alarm it is meant to raise.
+        anomaly = f"ns={ns};s=Lines/extruder-1/AnomalyActive"
         score = client.get_node(f"ns={ns};s=Lines/extruder-1/AnomalyScore")
         pressure = client.get_node(f"ns={ns};s=Lines/extruder-1/Signals/melt_pressure/Value")
 
@@ -68,10 +71,10 @@ async def test_step_fault_raises_and_clears_the_scada_alarm(
         assert 160.0 < value.Value.Value < 200.0
 
         async def alarm_on() -> bool:
-            return await read_bool(client, alarm)
+            return await read_bool(client, anomaly) and await read_bool(client, alarm)
 
         async def alarm_off() -> bool:
-            return not await read_bool(client, alarm)
+            return not await read_bool(client, anomaly)
 
         line.inject(Fault(FaultKind.STEP, "melt_pressure", 8.0))
         raised_after = await eventually(alarm_on, 20 / SPEEDUP)
@@ -82,7 +85,7 @@ async def test_step_fault_raises_and_clears_the_scada_alarm(
         await asyncio.sleep(0.5)  # the journal commits at least every 250 ms
         events = read_events(config.journal_path)
         assert [e["state"] for e in events if e["kind"] == "anomaly"] == ["raised", "cleared"]
-        raised = next(e for e in events if e["state"] == "raised")
+        raised = next(e for e in events if e["kind"] == "anomaly" and e["state"] == "raised")
         assert raised["tag"] == "melt_pressure"
         print(
             f"raised after {raised_after * SPEEDUP:.1f} line s, "

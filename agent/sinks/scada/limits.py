@@ -66,5 +66,8 @@ def apply_limits(server: Server, limits: ScadaLimits) -> None:
     # a possible transfer until the session times out; keep that short, or a flapping HMI
     # would use up max_sessions for minutes.
     iserver.max_session_timeout_ms = 60_000
-    # asyncua counts sessions in a class attribute: one server per process, so this is ours
+    # asyncua counts sessions in a class attribute: one server per process, so this is ours.
+    # A stopped server does not close its sessions, so a restarted one starts the count anew
+    # (it has none yet) instead of inheriting phantom sessions that would lock clients out.
     InternalSession.max_connections = limits.max_sessions
+    InternalSession._current_connections = 0
