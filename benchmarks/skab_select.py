@@ -45,7 +45,7 @@ class Alarms:
 
     vae: BoolArray
     spc: BoolArray
-    fusion: str  # the bundle's own choice (export, held-out normal rows)
+    fusion: str  # what `--fusion auto` chose for the bundle (held-out normal rows)
     window: int
 
 
@@ -55,7 +55,7 @@ class Candidate:
 
     smoothing: float
     clear_after: int
-    fusion: str  # "bundle" = the bundle's own choice
+    fusion: str  # "auto" = the export's held-out rule, per file
 
     def label(self) -> str:
         """Short text for the tables."""
@@ -64,7 +64,7 @@ class Candidate:
 
 def fused(alarms: Alarms, mode: str) -> BoolArray:
     """The monitor's fused decision over a replay's two alarm series."""
-    fusion = Fusion(alarms.fusion if mode == "bundle" else mode, sustain=alarms.window)
+    fusion = Fusion(alarms.fusion if mode == "auto" else mode, sustain=alarms.window)
     return np.array(
         [fusion.update(bool(v), bool(s)) for v, s in zip(alarms.vae, alarms.spc, strict=True)]
     )

@@ -17,6 +17,15 @@ from agent.scoring import DEFAULT_DETECTION
 
 FloatArray = npt.NDArray[np.float64]
 
+#: The export's fusion unless told otherwise: the VAE alone. Its threshold is the one decision
+#: calibrated on held-out normal data; SPC limits fitted on a short history of a drifting
+#: process are not, and on SKAB's selection folders (valve2 + other) every mode with SPC in it,
+#: including `auto`, raised the false-alarm rate (benchmarks/skab.py prints the comparison).
+#: SPC keeps its own events and tags either way; a site adds it with `[detection] fusion`.
+DEFAULT_FUSION = "vae"
+#: `--fusion auto`: the rule of `choose_fusion` on the held-out normal rows.
+AUTO_FUSION = "auto"
+
 
 def ewma(scores: npt.NDArray[Any], alpha: float) -> FloatArray:
     """The EWMA the live monitor applies (weight `alpha` on the newest score), from the start.
@@ -62,7 +71,7 @@ def fusion_for(
     basis = {
         "held_out_rows": int(active.size),
         "spc_alarm_share": {m: round(s, 6) for m, s in shares.items()},
-        "rule": "the most inclusive mode whose SPC part holds the alarm on at most 1% of "
+        "auto_rule": "the most inclusive mode whose SPC part holds the alarm on at most 1% of "
         "held-out normal rows",
     }
     return mode, basis

@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--fusion",
-        choices=["vae", "vae-or-spc", "vae-or-sustained-spc"],
-        help="force the alarm fusion (default: chosen on the held-out normal rows)",
+        choices=["vae", "vae-or-spc", "vae-or-sustained-spc", "auto"],
+        default="vae",
+        help="how the VAE and SPC alarms fuse (vae; auto: chosen on held-out normal rows)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")

@@ -29,7 +29,7 @@ from agent.core.spc import fit_imr
 from agent.detectors.fusion import FUSIONS
 from agent.ops.bundles import Bundle
 from export import bundle as bundle_io
-from export.calibrate import fusion_for, smoothed_parts
+from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, fusion_for, smoothed_parts
 from export.data import (
     count_windows,
     make_windows,
@@ -77,7 +77,7 @@ class TrainOptions:
     threshold_quantile: float = 0.999
     threshold_margin: float = 1.25
     smoothing: float = 1.0
-    fusion: str | None = None
+    fusion: str = DEFAULT_FUSION
     quiet: bool = False
     force: bool = False
     allow_parity_loss: bool = False
@@ -121,8 +121,8 @@ def validate(options: TrainOptions) -> None:
             f"--smoothing must be in (0, 1], 1 for none (got {options.smoothing})",
         ),
         (
-            options.fusion is None or options.fusion in FUSIONS,
-            f"--fusion must be one of {', '.join(FUSIONS)}",
+            options.fusion in (*FUSIONS, AUTO_FUSION),
+            f"--fusion must be one of {', '.join(FUSIONS)} or {AUTO_FUSION}",
         ),
     ]
     for ok, message in checks:
@@ -296,9 +296,9 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         alpha = options.smoothing
         thresholded = smoothed_parts([cal_fp32[:n_val], cal_fp32[n_val:]], alpha)
         threshold = calibrate_threshold(thresholded.astype(np.float32), q, margin)
-        fusion, fusion_basis = fusion_for(spc, [*split.val, *split.cal], options.window)
-        if options.fusion is not None:
-            fusion, fusion_basis = options.fusion, {**fusion_basis, "forced": True}
+        auto, fusion_basis = fusion_for(spc, [*split.val, *split.cal], options.window)
+        fusion = auto if options.fusion == AUTO_FUSION else options.fusion
+        fusion_basis = {**fusion_basis, "auto_choice": auto, "chosen_by": options.fusion}
         say(f"fusion {fusion} (SPC alarm on held-out normal rows: {fusion_basis})")
         parity, quantization = quantize_best(
             fp32_path, int8_path, windows["train"], held_out, cal_fp32, threshold

@@ -9,8 +9,9 @@ The modes:
     vae-or-sustained-spc   the VAE alarm, or an SPC alarm that has stayed active for `sustain`
                            rows in a row (a level shift or a stuck sensor, not a spike)
 
-The export writes the mode into the bundle (`detector.fusion`), chosen on the held-out normal
-rows only (`choose_fusion`): SPC joins the decision only when its alarm stays quiet there. A
+The export writes the mode into the bundle (`detector.fusion`): `vae` unless told otherwise
+(export/calibrate.py says why), or with `--fusion auto` the rule of `choose_fusion` on the
+held-out normal rows only (SPC joins the decision only when its alarm stays quiet there). A
 site's `[detection] fusion` overrides it. A bundle without the field keeps the historic
 `vae-or-spc`.
 """
