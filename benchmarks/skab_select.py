@@ -99,11 +99,19 @@ def choose(scored: list[Scored]) -> Scored:
     return min(scored, key=lambda s: s.select.matrix.far)
 
 
+def rule_used(scored: list[Scored]) -> str:
+    """Which branch of the rule picked the candidate."""
+    if any(s.select.matrix.far <= FAR_CAP for s in scored):
+        return f"best F1 among FAR <= {FAR_CAP:g} %"
+    return f"no candidate reached FAR <= {FAR_CAP:g} %: the lowest FAR"
+
+
 def print_selection(scored: list[Scored], chosen: Scored) -> None:
     """Every candidate's figures on the selection folders (and, for the record, the rest)."""
     print(
         f"\n## Selection: every candidate on {' + '.join(SELECT_FOLDERS)} "
-        f"(rule: best F1 with FAR <= {FAR_CAP:g} %)\n"
+        f"(rule: best F1 with FAR <= {FAR_CAP:g} %, else the lowest FAR; "
+        f"here: {rule_used(scored)})\n"
     )
     print("| candidate | select F1 | FAR % | MAR % | held-out F1 | FAR % | MAR % |")
     print("|---|---|---|---|---|---|---|")
