@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,61 +43,28 @@ sys.path.insert(0, str(REPO))
 
 from agent.config import DetectionConfig  # noqa: E402
 from agent.detectors.fusion import FUSIONS  # noqa: E402
-from agent.evaluation import Confusion, Evaluation  # noqa: E402
+from agent.evaluation import Evaluation  # noqa: E402
 from agent.ops.bundles import load_bundle  # noqa: E402
 from agent.scoring import DEFAULT_DETECTION, read_times, replay_rows, seconds  # noqa: E402
 from agent.tabular import read_csv  # noqa: E402
 from benchmarks.skab_select import (  # noqa: E402
-    FAR_CAP,
     HELD_OUT_FOLDERS,
-    SELECT_FOLDERS,
     Alarms,
     BoolArray,
     Candidate,
     FileTruth,
+    Row,
     Scored,
     choose,
     fused,
     print_selection,
+    print_tables,
 )
 from benchmarks.skab_select import evaluate as select_eval  # noqa: E402
 from export.calibrate import DEFAULT_FUSION  # noqa: E402
 
 TRAIN_ROWS = 400
 FOLDERS = ("valve1", "valve2", "other")
-
-PUBLISHED_OUTLIER = [
-    ("Conv-AE", 0.78, 13.55, 28.02),
-    ("MSET", 0.78, 39.73, 14.13),
-    ("T-squared+Q (PCA)", 0.76, 26.62, 24.92),
-    ("LSTM-AE", 0.74, 29.96, 25.92),
-    ("T-squared", 0.66, 19.21, 42.60),
-    ("LSTM-VAE", 0.56, 9.13, 55.03),
-    ("Vanilla LSTM", 0.54, 12.54, 59.53),
-    ("Vanilla AE", 0.39, 2.59, 75.15),
-    ("Isolation forest", 0.29, 2.56, 82.89),
-]
-PUBLISHED_NAB = [
-    ("MSCRED", 32.42, 16.53, 40.28, 55, 342),
-    ("Isolation forest", 26.16, 19.50, 30.82, 76, 135),
-    ("T-squared+Q (PCA)", 25.35, 14.51, 31.33, 72, 232),
-    ("Conv-AE", 23.61, 21.54, 27.55, 82, 23),
-    ("LSTM-AE", 23.51, 20.11, 25.91, 88, 69),
-    ("T-squared", 19.54, 10.20, 24.31, 70, 106),
-    ("MSET", 13.84, 10.22, 17.37, 96, 66),
-]
-
-
-@dataclass
-class Row:
-    """One of our rows of the table: an evaluation and the cost of its models."""
-
-    name: str
-    evaluation: Evaluation = field(default_factory=Evaluation)
-    train_s: list[float] = field(default_factory=list)
-    size_bytes: list[int] = field(default_factory=list)
-    select: Evaluation = field(default_factory=Evaluation)
-    held_out: Evaluation = field(default_factory=Evaluation)
 
 
 def labelled_files(data: Path) -> list[Path]:
@@ -286,81 +252,6 @@ def evaluate(args: argparse.Namespace) -> tuple[list[Row], Evaluation, Candidate
                 row.train_s.append(seconds_)
                 row.size_bytes.append(_model_size(where, precision))
     return list(rows.values()), ones, c
-
-
-def _cost(row: Row) -> tuple[str, str]:
-    if not row.train_s:
-        return "-", "-"
-    trained = [t for t in row.train_s if t > 0]
-    train = f"{statistics.median(trained):.1f}" if trained else "cached"
-    return train, f"{statistics.median(row.size_bytes) / 1024:.1f}"
-
-
-def print_protocol(chosen: Candidate) -> None:
-    """Which protocol chose which setting."""
-    print("\n## What chose what\n")
-    print(
-        "- window 16, dense encoder, score mean, beta 0.1, `--relative Temperature,"
-        "Thermocouple`, 60 epochs: the first round, on the aggregate of all 34 test parts "
-        "(test labels, in aggregate; not re-chosen here)"
-    )
-    print("- threshold: quantile 0.999 of held-out normal scores x 1.25, fixed a priori")
-    print(
-        "- fusion `auto` (a candidate): per file by the export's rule, on the held-out normal "
-        "rows of its 400 training rows, no labels; the export's default fusion `vae` was "
-        "chosen from this table's selection folders"
-    )
-    print(
-        f"- smoothing, clear_after, fusion override: on the labels of "
-        f"{' + '.join(SELECT_FOLDERS)} only (best F1 with FAR <= {FAR_CAP:g} %); "
-        f"{' + '.join(HELD_OUT_FOLDERS)} held out -> chose {chosen.label()}"
-    )
-
-
-def print_tables(rows: list[Row], ones: Evaluation, chosen: Candidate) -> None:
-    """Both leaderboards, ours first, in the SKAB README's layout, then the held-out split."""
-    print_protocol(chosen)
-    print("\n## Outlier detection (one confusion matrix over the 34 test parts)\n")
-    print("| algorithm | F1 | FAR % | MAR % | train s/file (median) | model KiB |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        c: Confusion = row.evaluation.matrix
-        train, size = _cost(row)
-        figures = f"{c.f1:.3f} | {c.far:.2f} | {c.mar:.2f}"
-        print(f"| Lineside {row.name} | {figures} | {train} | {size} |")
-    for name, f1, far, mar in PUBLISHED_OUTLIER:
-        print(f"| {name} | {f1:.2f} | {far:.2f} | {mar:.2f} | | |")
-    c = ones.matrix
-    print(f"| (check) flag every point | {c.f1:.3f} | {c.far:.2f} | {c.mar:.2f} | | |")
-
-    held, sel = " + ".join(HELD_OUT_FOLDERS), " + ".join(SELECT_FOLDERS)
-    print(f"\n## The same rows on the held-out folder ({held}) and the selection folders\n")
-    print(f"| algorithm | {held} F1 | FAR % | MAR % | {sel} F1 | FAR % | MAR % |")
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        h, s = row.held_out.matrix, row.select.matrix
-        print(
-            f"| Lineside {row.name} | {h.f1:.3f} | {h.far:.2f} | {h.mar:.2f} "
-            f"| {s.f1:.3f} | {s.far:.2f} | {s.mar:.2f} |"
-        )
-
-    print("\n## Changepoint detection (NAB, 60 s right window)\n")
-    print("| algorithm | standard | LowFP | LowFN | missed CPs | FPs |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        nab = row.evaluation.nab()
-        s_, lfp, lfn = nab["standard"], nab["LowFP"], nab["LowFN"]
-        print(
-            f"| Lineside {row.name} | {s_.score:.2f} | {lfp.score:.2f} | {lfn.score:.2f} "
-            f"| {s_.missed} | {s_.false_positives} |"
-        )
-    for name, std, low_fp, low_fn, missed, fps in PUBLISHED_NAB:
-        print(f"| {name} | {std:.2f} | {low_fp:.2f} | {low_fn:.2f} | {missed} | {fps} |")
-    m = ones.matrix
-    print(
-        f"\ntest rows {m.tp + m.fp + m.tn + m.fn}, anomalous {m.tp + m.fn}, "
-        f"changepoints {ones.nab()['standard'].missed} (all missed by the flag-everything check)"
-    )
 
 
 def _floats(text: str) -> list[float]:
