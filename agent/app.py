@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import SiteConfig
+from agent.detectors.fusion import LEGACY_FUSION
 from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult
@@ -89,6 +90,12 @@ def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
         spc=SpcDetector.from_manifest(manifest.spc, config.detection.flatline_samples),
         detection=config.detection,
         clock=clock_source(config, manifest.channel_names),
+        fusion=config.detection.fusion or manifest.fusion or LEGACY_FUSION,
+        smoothing=(
+            config.detection.smoothing
+            if config.detection.smoothing is not None
+            else manifest.smoothing
+        ),
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from agent.config import DetectionConfig
 from agent.core.window import SlidingWindow
 from agent.detectors.base import Detector
+from agent.detectors.fusion import LEGACY_FUSION, Fusion
 from agent.detectors.spc import SpcDetector
 from agent.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
 from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
@@ -33,11 +34,15 @@ class LineResult:
     anomaly_active: bool
     spc_alarm_active: bool
     events: tuple[Event, ...]
+    #: The line's fused decision (agent.detectors.fusion); None: either alarm (the old rule).
+    fused: bool | None = None
 
     @property
     def alarm_active(self) -> bool:
-        """Any alarm of the line."""
-        return self.anomaly_active or self.spc_alarm_active
+        """The line's anomaly decision: the two alarms fused as the bundle or site says."""
+        if self.fused is None:
+            return self.anomaly_active or self.spc_alarm_active
+        return self.fused
 
 
 class LineMonitor:
@@ -53,6 +58,8 @@ class LineMonitor:
         spc: SpcDetector,
         detection: DetectionConfig,
         clock: str | None = None,
+        fusion: str = LEGACY_FUSION,
+        smoothing: float = 1.0,
     ) -> None:
         self.line = line
         self.channels = channels
@@ -68,6 +75,11 @@ class LineMonitor:
             len(channels), detection.spc_hits, detection.spc_span, detection.clear_after
         )
         self.clear_ratio = detection.clear_ratio
+        # An SPC alarm counts as sustained once it has held for one window's length of rows.
+        self.fusion = Fusion(fusion, sustain=window)
+        self.smoothing = smoothing
+        self._smoothed: float | None = None
+        self.fused = False
         self.latest: dict[str, TagReading] = {}
         self.last_score: Score | None = None
 
@@ -83,6 +95,7 @@ class LineMonitor:
                 anomaly_active=self.anomaly.active,
                 spc_alarm_active=self.spc_alarm.active,
                 events=(),
+                fused=self.fused,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
@@ -107,10 +120,11 @@ class LineMonitor:
         score: Score | None = None
         if not good.all():
             self.window.reset()  # a gap: the next window starts fresh
+            self._smoothed = None
         elif self.vae is not None:
             window = self.window.push(row)
             if window is not None:
-                score = self.vae.score_one(window)
+                score = self._smooth(self.vae.score_one(window))
                 self.last_score = score
                 edge = self.anomaly.update(
                     bad=score.value > score.threshold,
@@ -119,6 +133,7 @@ class LineMonitor:
                 if edge is not Edge.NONE:
                     events.append(self._anomaly_event(sample.ts, edge, score))
 
+        self.fused = self.fusion.update(self.anomaly.active, self.spc_alarm.active)
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
@@ -127,7 +142,18 @@ class LineMonitor:
             anomaly_active=self.anomaly.active,
             spc_alarm_active=self.spc_alarm.active,
             events=tuple(events),
+            fused=self.fused,
         )
+
+    def _smooth(self, score: Score) -> Score:
+        """The EWMA of the window scores (weight `smoothing` on the newest), thresholded
+        in place of the raw score: SKAB's faults are long, a one-window spike is not one."""
+        if self.smoothing >= 1.0:
+            return score
+        prev = self._smoothed
+        value = score.value if prev is None else prev + self.smoothing * (score.value - prev)
+        self._smoothed = value
+        return Score(value=value, threshold=score.threshold, contributions=score.contributions)
 
     def _anomaly_event(self, ts: float, edge: Edge, score: Score) -> Event:
         order = sorted(

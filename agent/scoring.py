@@ -6,13 +6,16 @@ measured offline is what runs on the line. One output row per input row:
 
     row           the line number of the row in the input file (the header is row 1)
     time          the input's timestamp/datetime cell, when it has one
-    score         the VAE score of the window ending at this row; empty until the first
-                  window is full and on a row with an empty/NaN cell (the window restarts)
+    score         the VAE score of the window ending at this row (its EWMA when the bundle
+                  or `--smoothing` sets one: that is what meets the threshold); empty until
+                  the first window is full and on a row with an empty/NaN cell (the window
+                  restarts)
     vae_alarm     the VAE's debounced alarm (raise after `raise_after` scores above the
                   threshold, clear after `clear_after` below `clear_ratio` x threshold)
     spc_alarm     the SPC alarm (one channel breaking a rule in `spc_hits` of `spc_span` rows)
-    anomaly       the fused decision of the line: vae_alarm OR spc_alarm (the live
-                  `LineResult.alarm_active`)
+    anomaly       the fused decision of the line, the live `LineResult.alarm_active`: the
+                  two alarms fused as the bundle's `detector.fusion` says (or `--fusion`):
+                  `vae`, `vae-or-spc` or `vae-or-sustained-spc` (agent.detectors.fusion)
     contrib:TAG   each channel's share of the score (empty when `score` is)
 
 A timestamp column is never a feature; `;` and `,` separators are both read (agent.tabular).
@@ -35,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config import DetectionConfig, OpcUaConfig, SiteConfig
+from agent.detectors.fusion import FUSIONS
 from agent.errors import DataError, LinesideError
 from agent.ops.bundles import Bundle, load_bundle
 from agent.tabular import TIME_COLUMNS, detect_separator, read_csv
@@ -66,11 +70,7 @@ class Replay:
     contrib: FloatArray  # (rows, channels)
     lines: list[int]
     times: list[str]
-
-    @property
-    def anomaly(self) -> npt.NDArray[np.bool_]:
-        """The fused decision: either alarm active."""
-        return self.vae_alarm | self.spc_alarm
+    anomaly: npt.NDArray[np.bool_]  # the fused decision, `LineResult.alarm_active`
 
 
 def replay_config(bundle: Path, detection: DetectionConfig = DEFAULT_DETECTION) -> SiteConfig:
@@ -109,8 +109,9 @@ def seconds(times: list[str]) -> FloatArray:
 
 def replay_rows(
     bundle: Bundle, values: FloatArray, detection: DetectionConfig = DEFAULT_DETECTION
-) -> Iterator[tuple[float, bool, bool, tuple[float, ...]]]:
-    """Feed raw rows (rows x channels, bundle order) to the live monitor, one at a time."""
+) -> Iterator[tuple[float, bool, bool, tuple[float, ...], bool]]:
+    """Feed raw rows (rows x channels, bundle order) to the live monitor, one at a time:
+    yield (score, vae alarm, spc alarm, contributions, fused decision) per row."""
     from agent.app import build_monitor  # the agent's own constructor, not a copy of it
 
     monitor = build_monitor(replay_config(bundle.path, detection), bundle)
@@ -129,6 +130,7 @@ def replay_rows(
             result.anomaly_active,
             result.spc_alarm_active,
             score.contributions if score is not None else (math.nan,) * len(names),
+            result.alarm_active,
         )
 
 
@@ -151,6 +153,7 @@ def replay_csv(
         contrib=np.array([o[3] for o in out], dtype=np.float64).reshape(len(out), len(channels)),
         lines=table.lines,
         times=times if len(times) == len(out) else [""] * len(out),
+        anomaly=np.array([o[4] for o in out], dtype=bool),
     )
 
 
@@ -194,7 +197,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         spc_span=DEFAULT_DETECTION.spc_span,
         flatline_samples=DEFAULT_DETECTION.flatline_samples,
         precision=args.precision,
+        fusion=args.fusion,
+        smoothing=args.smoothing,
     )
+    if args.smoothing is not None and not 0.0 < args.smoothing <= 1.0:
+        print("lineside score: --smoothing must be in (0, 1] (1 = none)", file=sys.stderr)
+        return 2
     try:
         replay = replay_csv(Path(args.bundle), Path(args.input), detection)
         write_replay(replay, Path(args.output) if args.output else None)
@@ -218,4 +226,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--raise-after", type=int, default=d.raise_after, help="debounce (3)")
     p.add_argument("--clear-after", type=int, default=d.clear_after, help="clear after (10)")
     p.add_argument("--clear-ratio", type=float, default=d.clear_ratio, help="hysteresis (0.8)")
+    p.add_argument(
+        "--fusion", choices=FUSIONS, help="how VAE and SPC alarms fuse (default: the bundle's)"
+    )
+    p.add_argument(
+        "--smoothing", type=float, help="EWMA weight of the newest score (default: the bundle's)"
+    )
     p.set_defaults(func=cmd_score)

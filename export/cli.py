@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--threshold-margin", type=float, default=1.25, help="factor on that quantile (1.25)"
     )
+    train.add_argument(
+        "--smoothing",
+        type=float,
+        default=1.0,
+        help="EWMA weight of the newest score, the threshold calibrated on it (1 = none)",
+    )
+    train.add_argument(
+        "--fusion",
+        choices=["vae", "vae-or-spc", "vae-or-sustained-spc", "auto"],
+        default="vae",
+        help="how the VAE and SPC alarms fuse (vae; auto: chosen on held-out normal rows)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")
     train.add_argument(
@@ -141,6 +153,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         label=args.label,
         threshold_quantile=args.threshold_quantile,
         threshold_margin=args.threshold_margin,
+        smoothing=args.smoothing,
+        fusion=args.fusion,
         quiet=args.quiet,
         force=args.force,
         allow_parity_loss=args.allow_parity_loss,

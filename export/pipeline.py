@@ -26,8 +26,10 @@ import numpy.typing as npt
 
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
+from agent.detectors.fusion import FUSIONS
 from agent.ops.bundles import Bundle
 from export import bundle as bundle_io
+from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, fusion_for, smoothed_parts
 from export.data import (
     count_windows,
     make_windows,
@@ -74,6 +76,8 @@ class TrainOptions:
     label: str = ""
     threshold_quantile: float = 0.999
     threshold_margin: float = 1.25
+    smoothing: float = 1.0
+    fusion: str = DEFAULT_FUSION
     quiet: bool = False
     force: bool = False
     allow_parity_loss: bool = False
@@ -111,6 +115,14 @@ def validate(options: TrainOptions) -> None:
         (
             options.threshold_margin > 0.0,
             f"--threshold-margin must be positive (got {options.threshold_margin})",
+        ),
+        (
+            0.0 < options.smoothing <= 1.0,
+            f"--smoothing must be in (0, 1], 1 for none (got {options.smoothing})",
+        ),
+        (
+            options.fusion in (*FUSIONS, AUTO_FUSION),
+            f"--fusion must be one of {', '.join(FUSIONS)} or {AUTO_FUSION}",
         ),
     ]
     for ok, message in checks:
@@ -285,7 +297,16 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         held_out = np.concatenate([windows["val"], windows["cal"]])
         cal_fp32, _ = score_onnx(fp32_path, held_out)
         q, margin = options.threshold_quantile, options.threshold_margin
-        threshold = calibrate_threshold(cal_fp32, q, margin)
+        # The threshold is a quantile of the statistic the monitor compares with it: the
+        # EWMA of the scores when smoothing is on (each held-out part smoothed on its own).
+        n_val = len(windows["val"])
+        alpha = options.smoothing
+        thresholded = smoothed_parts([cal_fp32[:n_val], cal_fp32[n_val:]], alpha)
+        threshold = calibrate_threshold(thresholded.astype(np.float32), q, margin)
+        auto, fusion_basis = fusion_for(spc, [*split.val, *split.cal], options.window)
+        fusion = auto if options.fusion == AUTO_FUSION else options.fusion
+        fusion_basis = {**fusion_basis, "auto_choice": auto, "chosen_by": options.fusion}
+        say(f"fusion {fusion} (SPC alarm on held-out normal rows: {fusion_basis})")
         parity, quantization = quantize_best(
             fp32_path, int8_path, windows["train"], held_out, cal_fp32, threshold
         )
@@ -311,7 +332,11 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "threshold": threshold,
                 "threshold_method": (
                     f"quantile {q:g} of {cal_fp32.size} held-out normal windows x {margin:g}"
+                    + (f" (scores smoothed, EWMA weight {alpha:g})" if alpha < 1.0 else "")
                 ),
+                "smoothing": alpha,
+                "fusion": fusion,
+                "fusion_basis": fusion_basis,
                 "score": f"{options.score} over channels of the per-channel reconstruction "
                 "error / its mean on held-out normal windows",
                 "score_reduce": options.score,

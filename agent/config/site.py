@@ -26,6 +26,7 @@ from agent.config.tagmaps import (
     load_node_map,
     load_tag_map,
 )
+from agent.detectors.fusion import FUSIONS
 from agent.errors import BundleError, ConfigError
 from agent.sources.codec import DataType
 
@@ -127,6 +128,10 @@ class DetectionConfig:
     spc_span: int
     flatline_samples: int
     precision: str
+    #: How the VAE and SPC alarms fuse (agent.detectors.fusion); None: the bundle's choice.
+    fusion: str | None = None
+    #: EWMA weight of the newest score before the threshold (1 = none); None: the bundle's.
+    smoothing: float | None = None
 
 
 @dataclass(frozen=True)
@@ -338,6 +343,7 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
     det = root.table("detection", required=False)
     det.reject_unknown(
         {"raise_after", "clear_after", "clear_ratio", "spc_hits", "spc_span", "flatline_samples"}
+        | {"fusion", "smoothing"}
     )
     opcua = root.table("opcua", required=False)
     journal = root.table("journal", required=False)
@@ -351,7 +357,11 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         spc_span=det.positive("spc_span", int, 5),
         flatline_samples=det.get("flatline_samples", int, 15),
         precision=model.choice("precision", ("int8", "fp32"), "int8"),
+        fusion=det.choice("fusion", FUSIONS) if "fusion" in det.raw else None,
+        smoothing=det.optional("smoothing", float),
     )
+    if detection.smoothing is not None and not 0.0 < detection.smoothing <= 1.0:
+        raise det.error("smoothing", "must be in (0, 1]", "1 means no smoothing, e.g. 0.3")
     if detection.spc_hits > detection.spc_span:
         raise det.error("spc_hits", "cannot exceed spc_span", "e.g. spc_hits = 3, spc_span = 5")
     if detection.clear_ratio > 1.0:

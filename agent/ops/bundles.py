@@ -11,7 +11,9 @@ A bundle directory holds `manifest.json` and the files it lists. Format 1:
     window, hop       samples per window, samples between windows
     scaler            {"kind": "robust", "center": [...], "scale": [...]} per channel
     spc               {"chart": "imr", "center", "sigma", "mr_bar": [...], "nsigmas": 3.0}
-    detector          {"kind": "vae", "threshold": T, "threshold_method": "..."}
+    detector          {"kind": "vae", "threshold": T, "threshold_method": "...",
+                       optional "fusion" (agent.detectors.fusion.FUSIONS) and "smoothing"
+                       (EWMA weight of the newest score, in (0, 1])}
     models            {"fp32": "vae.onnx", "int8": "vae.int8.onnx"}
     files             {relative path: {"sha256", "size"}} for every other file in the bundle
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.detectors.fusion import FUSIONS
 from agent.errors import BundleError, BundleFormatError
 
 BUNDLE_FORMAT = 1
@@ -69,6 +72,8 @@ class Manifest:
     threshold_method: str
     models: dict[str, str]
     files: dict[str, dict[str, Any]]
+    fusion: str | None = None
+    smoothing: float = 1.0
 
     @property
     def channel_names(self) -> list[str]:
@@ -146,6 +151,14 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
     threshold = detector.get("threshold")
     if not isinstance(threshold, (int, float)) or not threshold > 0:
         raise BundleError("manifest field 'detector.threshold' must be a positive number")
+    fusion = detector.get("fusion")
+    if fusion is not None and fusion not in FUSIONS:
+        raise BundleError(f"manifest field 'detector.fusion' must be one of {', '.join(FUSIONS)}")
+    smoothing = detector.get("smoothing", 1.0)
+    if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool):
+        raise BundleError("manifest field 'detector.smoothing' must be a number in (0, 1]")
+    if not 0.0 < smoothing <= 1.0:
+        raise BundleError("manifest field 'detector.smoothing' must be a number in (0, 1]")
     return Manifest(
         model_version=_need(raw, "model_version", int),
         label=str(raw.get("label", "")),
@@ -165,6 +178,8 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
         threshold_method=str(detector.get("threshold_method", "")),
         models=dict(_need(raw, "models", dict)),
         files=dict(_need(raw, "files", dict)),
+        fusion=fusion,
+        smoothing=float(smoothing),
     )
 
 

@@ -1,0 +1,77 @@
+"""Decision settings the export chooses on held-out normal data only: score smoothing and the
+fusion of the SPC and VAE alarms (agent.detectors.fusion). No label is ever looked at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.core.spc import ImrLimits
+from agent.detectors.fusion import choose_fusion
+from agent.detectors.spc import SpcDetector
+from agent.events.alarms import SustainedRuleAlarm
+from agent.scoring import DEFAULT_DETECTION
+
+FloatArray = npt.NDArray[np.float64]
+
+#: The export's fusion unless told otherwise: the VAE alone. Its threshold is the one decision
+#: calibrated on held-out normal data; SPC limits fitted on a short history of a drifting
+#: process are not, and on SKAB's selection folders (valve2 + other) every mode with SPC in it,
+#: including `auto`, raised the false-alarm rate (benchmarks/skab.py prints the comparison).
+#: SPC keeps its own events and tags either way; a site adds it with `[detection] fusion`.
+DEFAULT_FUSION = "vae"
+#: `--fusion auto`: the rule of `choose_fusion` on the held-out normal rows.
+AUTO_FUSION = "auto"
+
+
+def ewma(scores: npt.NDArray[Any], alpha: float) -> FloatArray:
+    """The EWMA the live monitor applies (weight `alpha` on the newest score), from the start.
+
+    Examples
+    --------
+    >>> ewma(np.array([1.0, 3.0, 3.0]), 0.5).tolist()
+    [1.0, 2.0, 2.5]
+    """
+    out = np.asarray(scores, dtype=np.float64).copy()
+    for i in range(1, out.size):
+        out[i] = out[i - 1] + alpha * (out[i] - out[i - 1])
+    return out
+
+
+def smoothed_parts(parts: list[npt.NDArray[Any]], alpha: float) -> FloatArray:
+    """Each part's scores smoothed on their own (the monitor restarts at a gap), concatenated."""
+    if alpha >= 1.0:
+        return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
+    return np.concatenate([ewma(p, alpha) for p in parts])
+
+
+def spc_alarm_rows(limits: ImrLimits, segments: list[FloatArray]) -> npt.NDArray[np.bool_]:
+    """The SPC alarm the live monitor would hold on each row of the held-out segments,
+    with the site defaults of `[detection]` (rule hits in span, flatline, clear)."""
+    d = DEFAULT_DETECTION
+    active: list[bool] = []
+    for rows in segments:
+        spc = SpcDetector(limits, d.flatline_samples)
+        alarm = SustainedRuleAlarm(rows.shape[1], d.spc_hits, d.spc_span, d.clear_after)
+        for row in rows:
+            alarm.update(spc.update(row).out_of_control)
+            active.append(alarm.active)
+    return np.array(active, dtype=bool)
+
+
+def fusion_for(
+    limits: ImrLimits, segments: list[FloatArray], window: int
+) -> tuple[str, dict[str, Any]]:
+    """The bundle's fusion mode and the record of why (shares of held-out normal rows)."""
+    active = spc_alarm_rows(limits, segments)
+    mode, shares = choose_fusion(active, sustain=window)
+    basis = {
+        "held_out_rows": int(active.size),
+        "spc_alarm_share": {m: round(s, 6) for m, s in shares.items()},
+        "auto_rule": "the most inclusive mode whose SPC part holds the alarm on at most 1% of "
+        "held-out normal rows",
+    }
+    return mode, basis
