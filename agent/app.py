@@ -190,6 +190,15 @@ class Agent:
             counters.journal_ok = journal.healthy
             counters.journal_write_errors = journal.write_errors
             counters.journal_dropped = journal.dropped
+            if self.explainer is not None:
+                explained = self.explainer.stats
+                counters.explainer_queue_drops = explained.dropped
+                counters.explanations_llm = explained.llm_accepted
+                counters.explanations_template = explained.template_used
+                counters.explainer_rejections = sum(explained.rejected.values())
+                counters.explainer_worker_failures = (
+                    explained.worker_crashes + explained.worker_timeouts
+                )
             self.scada.offer(result)
             for listener in self.listeners:
                 listener(result)

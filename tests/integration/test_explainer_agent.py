@@ -18,7 +18,7 @@ from agent.explain.facts import Facts
 from agent.simulator.plc import SimulatedPlc
 from agent.simulator.process import ExtrusionLine, Fault, FaultKind
 from agent.sinks.journal import read_events
-from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
+from tests.helpers import SCADA_PASSWORD, eventually, free_port, site_config, wait_for
 from tests.scada_helpers import viewer_client
 
 SPEEDUP = 10.0
@@ -84,6 +84,19 @@ async def test_hung_explainer_never_slows_detection(bundle_dir: Path, tmp_path: 
         assert explained[0]["details"]["reason"] == "worker-timeout"
         assert event_id == explained[-1]["ref"]
         assert [e["state"] for e in events if e["kind"] == "anomaly"][:1] == ["raised"]
+
+        async def agent_figure(name: str) -> int:
+            return int(await client.get_node(f"ns={ns};s=Agent/{name}").read_value())
+
+        # SCADA sees the fallback too: one hung worker, its answer lost, the template used.
+        async def one_failure() -> bool:
+            return await agent_figure("ExplainerWorkerFailures") == 1
+
+        await eventually(one_failure, timeout=5)
+        assert await agent_figure("ExplanationsTemplate") >= 1
+        assert await agent_figure("ExplanationsLlm") == 0
+        assert await agent_figure("ExplainerRejections") >= 1
+        assert await agent_figure("ExplainerQueueDrops") == stats.dropped
     finally:
         await client.disconnect()
         for t in tasks:

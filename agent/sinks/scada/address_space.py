@@ -103,6 +103,11 @@ async def build_address_space(
         ("JournalOk", B, "False while events cannot be journaled (disk full, read-only)"),
         ("JournalWriteErrors", U64, "Failed journal commits since start"),
         ("JournalDropped", U64, "Journal records refused because its queue was full"),
+        ("ExplainerQueueDrops", U64, "Alarms not explained: the oldest dropped from a full queue"),
+        ("ExplanationsLlm", U64, "Explanations phrased by the LLM and passed by the guard"),
+        ("ExplanationsTemplate", U64, "Explanations that fell back to (or were) the template"),
+        ("ExplainerRejections", U64, "LLM answers refused by the grounding guard or lost"),
+        ("ExplainerWorkerFailures", U64, "Explainer worker crashes and hangs, each restarted"),
     ):  # fmt: skip
         await build.variable(agent, f"Agent/{name}", name, vtype, text)
     return build.nodes, line

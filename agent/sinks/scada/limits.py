@@ -31,6 +31,11 @@ class AgentCounters:
     journal_ok: bool = True
     journal_write_errors: int = 0
     journal_dropped: int = 0
+    explainer_queue_drops: int = 0
+    explanations_llm: int = 0
+    explanations_template: int = 0
+    explainer_rejections: int = 0
+    explainer_worker_failures: int = 0
 
 
 def status_of(reading: TagReading) -> int:

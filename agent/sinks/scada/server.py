@@ -16,7 +16,8 @@ Objects, so an integrator can type them into a SCADA tag list:
                 /Alarms/Anomaly, /Alarms/Spc        alarm conditions (see alarms.py)
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
           PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
-          JournalOk, JournalWriteErrors, JournalDropped
+          JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
+          ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
@@ -326,6 +327,11 @@ class ScadaServer:
             ("JournalOk", c.journal_ok, B),
             ("JournalWriteErrors", c.journal_write_errors, U64),
             ("JournalDropped", c.journal_dropped, U64),
+            ("ExplainerQueueDrops", c.explainer_queue_drops, U64),
+            ("ExplanationsLlm", c.explanations_llm, U64),
+            ("ExplanationsTemplate", c.explanations_template, U64),
+            ("ExplainerRejections", c.explainer_rejections, U64),
+            ("ExplainerWorkerFailures", c.explainer_worker_failures, U64),
         ):
             await self._write(f"Agent/{name}", value, vtype)
 
