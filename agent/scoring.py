@@ -15,7 +15,9 @@ measured offline is what runs on the line. One output row per input row:
     spc_alarm     the SPC alarm (one channel breaking a rule in `spc_hits` of `spc_span` rows)
     anomaly       the fused decision of the line, the live `LineResult.alarm_active`: the
                   two alarms fused as the bundle's `detector.fusion` says (or `--fusion`):
-                  `vae`, `vae-or-spc` or `vae-or-sustained-spc` (agent.detectors.fusion)
+                  `vae`, `vae-or-spc`, `vae-or-sustained-spc`, or with the bundle's
+                  drift-tolerant shift detector `shift`, `vae-or-shift`, `vae-plus-shift`
+                  (the export's default; agent.detectors.fusion)
     contrib:TAG   each channel's share of the score (empty when `score` is)
 
 A timestamp column is never a feature; `;` and `,` separators are both read (agent.tabular).
