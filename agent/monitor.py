@@ -14,7 +14,7 @@ import numpy as np
 from agent.config import DetectionConfig
 from agent.core.window import SlidingWindow
 from agent.detectors.base import Detector
-from agent.detectors.fusion import LEGACY_FUSION, Fusion
+from agent.detectors.fusion import LEGACY_FUSION, SHIFT_FUSIONS, Fusion
 from agent.detectors.shift import ShiftDetector
 from agent.detectors.spc import SpcDetector
 from agent.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
@@ -146,6 +146,7 @@ class LineMonitor:
                 if edge is not Edge.NONE:
                     events.append(self._anomaly_event(sample.ts, edge, score))
 
+        was_fused = self.fused
         self.fused = self.fusion.update(
             self.anomaly.active,
             self.spc_alarm.active,
@@ -155,6 +156,12 @@ class LineMonitor:
                 shift_score.value / shift_score.threshold if shift_score is not None else None
             ),
         )
+        if self.fusion.mode in SHIFT_FUSIONS:
+            # The anomaly events follow the fused decision (AlarmActive), so an alarm the shift
+            # detector carries is journaled and explained like one the VAE carries.
+            events = [e for e in events if e.kind is not EventKind.ANOMALY]
+            if self.fused != was_fused:
+                events.append(self._fused_event(sample.ts, shift_score))
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
@@ -166,6 +173,44 @@ class LineMonitor:
             fused=self.fused,
             shift_alarm_active=self.shift is not None and self.shift.active,
             shift_score=shift_score,
+        )
+
+    def _fused_event(self, ts: float, shift: Score | None) -> Event:
+        """The fused decision's edge, told with the detector nearer its threshold (its top tag,
+        its score) and both scores against their thresholds in the message."""
+        raised = self.fused
+        vae = self.last_score
+        ratio = {
+            "vae": vae.value / vae.threshold if vae is not None else 0.0,
+            "shift": shift.value / shift.threshold if shift is not None else 0.0,
+        }
+        lead = "vae" if ratio["vae"] >= ratio["shift"] else "shift"
+        score = vae if lead == "vae" else shift
+        if score is None:
+            score = Score(0.0, 1.0, (0.0,) * len(self.channels))
+        order = sorted(
+            range(len(self.channels)), key=lambda i: score.contributions[i], reverse=True
+        )
+        top = self.channels[order[0]]
+        seen = f"VAE {ratio['vae']:.2f}, shift {ratio['shift']:.2f} of their thresholds"
+        message = (
+            f"Anomaly on line {self.line} ({self.fusion.mode}): {seen}, most unusual tag {top}"
+            if raised
+            else f"Anomaly on line {self.line} cleared ({self.fusion.mode}): {seen}"
+        )
+        share = {self.channels[i]: round(score.contributions[i], 6) for i in order[:3]}
+        return Event(
+            ts=ts,
+            line=self.line,
+            kind=EventKind.ANOMALY,
+            state=EventState.RAISED if raised else EventState.CLEARED,
+            detector=lead,
+            severity=ANOMALY_SEVERITY,
+            message=message,
+            tag=top,
+            score=score.value,
+            threshold=score.threshold,
+            details={"top_contributions": share, "fusion": self.fusion.mode, "ratios": ratio},
         )
 
     def _smooth(self, score: Score) -> Score:

@@ -221,3 +221,31 @@ def test_the_live_monitor_fuses_the_shift_alarm(
         np.testing.assert_array_equal(fused, vae | shift)
     else:
         assert fused[420:700].mean() > 0.9 and fused[:400].mean() < 0.05
+
+
+@pytest.mark.parametrize("mode", ["shift", "vae-plus-shift"])
+def test_in_a_shift_fusion_the_anomaly_events_follow_the_fused_decision(
+    bundle_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    from agent.demo import write_historian
+    from agent.types import EventKind, EventState
+
+    bundle = load_bundle(bundle_dir)
+    path = tmp_path / "line.csv"
+    write_historian(path, rows=900, seed=6)
+    values = read_csv(path, bundle.manifest.channel_names).values.copy()
+    values[400:700, 1] += 6.0 * values[:400, 1].std()
+    results = list(replay_results(bundle, values, replace(DEFAULT_DETECTION, fusion=mode)))
+    fused = [r.alarm_active for r in results]
+    edges = [i for i in range(1, len(fused)) if fused[i] != fused[i - 1]]
+    anomaly = [
+        (i, e) for i, r in enumerate(results) for e in r.events if e.kind is EventKind.ANOMALY
+    ]
+    assert edges and [i for i, _ in anomaly] == edges
+    states = [e.state for _, e in anomaly]
+    assert states[0] is EventState.RAISED and states == [
+        EventState.RAISED if k % 2 == 0 else EventState.CLEARED for k in range(len(states))
+    ]
+    raised = anomaly[0][1]
+    assert raised.detector in ("vae", "shift") and mode in raised.message
+    assert raised.tag == bundle.manifest.channel_names[1] or raised.detector == "vae"
