@@ -26,7 +26,7 @@ from pathlib import Path
 
 from agent.config import SiteConfig
 from agent.detectors.fusion import LEGACY_FUSION
-from agent.detectors.shift_bundle import shift_detector, shift_fusion
+from agent.detectors.shift import shift_detector, shift_fusion
 from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult

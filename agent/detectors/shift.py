@@ -27,13 +27,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.detectors.fusion import SHIFT_FUSIONS
+from agent.errors import BundleError
 from agent.events.alarms import DebouncedAlarm
 from agent.types import Score
+
+if TYPE_CHECKING:  # the bundle module parses ShiftParams: typing only, no import cycle
+    from agent.config import DetectionConfig
+    from agent.ops.bundles import Manifest
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -198,3 +204,20 @@ class ShiftDetector:
         self.alarm.active = bool(state["active"])
         self.alarm._bad = int(str(state["bad"]))
         self.alarm._good = int(str(state["good"]))
+
+
+def shift_detector(manifest: Manifest, detection: DetectionConfig) -> ShiftDetector | None:
+    """The bundle's shift detector with the site's debounce, or None if it carries none."""
+    if manifest.shift is None:
+        return None
+    return ShiftDetector(manifest.shift, detection.raise_after, detection.clear_after)
+
+
+def shift_fusion(mode: str, manifest: Manifest) -> str:
+    """`mode`, checked: a shift fusion on a bundle without `detector.shift` is refused."""
+    if mode in SHIFT_FUSIONS and manifest.shift is None:
+        raise BundleError(
+            f"fusion {mode!r} needs a bundle with the shift detector ('detector.shift'); "
+            "re-export the bundle with this version or set [detection] fusion to 'vae'"
+        )
+    return mode

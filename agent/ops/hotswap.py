@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.detectors.shift_bundle import shift_detector, shift_fusion
+from agent.detectors.shift import shift_detector, shift_fusion
 from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.errors import BundleError

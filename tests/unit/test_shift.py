@@ -3,6 +3,7 @@ and its fusion modes in the live monitor."""
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 from dataclasses import replace
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import agent.detectors.shift as shift_module
+import export.shift_fit as shift_fit_module
 from agent.app import build_monitor
 from agent.detectors.fusion import Fusion
 from agent.detectors.shift import ShiftDetector, ShiftParams
@@ -22,6 +25,12 @@ from export.errors import ExportError
 from export.shift_fit import fit_shift, shift_for_bundle
 
 COLUMNS = ["a", "b", "c"]
+
+
+def test_doctests_of_the_detector_and_its_fit() -> None:
+    for module in (shift_module, shift_fit_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
 
 
 def _params(**over: object) -> ShiftParams:
