@@ -26,6 +26,7 @@ from pathlib import Path
 
 from agent.config import SiteConfig
 from agent.detectors.fusion import LEGACY_FUSION
+from agent.detectors.shift import shift_detector, shift_fusion
 from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.monitor import LineMonitor, LineResult
@@ -90,12 +91,13 @@ def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
         spc=SpcDetector.from_manifest(manifest.spc, config.detection.flatline_samples),
         detection=config.detection,
         clock=clock_source(config, manifest.channel_names),
-        fusion=config.detection.fusion or manifest.fusion or LEGACY_FUSION,
+        fusion=shift_fusion(config.detection.fusion or manifest.fusion or LEGACY_FUSION, manifest),
         smoothing=(
             config.detection.smoothing
             if config.detection.smoothing is not None
             else manifest.smoothing
         ),
+        shift=shift_detector(manifest, config.detection),
     )
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from agent.config import DetectionConfig
 from agent.core.window import SlidingWindow
 from agent.detectors.base import Detector
-from agent.detectors.fusion import LEGACY_FUSION, Fusion
+from agent.detectors.fusion import LEGACY_FUSION, SHIFT_FUSIONS, Fusion
+from agent.detectors.shift import ShiftDetector
 from agent.detectors.spc import SpcDetector
 from agent.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
 from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
@@ -36,6 +37,9 @@ class LineResult:
     events: tuple[Event, ...]
     #: The line's fused decision (agent.detectors.fusion); None: either alarm (the old rule).
     fused: bool | None = None
+    #: The drift-tolerant shift detector's alarm and score (agent.detectors.shift), if any.
+    shift_alarm_active: bool = False
+    shift_score: Score | None = None
 
     @property
     def alarm_active(self) -> bool:
@@ -60,6 +64,7 @@ class LineMonitor:
         clock: str | None = None,
         fusion: str = LEGACY_FUSION,
         smoothing: float = 1.0,
+        shift: ShiftDetector | None = None,
     ) -> None:
         self.line = line
         self.channels = channels
@@ -76,7 +81,13 @@ class LineMonitor:
         )
         self.clear_ratio = detection.clear_ratio
         # An SPC alarm counts as sustained once it has held for one window's length of rows.
-        self.fusion = Fusion(fusion, sustain=window)
+        self.fusion = Fusion(
+            fusion,
+            sustain=window,
+            raise_after=detection.raise_after,
+            clear_after=detection.clear_after,
+        )
+        self.shift = shift
         self.smoothing = smoothing
         self._smoothed: float | None = None
         self.fused = False
@@ -96,6 +107,7 @@ class LineMonitor:
                 spc_alarm_active=self.spc_alarm.active,
                 events=(),
                 fused=self.fused,
+                shift_alarm_active=self.shift is not None and self.shift.active,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
@@ -117,6 +129,7 @@ class LineMonitor:
             ]
             events.append(self._spc_event(sample.ts, edge, sustained, spc_states))
 
+        shift_score = self.shift.update(row) if self.shift is not None else None
         score: Score | None = None
         if not good.all():
             self.window.reset()  # a gap: the next window starts fresh
@@ -133,7 +146,22 @@ class LineMonitor:
                 if edge is not Edge.NONE:
                     events.append(self._anomaly_event(sample.ts, edge, score))
 
-        self.fused = self.fusion.update(self.anomaly.active, self.spc_alarm.active)
+        was_fused = self.fused
+        self.fused = self.fusion.update(
+            self.anomaly.active,
+            self.spc_alarm.active,
+            shift=self.shift is not None and self.shift.active,
+            vae_ratio=score.value / score.threshold if score is not None else None,
+            shift_ratio=(
+                shift_score.value / shift_score.threshold if shift_score is not None else None
+            ),
+        )
+        if self.fusion.mode in SHIFT_FUSIONS:
+            # The anomaly events follow the fused decision (AlarmActive), so an alarm the shift
+            # detector carries is journaled and explained like one the VAE carries.
+            events = [e for e in events if e.kind is not EventKind.ANOMALY]
+            if self.fused != was_fused:
+                events.append(self._fused_event(sample.ts, shift_score))
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
@@ -143,6 +171,46 @@ class LineMonitor:
             spc_alarm_active=self.spc_alarm.active,
             events=tuple(events),
             fused=self.fused,
+            shift_alarm_active=self.shift is not None and self.shift.active,
+            shift_score=shift_score,
+        )
+
+    def _fused_event(self, ts: float, shift: Score | None) -> Event:
+        """The fused decision's edge, told with the detector nearer its threshold (its top tag,
+        its score) and both scores against their thresholds in the message."""
+        raised = self.fused
+        vae = self.last_score
+        ratio = {
+            "vae": vae.value / vae.threshold if vae is not None else 0.0,
+            "shift": shift.value / shift.threshold if shift is not None else 0.0,
+        }
+        lead = "vae" if ratio["vae"] >= ratio["shift"] else "shift"
+        score = vae if lead == "vae" else shift
+        if score is None:
+            score = Score(0.0, 1.0, (0.0,) * len(self.channels))
+        order = sorted(
+            range(len(self.channels)), key=lambda i: score.contributions[i], reverse=True
+        )
+        top = self.channels[order[0]]
+        seen = f"VAE {ratio['vae']:.2f}, shift {ratio['shift']:.2f} of their thresholds"
+        message = (
+            f"Anomaly on line {self.line} ({self.fusion.mode}): {seen}, most unusual tag {top}"
+            if raised
+            else f"Anomaly on line {self.line} cleared ({self.fusion.mode}): {seen}"
+        )
+        share = {self.channels[i]: round(score.contributions[i], 6) for i in order[:3]}
+        return Event(
+            ts=ts,
+            line=self.line,
+            kind=EventKind.ANOMALY,
+            state=EventState.RAISED if raised else EventState.CLEARED,
+            detector=lead,
+            severity=ANOMALY_SEVERITY,
+            message=message,
+            tag=top,
+            score=score.value,
+            threshold=score.threshold,
+            details={"top_contributions": share, "fusion": self.fusion.mode, "ratios": ratio},
         )
 
     def _smooth(self, score: Score) -> Score:

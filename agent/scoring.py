@@ -15,7 +15,9 @@ measured offline is what runs on the line. One output row per input row:
     spc_alarm     the SPC alarm (one channel breaking a rule in `spc_hits` of `spc_span` rows)
     anomaly       the fused decision of the line, the live `LineResult.alarm_active`: the
                   two alarms fused as the bundle's `detector.fusion` says (or `--fusion`):
-                  `vae`, `vae-or-spc` or `vae-or-sustained-spc` (agent.detectors.fusion)
+                  `vae`, `vae-or-spc`, `vae-or-sustained-spc`, or with the bundle's
+                  drift-tolerant shift detector `shift`, `vae-or-shift`, `vae-plus-shift`
+                  (the export's default; agent.detectors.fusion)
     contrib:TAG   each channel's share of the score (empty when `score` is)
 
 A timestamp column is never a feature; `;` and `,` separators are both read (agent.tabular).
@@ -40,6 +42,7 @@ import numpy.typing as npt
 from agent.config import DetectionConfig, OpcUaConfig, SiteConfig
 from agent.detectors.fusion import FUSIONS
 from agent.errors import DataError, LinesideError
+from agent.monitor import LineResult
 from agent.ops.bundles import Bundle, load_bundle
 from agent.tabular import TIME_COLUMNS, detect_separator, read_csv
 from agent.types import Quality, Sample, TagReading
@@ -107,11 +110,11 @@ def seconds(times: list[str]) -> FloatArray:
     return np.asarray(stamps, dtype=np.float64) - (stamps[0] if stamps else 0.0)
 
 
-def replay_rows(
+def replay_results(
     bundle: Bundle, values: FloatArray, detection: DetectionConfig = DEFAULT_DETECTION
-) -> Iterator[tuple[float, bool, bool, tuple[float, ...], bool]]:
+) -> Iterator[LineResult]:
     """Feed raw rows (rows x channels, bundle order) to the live monitor, one at a time:
-    yield (score, vae alarm, spc alarm, contributions, fused decision) per row."""
+    yield the monitor's whole `LineResult` per row."""
     from agent.app import build_monitor  # the agent's own constructor, not a copy of it
 
     monitor = build_monitor(replay_config(bundle.path, detection), bundle)
@@ -123,7 +126,16 @@ def replay_rows(
             else TagReading(math.nan, Quality.BAD, "empty cell")
             for name, v in zip(names, row, strict=True)
         }
-        result = monitor.process(Sample(ts=float(i), source=SOURCE, readings=readings))
+        yield monitor.process(Sample(ts=float(i), source=SOURCE, readings=readings))
+
+
+def replay_rows(
+    bundle: Bundle, values: FloatArray, detection: DetectionConfig = DEFAULT_DETECTION
+) -> Iterator[tuple[float, bool, bool, tuple[float, ...], bool]]:
+    """Feed raw rows (rows x channels, bundle order) to the live monitor, one at a time:
+    yield (score, vae alarm, spc alarm, contributions, fused decision) per row."""
+    names = bundle.manifest.channel_names
+    for result in replay_results(bundle, values, detection):
         score = result.score
         yield (
             score.value if score is not None else math.nan,

@@ -18,8 +18,12 @@ What was chosen, and how (printed with the tables under "What chose what"):
   training rows (of their EWMA when smoothing is on), x 1.25; quantile, not POT: ~90 scores
   leave a handful of exceedances, too few to fit a tail;
 - fusion `auto`: the export's rule per file, from the SPC alarm on the held-out normal rows
-  only (agent.detectors.fusion.choose_fusion); the export's default `vae` was set because every
-  mode with SPC, `auto` included, raised the FAR on the selection folders;
+  only (agent.detectors.fusion.choose_fusion); every mode with SPC, `auto` included, raised the
+  FAR on the selection folders;
+- the shift detector (agent.detectors.shift, fitted by export/shift_fit.py) and its fusions
+  `shift`, `vae-or-shift`, `vae-plus-shift`: its parameters (fast 0.2, slow 0.005, margin
+  1.25) and the vae-plus-shift weight (0.3) were chosen on valve2 + other only; the export's
+  default `vae-plus-shift` because it won there;
 - score smoothing (`--smoothing` candidates), `clear_after` (`--clear-after` candidates) and a
   fusion override: chosen on the labels of valve2 + other only (benchmarks/skab_select.py:
   best F1 with FAR <= 15 % there); valve1 is held out and reported on its own and in the total.
@@ -42,10 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.config import DetectionConfig  # noqa: E402
-from agent.detectors.fusion import FUSIONS  # noqa: E402
+from agent.detectors.fusion import FUSIONS, SHIFT_FUSIONS  # noqa: E402
 from agent.evaluation import Evaluation  # noqa: E402
 from agent.ops.bundles import load_bundle  # noqa: E402
-from agent.scoring import DEFAULT_DETECTION, read_times, replay_rows, seconds  # noqa: E402
+from agent.scoring import DEFAULT_DETECTION, read_times, replay_results, seconds  # noqa: E402
 from agent.tabular import read_csv  # noqa: E402
 from benchmarks.skab_select import (  # noqa: E402
     HELD_OUT_FOLDERS,
@@ -159,14 +163,24 @@ def replay(
     bundle = load_bundle(bundle_dir)
     path = args.data / t.folder / f"{t.name.split('-', 1)[1]}.csv"
     values = read_csv(path, bundle.manifest.channel_names).values
-    rows = list(replay_rows(bundle, values, detection))[TRAIN_ROWS:]
+    # Rows before the first full window have no VAE score: the fusion keeps 0 for them.
+    rows = list(replay_results(bundle, values, detection))
+    ratio = [r.score.value / r.score.threshold if r.score else np.nan for r in rows]
+    shift = [r.shift_score.value / r.shift_score.threshold if r.shift_score else 0 for r in rows]
+    rows, has_shift = rows[TRAIN_ROWS:], bundle.manifest.shift is not None  # ratios: all rows
     alarms = Alarms(
-        vae=np.array([r[1] for r in rows], dtype=bool),
-        spc=np.array([r[2] for r in rows], dtype=bool),
+        vae=np.array([r.anomaly_active for r in rows], dtype=bool),
+        spc=np.array([r.spc_alarm_active for r in rows], dtype=bool),
         fusion=_auto_choice(bundle_dir),
         window=bundle.manifest.window,
+        shift=np.array([r.shift_alarm_active for r in rows], dtype=bool) if has_shift else None,
+        vae_ratio=np.array(ratio, dtype=np.float64) if has_shift else None,
+        shift_ratio=np.array(shift, dtype=np.float64) if has_shift else None,
+        raise_after=detection.raise_after,
+        clear_after=detection.clear_after,
+        offset=TRAIN_ROWS,
     )
-    return alarms, np.array([r[4] for r in rows], dtype=bool)
+    return alarms, np.array([r.alarm_active for r in rows], dtype=bool)
 
 
 def _auto_choice(bundle_dir: Path) -> str:
@@ -202,7 +216,8 @@ def evaluate(args: argparse.Namespace) -> tuple[list[Row], Evaluation, Candidate
             alarms = {
                 t.name: replay(args, t, trained[alpha][t.name][0], detection)[0] for t in files
             }
-            for mode in ("auto", *FUSIONS):
+            with_shift = all(a.shift is not None for a in alarms.values())
+            for mode in ("auto", *(m for m in FUSIONS if with_shift or m not in SHIFT_FUSIONS)):
                 cand = Candidate(alpha, clear, mode)
                 preds = {t.name: fused(alarms[t.name], mode) for t in files}
                 scored.append(select_eval(cand, files, preds))
@@ -219,6 +234,9 @@ def evaluate(args: argparse.Namespace) -> tuple[list[Row], Evaluation, Candidate
         "spc": "SPC alone",
         "or": "VAE int8 or SPC (vae-or-spc)",
         "gan": "VAE-GAN int8 `anomaly`",
+        "shift": "shift detector alone (shift)",
+        "vae-or-shift": "VAE int8 or shift (vae-or-shift)",
+        "vae-plus-shift": "VAE int8 + shift score (vae-plus-shift)",
     }
     rows = {k: Row(v) for k, v in names.items()}
     gan = bundles(args, files, "vae-gan", c.smoothing) if not args.vae_only else {}
@@ -238,6 +256,9 @@ def evaluate(args: argparse.Namespace) -> tuple[list[Row], Evaluation, Candidate
         preds["int8 vae"] = (alarms.vae, bundle_dir, "int8", took)
         preds["spc"] = (alarms.spc, bundle_dir, "", 0.0)
         preds["or"] = (alarms.vae | alarms.spc, bundle_dir, "int8", took)
+        for mode in SHIFT_FUSIONS:
+            if alarms.shift is not None:
+                preds[mode] = (fused(alarms, mode), bundle_dir, "int8", took)
         det32 = _detection("fp32", c.clear_after, fusion, args.raise_after)
         preds["fp32 anomaly"] = (replay(args, t, bundle_dir, det32)[1], bundle_dir, "fp32", took)
         if gan:
@@ -251,7 +272,7 @@ def evaluate(args: argparse.Namespace) -> tuple[list[Row], Evaluation, Candidate
             if precision:
                 row.train_s.append(seconds_)
                 row.size_bytes.append(_model_size(where, precision))
-    return list(rows.values()), ones, c
+    return [r for r in rows.values() if r.evaluation.matrix.tp + r.evaluation.matrix.fn], ones, c
 
 
 def _floats(text: str) -> list[float]:

@@ -70,6 +70,14 @@ class Alarms:
     spc: BoolArray
     fusion: str  # what `--fusion auto` chose for the bundle (held-out normal rows)
     window: int
+    # The shift detector's alarm, and both scores over their thresholds on EVERY row of the
+    # file from `offset` rows before the test part (vae-plus-shift carries state across).
+    shift: BoolArray | None = None
+    vae_ratio: npt.NDArray[np.float64] | None = None
+    shift_ratio: npt.NDArray[np.float64] | None = None
+    raise_after: int = 3
+    clear_after: int = 3
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,23 @@ class Candidate:
 
 def fused(alarms: Alarms, mode: str) -> BoolArray:
     """The monitor's fused decision over a replay's two alarm series."""
-    fusion = Fusion(alarms.fusion if mode == "auto" else mode, sustain=alarms.window)
-    return np.array(
-        [fusion.update(bool(v), bool(s)) for v, s in zip(alarms.vae, alarms.spc, strict=True)]
+    fusion = Fusion(
+        alarms.fusion if mode == "auto" else mode,
+        sustain=alarms.window,
+        raise_after=alarms.raise_after,
+        clear_after=alarms.clear_after,
     )
+    if alarms.shift is None or alarms.vae_ratio is None or alarms.shift_ratio is None:
+        return np.array(
+            [fusion.update(bool(v), bool(s)) for v, s in zip(alarms.vae, alarms.spc, strict=True)]
+        )
+    n, k = alarms.vae.size, alarms.offset
+    vae = np.concatenate([np.zeros(k, dtype=bool), alarms.vae])
+    spc = np.concatenate([np.zeros(k, dtype=bool), alarms.spc])
+    shift = np.concatenate([np.zeros(k, dtype=bool), alarms.shift])
+    rows = zip(vae, spc, shift, alarms.vae_ratio, alarms.shift_ratio, strict=True)
+    out = [fusion.update(bool(v), bool(s), bool(h), float(a), float(b)) for v, s, h, a, b in rows]
+    return np.array(out[k:] if n else [], dtype=bool)
 
 
 @dataclass
@@ -177,9 +198,15 @@ def print_protocol(chosen: Candidate) -> None:
     )
     print("- threshold: quantile 0.999 of held-out normal scores x 1.25, fixed a priori")
     print(
+        "- shift detector (agent.detectors.shift): fast 0.2, slow 0.005, threshold the largest "
+        "held-out normal score x 1.25, Temperature and Thermocouple (the `--relative` channels) "
+        "not watched; the vae-plus-shift weight 0.3: a prototype grid on the labels of "
+        f"{' + '.join(SELECT_FOLDERS)} only"
+    )
+    print(
         "- fusion `auto` (a candidate): per file by the export's rule, on the held-out normal "
-        "rows of its 400 training rows, no labels; the export's default fusion `vae` was "
-        "chosen from this table's selection folders"
+        "rows of its 400 training rows, no labels; the export's default fusion "
+        "`vae-plus-shift` was chosen from this table's selection folders"
     )
     print(
         f"- smoothing, clear_after, fusion override: on the labels of "

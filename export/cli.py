@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.detectors.fusion import FUSIONS
+from export.calibrate import DEFAULT_FUSION
 from export.errors import ExportError
 
 PROG = "lineside-export"
@@ -110,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--fusion",
-        choices=["vae", "vae-or-spc", "vae-or-sustained-spc", "auto"],
-        default="vae",
-        help="how the VAE and SPC alarms fuse (vae; auto: chosen on held-out normal rows)",
+        choices=[*FUSIONS, "auto"],
+        default=DEFAULT_FUSION,
+        help=f"how the VAE, shift and SPC alarms fuse ({DEFAULT_FUSION}; auto: VAE and SPC "
+        "chosen on held-out normal rows)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")

@@ -48,6 +48,7 @@ from export.parity import (
 )
 from export.progress import ProgressBar, wants_bar
 from export.quantize import quantize_int8
+from export.shift_fit import shift_for_bundle
 from export.sign import write_golden
 
 Log = Callable[[str], None]
@@ -307,6 +308,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         fusion = auto if options.fusion == AUTO_FUSION else options.fusion
         fusion_basis = {**fusion_basis, "auto_choice": auto, "chosen_by": options.fusion}
         say(f"fusion {fusion} (SPC alarm on held-out normal rows: {fusion_basis})")
+        drifting = [c for c, r in zip(columns, relative, strict=True) if r]
+        shift = shift_for_bundle([t.segments for t in tables], columns, drifting, fusion)
         parity, quantization = quantize_best(
             fp32_path, int8_path, windows["train"], held_out, cal_fp32, threshold
         )
@@ -337,6 +340,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "smoothing": alpha,
                 "fusion": fusion,
                 "fusion_basis": fusion_basis,
+                "shift": shift,
                 "score": f"{options.score} over channels of the per-channel reconstruction "
                 "error / its mean on held-out normal windows",
                 "score_reduce": options.score,

@@ -8,6 +8,13 @@ The modes:
     vae-or-spc             either alarm (an SPC rule sustained in `spc_hits` of `spc_span` rows)
     vae-or-sustained-spc   the VAE alarm, or an SPC alarm that has stayed active for `sustain`
                            rows in a row (a level shift or a stuck sensor, not a spike)
+    shift                  the drift-tolerant shift detector's alarm alone (agent.detectors.shift)
+    vae-or-shift           either the VAE alarm or the shift alarm
+    vae-plus-shift         one score: `weight` x VAE score / its threshold + (1 - weight) x
+                           shift score / its threshold, raised above 1 (debounced like the
+                           VAE alarm, cleared after `clear_after` rows at or below 1)
+
+The three shift modes need a bundle with `detector.shift`.
 
 The export writes the mode into the bundle (`detector.fusion`): `vae` unless told otherwise
 (export/calibrate.py says why), or with `--fusion auto` the rule of `choose_fusion` on the
@@ -18,10 +25,26 @@ site's `[detection] fusion` overrides it. A bundle without the field keeps the h
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
-FUSIONS = ("vae", "vae-or-spc", "vae-or-sustained-spc")
+from agent.events.alarms import DebouncedAlarm
+
+FUSIONS = (
+    "vae",
+    "vae-or-spc",
+    "vae-or-sustained-spc",
+    "shift",
+    "vae-or-shift",
+    "vae-plus-shift",
+)
+#: The modes that need the shift detector (agent.detectors.shift) in the bundle.
+SHIFT_FUSIONS = ("shift", "vae-or-shift", "vae-plus-shift")
+#: vae-plus-shift's weight of the VAE score (the shift score gets the rest); chosen on SKAB's
+#: valve2 + other folders among 0.3, 0.5, 0.7 (benchmarks/skab.py), valve1 held out.
+VAE_WEIGHT = 0.3
 #: What a bundle exported before the field existed means: either alarm, as it always did.
 LEGACY_FUSION = "vae-or-spc"
 #: SPC joins the decision when its alarm is active on at most this share of held-out normal
@@ -42,26 +65,65 @@ class Fusion:
     False
     >>> Fusion("vae-or-spc").update(vae=False, spc=True)
     True
+    >>> f = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
+    >>> [f.update(False, False, vae_ratio=r, shift_ratio=1.4) for r in (0.2, 0.8, 0.8, 0.2)]
+    [False, False, True, False]
     """
 
-    def __init__(self, mode: str, sustain: int = 1) -> None:
+    def __init__(
+        self,
+        mode: str,
+        sustain: int = 1,
+        raise_after: int = 3,
+        clear_after: int = 3,
+        weight: float = VAE_WEIGHT,
+    ) -> None:
         if mode not in FUSIONS:
             raise ValueError(f"fusion {mode!r} is not one of {', '.join(FUSIONS)}")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"fusion weight {weight} must be in [0, 1]")
         self.mode = mode
         self.sustain = max(1, sustain)
+        self.weight = weight
         self._spc_run = 0
+        self._plus = DebouncedAlarm(raise_after, clear_after)
+        self._vae_ratio = 0.0
 
     def reset(self) -> None:
-        """Forget how long the SPC alarm has been active."""
+        """Forget how long the SPC alarm has been active, and the summed score's alarm."""
         self._spc_run = 0
+        self._plus.reset()
+        self._vae_ratio = 0.0
 
-    def update(self, vae: bool, spc: bool) -> bool:
-        """The fused decision for one row, given both alarms' states after that row."""
+    def update(
+        self,
+        vae: bool,
+        spc: bool,
+        shift: bool = False,
+        vae_ratio: float | None = None,
+        shift_ratio: float | None = None,
+    ) -> bool:
+        """The fused decision for one row, given the alarms' states after that row.
+
+        `vae_ratio` / `shift_ratio` (score / threshold) feed `vae-plus-shift`; a row without a
+        VAE score (window not full) keeps the last one, 0 before the first.
+        """
         self._spc_run = self._spc_run + 1 if spc else 0
+        if vae_ratio is not None and math.isfinite(vae_ratio):
+            self._vae_ratio = vae_ratio
+        if self.mode == "vae-plus-shift":
+            s = shift_ratio if shift_ratio is not None and math.isfinite(shift_ratio) else 0.0
+            total = self.weight * self._vae_ratio + (1.0 - self.weight) * s
+            self._plus.update(bad=total > 1.0, good=total <= 1.0)
+            return self._plus.active
         if self.mode == "vae":
             return vae
         if self.mode == "vae-or-spc":
             return vae or spc
+        if self.mode == "shift":
+            return shift
+        if self.mode == "vae-or-shift":
+            return vae or shift
         return vae or self._spc_run >= self.sustain
 
 
@@ -88,7 +150,7 @@ def choose_fusion(spc_active: npt.NDArray[np.bool_], sustain: int) -> tuple[str,
     >>> choose_fusion(np.ones(200, dtype=bool), sustain=16)[0]
     'vae'
     """
-    shares = {m: alarm_share(m, spc_active, sustain) for m in FUSIONS if m != "vae"}
+    shares = {m: alarm_share(m, spc_active, sustain) for m in FUSIONS if "spc" in m}
     for mode in ("vae-or-spc", "vae-or-sustained-spc"):
         if shares[mode] <= SPC_QUIET_SHARE:
             return mode, shares

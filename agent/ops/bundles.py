@@ -13,7 +13,9 @@ A bundle directory holds `manifest.json` and the files it lists. Format 1:
     spc               {"chart": "imr", "center", "sigma", "mr_bar": [...], "nsigmas": 3.0}
     detector          {"kind": "vae", "threshold": T, "threshold_method": "...",
                        optional "fusion" (agent.detectors.fusion.FUSIONS) and "smoothing"
-                       (EWMA weight of the newest score, in (0, 1])}
+                       (EWMA weight of the newest score, in (0, 1]), optional "shift"
+                       (agent.detectors.shift.ShiftParams.to_dict, the drift-tolerant
+                       detector; the fusions of SHIFT_FUSIONS need it)}
     models            {"fp32": "vae.onnx", "int8": "vae.int8.onnx"}
     files             {relative path: {"sha256", "size"}} for every other file in the bundle
 
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.detectors.fusion import FUSIONS
+from agent.detectors.fusion import FUSIONS, SHIFT_FUSIONS
+from agent.detectors.shift import ShiftParams
 from agent.errors import BundleError, BundleFormatError
 
 BUNDLE_FORMAT = 1
@@ -74,6 +77,7 @@ class Manifest:
     files: dict[str, dict[str, Any]]
     fusion: str | None = None
     smoothing: float = 1.0
+    shift: ShiftParams | None = None
 
     @property
     def channel_names(self) -> list[str]:
@@ -159,6 +163,7 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
         raise BundleError("manifest field 'detector.smoothing' must be a number in (0, 1]")
     if not 0.0 < smoothing <= 1.0:
         raise BundleError("manifest field 'detector.smoothing' must be a number in (0, 1]")
+    shift = _shift(detector.get("shift"), n, fusion)
     return Manifest(
         model_version=_need(raw, "model_version", int),
         label=str(raw.get("label", "")),
@@ -180,7 +185,25 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
         files=dict(_need(raw, "files", dict)),
         fusion=fusion,
         smoothing=float(smoothing),
+        shift=shift,
     )
+
+
+def _shift(raw: object, channels: int, fusion: str | None) -> ShiftParams | None:
+    """`detector.shift`, validated; required when the bundle's fusion uses it."""
+    if raw is None:
+        if fusion in SHIFT_FUSIONS:
+            raise BundleError(f"manifest fusion {fusion!r} needs the field 'detector.shift'")
+        return None
+    if not isinstance(raw, dict):
+        raise BundleError("manifest field 'detector.shift' must be an object")
+    try:
+        params = ShiftParams.from_dict(raw)
+    except ValueError as exc:
+        raise BundleError(f"manifest field 'detector.shift' is invalid: {exc}") from None
+    if params.channels != channels:
+        raise BundleError(f"manifest field 'detector.shift.channels' must be {channels}")
+    return params
 
 
 def load_bundle(path: Path) -> Bundle:

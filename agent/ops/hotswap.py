@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.detectors.shift import shift_detector, shift_fusion
 from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.errors import BundleError
@@ -136,6 +137,7 @@ class ModelUpdates:
         self._before, self._candidate, self._restored = incumbent, bundle, False
         self._probation = ProbationDetector(vae, incumbent[1], self.policy)
         monitor.vae, monitor.spc = self._probation, spc
+        monitor.shift = shift_detector(bundle.manifest, self.agent.config.detection)
         old = self.state.version
         self.state.version, self.state.label = bundle.manifest.model_version, bundle.manifest.label
         self._set(old, "probation", f"model {bundle.manifest.model_version} {how}, on probation")
@@ -152,6 +154,7 @@ class ModelUpdates:
                 bundle, vae, spc = self._before
                 spc.reset()  # its last row is from before the swap
                 monitor.vae, monitor.spc = vae, spc
+                monitor.shift = shift_detector(bundle.manifest, self.agent.config.detection)
                 self.agent.bundle = bundle
                 self._restored = True
                 self._wake.set()
@@ -177,6 +180,7 @@ class ModelUpdates:
         assert self.store is not None
         bundle = load_bundle(self.store.version_dir(version))
         check_compat(bundle.manifest, None, self.agent.bundle.manifest)
+        shift_fusion(self.agent.monitor.fusion.mode, bundle.manifest)  # BundleError: refused
         detection = self.agent.config.detection
         vae = VaeDetector(bundle, precision=detection.precision)
         spc = SpcDetector.from_manifest(bundle.manifest.spc, detection.flatline_samples)

@@ -9,6 +9,7 @@ step of 6 sigma injected on one tag; AUC is computed with ties counted half.
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from agent.core.window import SlidingWindow
+from agent.detectors.shift import ShiftDetector
 from agent.detectors.spc import SpcDetector
 from agent.detectors.vae import VaeDetector
 from agent.ops.bundles import load_bundle
@@ -98,11 +100,38 @@ class SpcCase:
         self.detector = state
 
 
-Factory = Callable[[Path], VaeCase | SpcCase]
+class ShiftCase:
+    """The drift-tolerant shift detector of the bundle: its score on this row. Its state goes
+    through JSON (`state()`/`restore()`), as it would across an agent restart."""
+
+    name = "shift"
+
+    def __init__(self, bundle_dir: Path) -> None:
+        params = load_bundle(bundle_dir).manifest.shift
+        assert params is not None, "the export fits the shift detector into every bundle"
+        self.params = params
+        self.detector = ShiftDetector(params, raise_after=3, clear_after=3)
+
+    def step(self, row: np.ndarray) -> float | None:
+        """The largest watched channel's shift, in units of its normal size."""
+        return self.detector.update(row).value
+
+    def state(self) -> Any:
+        """The levels, the baseline and the alarm, as JSON text."""
+        return json.dumps(self.detector.state())
+
+    def restore(self, state: Any) -> None:
+        """Continue from a saved state."""
+        self.detector = ShiftDetector(self.params, raise_after=3, clear_after=3)
+        self.detector.restore(json.loads(state))
+
+
+Factory = Callable[[Path], VaeCase | SpcCase | ShiftCase]
 CASES: dict[str, Factory] = {
     "vae-int8": lambda b: VaeCase(b, "int8"),
     "vae-fp32": lambda b: VaeCase(b, "fp32"),
     "spc": SpcCase,
+    "shift": ShiftCase,
 }
 
 
@@ -112,7 +141,7 @@ class Run:
     labels: np.ndarray
 
 
-def run(case: VaeCase | SpcCase, values: np.ndarray, labels: np.ndarray) -> Run:
+def run(case: VaeCase | SpcCase | ShiftCase, values: np.ndarray, labels: np.ndarray) -> Run:
     out = [case.step(row) for row in values]
     return Run(np.array([np.nan if s is None else s for s in out]), labels)
 

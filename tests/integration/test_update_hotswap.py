@@ -94,6 +94,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
     async with Running(bundle_dir, tmp_path) as run:
         updates = run.agent.updates
         old_vae = run.agent.monitor.vae
+        old_shift = run.agent.monitor.shift
         await asyncio.sleep(0.5)
         before = len(run.results)
         await run.install(2)
@@ -102,6 +103,10 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
         await wait_for(lambda: updates.state.status == "active" and updates.state.version == 2, 30)
         assert run.agent.monitor.vae is not old_vae
         assert run.agent.bundle.manifest.model_version == 2
+        # the shift detector is the new bundle's too (agent.detectors.shift)
+        shift = run.agent.monitor.shift
+        assert shift is not None and shift is not old_shift
+        assert shift.params == run.agent.bundle.manifest.shift
         assert run.agent.sample_queue_drops == 0
         during = [r for _, r in run.results[before:]]
         # the window survives the swap: every sample around it is scored, none skipped

@@ -1,0 +1,223 @@
+"""A drift-tolerant level-shift detector: fast EWMA against a slow, frozen-when-alarmed baseline.
+
+Why a second detector beside the VAE: a process that warms up or wears drifts slowly in normal
+operation, so fixed control limits (the I-MR chart) fill with false alarms, while a moderate
+but sustained step of one tag (a valve closing by a few percent) is too small for a
+reconstruction error over a short window. This detector follows the slow drift and keeps
+the step:
+
+    f_c = f_c + fast * (x_c - f_c)        the short-term level of channel c
+    b_c = b_c + slow * (x_c - b_c)        its baseline, NOT updated while the alarm holds
+    z_c = |f_c - b_c| / scale_c           the shift in units of its normal size
+    score = max over watched channels of z_c, against `threshold`
+
+The baseline tracks drifts slower than about `1 / slow` rows; a step raises the alarm (after
+`raise_after` rows above the threshold), the baseline freezes at the level before it, and
+the alarm holds until the tag comes back (`clear_after` rows below) -- or, after
+`max_freeze` rows of alarm, the baseline accepts the new level, so a permanent change ends
+as one long alarm instead of a stuck one. O(1) per sample, numpy only.
+
+Channels that drift too fast for any baseline (set with `--relative` at export, such as
+temperatures that climb through a run) and channels constant in training (no scale) are not
+watched. The parameters (`ShiftParams`) are fitted at export (`fit_shift`) and carried in the
+bundle as `detector.shift`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.detectors.fusion import SHIFT_FUSIONS
+from agent.errors import BundleError
+from agent.events.alarms import DebouncedAlarm
+from agent.types import Score
+
+if TYPE_CHECKING:  # the bundle module parses ShiftParams: typing only, no import cycle
+    from agent.config import DetectionConfig
+    from agent.ops.bundles import Manifest
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ShiftParams:
+    """What the export fits: watched channels, EWMA weights, per-channel scale, threshold."""
+
+    channels: int
+    watched: tuple[int, ...]
+    fast: float
+    slow: float
+    scale: tuple[float, ...]
+    threshold: float
+    max_freeze: int = 3600
+    method: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise ValueError("shift.channels must be at least 1")
+        if not self.watched or len(set(self.watched)) != len(self.watched):
+            raise ValueError("shift.watched must list distinct channel indices, at least one")
+        if any(not 0 <= i < self.channels for i in self.watched):
+            raise ValueError(f"shift.watched must be channel indices in [0, {self.channels})")
+        if not 0.0 < self.slow < self.fast <= 1.0:
+            raise ValueError("shift needs 0 < slow < fast <= 1 (EWMA weights)")
+        if len(self.scale) != len(self.watched):
+            raise ValueError("shift.scale must give one number per watched channel")
+        if not all(math.isfinite(s) and s > 0 for s in self.scale):
+            raise ValueError("shift.scale must be positive finite numbers")
+        if not (math.isfinite(self.threshold) and self.threshold > 0):
+            raise ValueError("shift.threshold must be a positive number")
+        if self.max_freeze < 1:
+            raise ValueError("shift.max_freeze must be at least 1 row")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `detector.shift` object."""
+        return {
+            "channels": self.channels,
+            "watched": list(self.watched),
+            "fast": self.fast,
+            "slow": self.slow,
+            "scale": list(self.scale),
+            "threshold": self.threshold,
+            "max_freeze": self.max_freeze,
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ShiftParams:
+        """Parse `detector.shift`; ValueError names the bad field."""
+        try:
+            return cls(
+                channels=int(raw["channels"]),
+                watched=tuple(int(i) for i in raw["watched"]),
+                fast=float(raw["fast"]),
+                slow=float(raw["slow"]),
+                scale=tuple(float(s) for s in raw["scale"]),
+                threshold=float(raw["threshold"]),
+                max_freeze=int(raw.get("max_freeze", 3600)),
+                method=str(raw.get("method", "")),
+            )
+        except KeyError as exc:
+            raise ValueError(f"shift.{exc.args[0]} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"shift: {exc}") from None
+
+
+class ShiftDetector:
+    """Fast EWMA minus a frozen-when-alarmed slow baseline, per watched channel.
+
+    Examples
+    --------
+    >>> p = ShiftParams(channels=2, watched=(0,), fast=0.2, slow=0.01, scale=(1.0,),
+    ...                 threshold=2.0)
+    >>> det = ShiftDetector(p, raise_after=3, clear_after=3)
+    >>> quiet = [det.update(np.array([0.0, 5.0])) for _ in range(50)]
+    >>> any(det.update(np.array([0.0, 9.0])).anomalous for _ in range(20))  # not watched
+    False
+    >>> alarms = [det.active for _ in range(40) if det.update(np.array([5.0, 0.0]))]
+    >>> alarms[-1]  # a step of 5 scales: raised, and held (the baseline is frozen)
+    True
+    >>> back = [det.update(np.array([0.0, 0.0])) for _ in range(60)]
+    >>> det.active
+    False
+    """
+
+    def __init__(self, params: ShiftParams, raise_after: int = 3, clear_after: int = 3) -> None:
+        self.params = params
+        self._idx = np.asarray(params.watched, dtype=np.intp)
+        self._scale = np.asarray(params.scale, dtype=np.float64)
+        self.alarm = DebouncedAlarm(raise_after, clear_after)
+        self._fast: FloatArray | None = None
+        self._base: FloatArray | None = None
+        self._frozen = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether the shift alarm holds after the last row."""
+        return self.alarm.active
+
+    def reset(self) -> None:
+        """Forget the levels and the alarm (the next row starts a new baseline)."""
+        self._fast = self._base = None
+        self._frozen = 0
+        self.alarm.reset()
+
+    def update(self, row: FloatArray) -> Score:
+        """Take one raw row (all channels; NaN = no reading, that channel keeps its levels)."""
+        if row.shape != (self.params.channels,):
+            raise ValueError(f"row has shape {row.shape}, expected ({self.params.channels},)")
+        x = row[self._idx].astype(np.float64)
+        ok = np.isfinite(x)
+        if self._fast is None or self._base is None:
+            self._fast = np.where(ok, x, np.nan)
+            self._base = self._fast.copy()
+        fresh = ok & np.isnan(self._fast)  # a channel's first good reading starts its levels
+        self._fast[fresh] = self._base[fresh] = x[fresh]
+        p = self.params
+        self._fast = np.where(ok, self._fast + p.fast * (x - self._fast), self._fast)
+        adapt = not self.alarm.active or self._frozen >= p.max_freeze
+        if adapt:
+            self._base = np.where(ok, self._base + p.slow * (x - self._base), self._base)
+        z = np.abs(self._fast - self._base) / self._scale
+        z = np.where(np.isfinite(z), z, 0.0)
+        value = float(z.max())
+        self.alarm.update(bad=value > p.threshold, good=value <= p.threshold)
+        self._frozen = self._frozen + 1 if self.alarm.active else 0
+        contributions = np.zeros(p.channels)
+        total = float(z.sum())
+        if total > 0:
+            contributions[self._idx] = z / total
+        return Score(value=value, threshold=p.threshold, contributions=tuple(contributions))
+
+    def state(self) -> dict[str, object]:
+        """The running state, JSON-able (NaN levels as None), to survive a restart."""
+
+        def levels(a: FloatArray | None) -> list[float | None] | None:
+            return None if a is None else [None if math.isnan(v) else float(v) for v in a]
+
+        return {
+            "fast": levels(self._fast),
+            "base": levels(self._base),
+            "frozen": self._frozen,
+            "active": self.alarm.active,
+            "bad": self.alarm._bad,
+            "good": self.alarm._good,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`."""
+
+        def levels(raw: object) -> FloatArray | None:
+            if raw is None:
+                return None
+            if not isinstance(raw, list) or len(raw) != len(self._idx):
+                raise ValueError("shift state: levels must list one value per watched channel")
+            return np.array([math.nan if v is None else float(v) for v in raw])
+
+        self._fast, self._base = levels(state["fast"]), levels(state["base"])
+        self._frozen = int(str(state["frozen"]))
+        self.alarm.active = bool(state["active"])
+        self.alarm._bad = int(str(state["bad"]))
+        self.alarm._good = int(str(state["good"]))
+
+
+def shift_detector(manifest: Manifest, detection: DetectionConfig) -> ShiftDetector | None:
+    """The bundle's shift detector with the site's debounce, or None if it carries none."""
+    if manifest.shift is None:
+        return None
+    return ShiftDetector(manifest.shift, detection.raise_after, detection.clear_after)
+
+
+def shift_fusion(mode: str, manifest: Manifest) -> str:
+    """`mode`, checked: a shift fusion on a bundle without `detector.shift` is refused."""
+    if mode in SHIFT_FUSIONS and manifest.shift is None:
+        raise BundleError(
+            f"fusion {mode!r} needs a bundle with the shift detector ('detector.shift'); "
+            "re-export the bundle with this version or set [detection] fusion to 'vae'"
+        )
+    return mode
