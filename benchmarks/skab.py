@@ -278,7 +278,9 @@ def main() -> int:
         default="Temperature,Thermocouple",
         help="channels trained without their level ('' for none): the rig's water warms up",
     )
-    parser.add_argument("--score", choices=["max", "mean"], default="mean")
+    parser.add_argument(
+        "--score", choices=["max", "mean", "max+latent", "mean+latent"], default="mean+latent"
+    )
     parser.add_argument("--encoder", choices=["dense", "conv"], default="dense")
     parser.add_argument("--beta", type=float, default=0.1, help="KL weight (0.1)")
     parser.add_argument("--epochs", type=int, default=60)
