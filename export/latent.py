@@ -79,8 +79,8 @@ def whitening(mu: Float32Array) -> tuple[Float32Array, Float32Array]:
     >>> rng = np.random.default_rng(0)
     >>> z = rng.normal(size=(500, 3)) * [1.0, 10.0, 0.1]
     >>> c, w = whitening(z.astype(np.float32))
-    >>> np.round(np.cov((z - c) @ w, rowvar=False), 2).tolist()
-    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> bool(np.allclose(np.cov((z - c) @ w, rowvar=False), np.eye(3), atol=0.01))
+    True
     """
     data = np.asarray(mu, dtype=np.float64)
     center = data.mean(axis=0)

@@ -4,6 +4,7 @@ trained with it and replayed through `lineside score` in fp32 and int8."""
 
 from __future__ import annotations
 
+import doctest
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from agent.config import DetectionConfig
 from agent.scoring import DEFAULT_DETECTION, replay_csv
+from export import latent
 from export.errors import ExportError
 from export.latent import LATENT_WEIGHT, fit_latent, split_score, whitening
 from export.onnx_export import export_onnx, prepare, scoring_module
@@ -149,3 +151,8 @@ def test_unknown_score_term_is_refused(tmp_path: Path) -> None:
     options = TrainOptions(inputs=[tmp_path / "missing.csv"], out=tmp_path / "o")
     with pytest.raises(ExportError, match=r"--score must be max or mean, optionally \+latent"):
         run_train(TrainOptions(**{**options.__dict__, "score": "mean+pca"}))
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(latent)
+    assert result.attempted > 0 and result.failed == 0
