@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--score",
-        choices=["max", "mean"],
+        choices=["max", "mean", "max+latent", "mean+latent"],
         default="max",
-        help="window score: the largest channel contribution, or their mean (max)",
+        help="window score: the largest channel contribution, or their mean; +latent adds "
+        "the encoder's distance from the training windows (export/latent.py) (max)",
     )
     train.add_argument(
         "--encoder",

@@ -6,7 +6,9 @@ The exported graph is what the agent runs on the device (see agent/ops/bundles.p
     contrib  float32 (batch, channels): mean over the window of (x - recon)^2, divided by
              that channel's mean on held-out normal windows (1.0 = a typical window)
     score    float32 (batch,): the largest contribution (`--score max`, the default) or
-             their mean (`--score mean`)
+             their mean (`--score mean`); with `+latent` (`--score mean+latent`) that part in
+             held-out units plus the distance of the window's posterior mean from the training
+             windows' (export/latent.py), which a level shift the decoder follows still moves
 
 Normalising per channel and taking the maximum lets one sensor that goes wrong stand out: a
 noisy channel (vibration) and a quiet, well-explained one (motor current) weigh the same, and
@@ -37,6 +39,7 @@ import torch
 from torch import nn
 
 from export.errors import ExportError
+from export.latent import LatentTerm, latent_distance
 from export.train import Vae
 
 Float32Array = npt.NDArray[np.float32]
@@ -79,29 +82,53 @@ class ScoringModule(nn.Module):
         baseline: torch.Tensor | None = None,
         relative: torch.Tensor | None = None,
         reduce: str = "max",
+        latent: LatentTerm | None = None,
     ) -> None:
         super().__init__()
         self.vae = vae
         self.reduce = reduce
+        self.latent = latent is not None
         ones = torch.ones(vae.channels, dtype=torch.float32)
         zeros = torch.zeros(vae.channels, dtype=torch.float32)
         self.register_buffer("baseline", ones if baseline is None else baseline.float())
         self.register_buffer("relative", zeros if relative is None else relative.float())
+        if latent is not None:
+            self.register_buffer("latent_center", torch.from_numpy(latent.center))
+            self.register_buffer("latent_whiten", torch.from_numpy(latent.whiten))
+            units = [latent.rec_unit, latent.latent_unit / latent.weight]
+            self.register_buffer("latent_units", torch.tensor(units, dtype=torch.float32))
 
-    def raw_errors(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error per channel (batch, channels), not normalised."""
+    def errors_and_mu(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean squared reconstruction error (batch, channels), not normalised,
+        and the posterior means (batch, latent)."""
         x = torch.clamp(x, -INPUT_CLIP, INPUT_CLIP)
         relative: torch.Tensor = self.get_buffer("relative")
         x = x - relative * torch.mean(x, dim=1, keepdim=True)
         mu, _ = self.vae.encode(x)
         recon = self.vae.decode(mu)
-        return torch.mean((x - recon) ** 2, dim=1)
+        return torch.mean((x - recon) ** 2, dim=1), mu
+
+    def raw_errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared reconstruction error per channel (batch, channels), not normalised."""
+        return self.errors_and_mu(x)[0]
+
+    def reduce_contrib(self, contrib: torch.Tensor) -> torch.Tensor:
+        """The reconstruction part of the score: the largest or the mean contribution."""
+        if self.reduce == "max":
+            return torch.amax(contrib, dim=1)
+        return torch.mean(contrib, dim=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score a batch of scaled windows (batch, window, channels)."""
         baseline: torch.Tensor = self.get_buffer("baseline")
-        contrib = self.raw_errors(x) / baseline
-        score = torch.amax(contrib, dim=1) if self.reduce == "max" else torch.mean(contrib, dim=1)
+        errors, mu = self.errors_and_mu(x)
+        contrib = errors / baseline
+        score = self.reduce_contrib(contrib)
+        if self.latent:
+            units: torch.Tensor = self.get_buffer("latent_units")
+            center: torch.Tensor = self.get_buffer("latent_center")
+            whiten: torch.Tensor = self.get_buffer("latent_whiten")
+            score = score / units[0] + latent_distance(mu, center, whiten) / units[1]
         return score, contrib
 
 
@@ -162,6 +189,7 @@ def scoring_module(
     baseline: Float32Array | None = None,
     relative: Float32Array | None = None,
     reduce: str = "max",
+    latent: LatentTerm | None = None,
 ) -> ScoringModule:
     """The scoring graph of a trained model, in eval mode (what `export_onnx` writes)."""
     return ScoringModule(
@@ -169,6 +197,7 @@ def scoring_module(
         None if baseline is None else torch.from_numpy(baseline),
         None if relative is None else torch.from_numpy(relative.astype(np.float32)),
         reduce,
+        latent,
     ).eval()
 
 
@@ -178,9 +207,10 @@ def export_onnx(
     baseline: Float32Array | None = None,
     relative: Float32Array | None = None,
     reduce: str = "max",
+    latent: LatentTerm | None = None,
 ) -> None:
     """Write the scoring graph of `model` to `path` as one self-contained ONNX file."""
-    scoring = scoring_module(model, baseline, relative, reduce)
+    scoring = scoring_module(model, baseline, relative, reduce, latent)
     example = torch.zeros((2, model.window, model.channels), dtype=torch.float32)
     try:
         with _quiet_exporter(), torch.no_grad():

@@ -38,6 +38,7 @@ from export.data import (
     split_tables,
 )
 from export.errors import ExportError
+from export.latent import SCORES, split_score
 from export.parity import (
     Parity,
     calibrate_threshold,
@@ -101,7 +102,10 @@ def validate(options: TrainOptions) -> None:
         (options.hop >= 1, f"--hop must be at least 1 (got {options.hop})"),
         (options.epochs >= 1, f"--epochs must be at least 1 (got {options.epochs})"),
         (options.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
-        (options.score in ("max", "mean"), "--score must be max or mean"),
+        (
+            options.score in SCORES,
+            f"--score must be max or mean, optionally +latent ({', '.join(SCORES)})",
+        ),
         (options.beta >= 0.0, f"--beta must be non-negative (got {options.beta})"),
         (options.encoder in ("dense", "conv"), "--encoder must be dense or conv"),
         (options.seed >= 0, f"--seed must be non-negative (got {options.seed})"),
@@ -287,11 +291,24 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         if bar is not None:
             bar.close()
     baseline = channel_baseline(result.model, windows["val"], relative)
+    reduce, with_latent = split_score(options.score)
+    latent = None
+    if with_latent:
+        from export.latent import fit_latent
+
+        latent = fit_latent(
+            result.model,
+            windows["train"],
+            np.concatenate([windows["val"], windows["cal"]]),
+            baseline,
+            relative,
+            reduce,
+        )
 
     with bundle_io.staging_dir(options.out) as staging:
         fp32_path = staging / bundle_io.FP32_NAME
         int8_path = staging / bundle_io.INT8_NAME
-        export_onnx(result.model, fp32_path, baseline, relative, options.score)
+        export_onnx(result.model, fp32_path, baseline, relative, reduce, latent)
         # The calibration set: every window held out of the weights (validation, which only
         # picked the epoch, and calibration). On a short history (SKAB trains on 400 rows)
         # the calibration part alone is a few dozen windows.
@@ -341,9 +358,15 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "fusion": fusion,
                 "fusion_basis": fusion_basis,
                 "shift": shift,
-                "score": f"{options.score} over channels of the per-channel reconstruction "
-                "error / its mean on held-out normal windows",
+                "score": f"{reduce} over channels of the per-channel reconstruction "
+                "error / its mean on held-out normal windows"
+                + (
+                    ", / its held-out mean, + the latent distance / its held-out mean"
+                    if latent is not None
+                    else ""
+                ),
                 "score_reduce": options.score,
+                **({"latent_term": latent.to_manifest()} if latent is not None else {}),
                 "encoder": options.encoder,
                 "channel_baseline": [float(b) for b in baseline],
                 "relative_channels": [c for c, r in zip(columns, relative, strict=True) if r],
