@@ -5,10 +5,11 @@
 For each of the 34 labelled files the first 400 rows are written to a training CSV and given to
 `lineside-export train` (the same `run_train` call the command makes); the whole file is then
 replayed through `lineside score`'s code (`agent.scoring.replay_rows`: the live LineMonitor with
-the bundle's VAE in onnxruntime, the shift detector, SPC and the debounced alarms). Only rows from 400 on are
-scored; the first 400 just fill the window, as a live stream would. One confusion matrix is
-summed over all files (agent.evaluation), and NAB changepoint scores are computed from the same
-binary predictions. The table puts our rows beside the published leaderboard.
+the bundle's VAE in onnxruntime, the shift detector, SPC and the debounced alarms). Only rows
+from 400 on are scored; the first 400 just fill the window, as a live stream would. One
+confusion matrix is summed over all files (agent.evaluation), and NAB changepoint scores are
+computed from the same binary predictions. The table puts our rows beside the published
+leaderboard.
 
 What was chosen, and how (printed with the tables under "What chose what"):
 - window 16, dense encoder, `--score mean`, `--beta 0.1`, `--relative Temperature,Thermocouple`

@@ -34,13 +34,14 @@ WARMUP = 100
 
 
 def _drift(stream: FloatArray, fast: float, slow: float) -> FloatArray:
-    """f - b on every row of a stream, the baseline always adapting."""
+    """f - b on every row of a stream, the baseline always adapting, warm-up as the detector's."""
     f = stream[0].copy()
     b = stream[0].copy()
     out = np.empty_like(stream)
     for i, x in enumerate(stream):
-        f += fast * (x - f)
-        b += slow * (x - b)
+        warm = 1.0 / (i + 1)  # the running mean until 1 / weight rows (ShiftDetector.update)
+        f += max(fast, warm) * (x - f)
+        b += max(slow, warm) * (x - b)
         out[i] = f - b
     return out
 

@@ -11,11 +11,14 @@ the step:
     z_c = |f_c - b_c| / scale_c           the shift in units of its normal size
     score = max over watched channels of z_c, against `threshold`
 
-The baseline tracks drifts slower than about `1 / slow` rows; a step raises the alarm (after
-`raise_after` rows above the threshold), the baseline freezes at the level before it, and
-the alarm holds until the tag comes back (`clear_after` rows below) -- or, after
-`max_freeze` rows of alarm, the baseline accepts the new level, so a permanent change ends
-as one long alarm instead of a stuck one. O(1) per sample, numpy only.
+Until a channel has `1 / w` readings, each EWMA of weight `w` is the running mean of its
+readings so far (weight `1 / n` at the n-th reading): a cold start does not take one noisy
+first reading as the baseline for hundreds of rows, which would raise false alarms right after
+every agent start. The baseline tracks drifts slower than about `1 / slow` rows; a step
+raises the alarm (after `raise_after` rows above the threshold), the baseline freezes at the
+level before it, and the alarm holds until the tag comes back (`clear_after` rows below) -- or,
+after `max_freeze` rows of alarm, the baseline accepts the new level, so a permanent change
+ends as one long alarm instead of a stuck one. O(1) per sample, numpy only.
 
 Channels that drift too fast for any baseline (set with `--relative` at export, such as
 temperatures that climb through a run) and channels constant in training (no scale) are not
@@ -134,6 +137,7 @@ class ShiftDetector:
         self.alarm = DebouncedAlarm(raise_after, clear_after)
         self._fast: FloatArray | None = None
         self._base: FloatArray | None = None
+        self._seen = np.zeros(len(self._idx))  # good readings per watched channel (warm-up)
         self._frozen = 0
 
     @property
@@ -144,6 +148,7 @@ class ShiftDetector:
     def reset(self) -> None:
         """Forget the levels and the alarm (the next row starts a new baseline)."""
         self._fast = self._base = None
+        self._seen = np.zeros(len(self._idx))
         self._frozen = 0
         self.alarm.reset()
 
@@ -159,10 +164,13 @@ class ShiftDetector:
         fresh = ok & np.isnan(self._fast)  # a channel's first good reading starts its levels
         self._fast[fresh] = self._base[fresh] = x[fresh]
         p = self.params
-        self._fast = np.where(ok, self._fast + p.fast * (x - self._fast), self._fast)
+        self._seen = self._seen + ok
+        warm = 1.0 / np.maximum(self._seen, 1.0)  # the running mean while warming up
+        fast, slow = np.maximum(p.fast, warm), np.maximum(p.slow, warm)
+        self._fast = np.where(ok, self._fast + fast * (x - self._fast), self._fast)
         adapt = not self.alarm.active or self._frozen >= p.max_freeze
         if adapt:
-            self._base = np.where(ok, self._base + p.slow * (x - self._base), self._base)
+            self._base = np.where(ok, self._base + slow * (x - self._base), self._base)
         z = np.abs(self._fast - self._base) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
         value = float(z.max())
@@ -183,6 +191,7 @@ class ShiftDetector:
         return {
             "fast": levels(self._fast),
             "base": levels(self._base),
+            "seen": [float(n) for n in self._seen],
             "frozen": self._frozen,
             "active": self.alarm.active,
             "bad": self.alarm._bad,
@@ -200,6 +209,13 @@ class ShiftDetector:
             return np.array([math.nan if v is None else float(v) for v in raw])
 
         self._fast, self._base = levels(state["fast"]), levels(state["base"])
+        seen = state.get("seen")
+        if seen is None:  # a state saved before the warm-up count: take it as warmed up
+            self._seen = np.full(len(self._idx), 1.0 / self.params.slow)
+        elif isinstance(seen, list) and len(seen) == len(self._idx):
+            self._seen = np.array([float(n) for n in seen])
+        else:
+            raise ValueError("shift state: seen must list one count per watched channel")
         self._frozen = int(str(state["frozen"]))
         self.alarm.active = bool(state["active"])
         self.alarm._bad = int(str(state["bad"]))

@@ -84,6 +84,32 @@ def test_a_permanent_change_ends_after_max_freeze_rows() -> None:
     assert not alarms[1200:].any()  # the baseline accepted the new level
 
 
+def test_a_cold_start_on_normal_rows_raises_no_alarm() -> None:
+    # Without the running-mean warm-up the baseline was the first (noisy) reading for ~1/slow
+    # rows, and a restart on a healthy line alarmed.
+    rng = np.random.default_rng(11)
+    params, _ = fit_shift([rng.normal(size=(2000, 2))], ["a", "b"])
+    assert params is not None
+    raised = 0
+    for _ in range(20):
+        alarms = _alarms(ShiftDetector(params), rng.normal(size=(300, 2)))
+        raised += int(alarms.any())
+    assert raised == 0, f"{raised} of 20 cold starts on normal rows raised the shift alarm"
+
+
+def test_a_state_saved_before_the_warm_up_count_restores_as_warmed_up() -> None:
+    a = ShiftDetector(_params())
+    for _ in range(300):
+        a.update(np.zeros(2))
+    old = {k: v for k, v in a.state().items() if k != "seen"}
+    b = ShiftDetector(_params())
+    b.restore(json.loads(json.dumps(old)))
+    step = np.array([5.0, 0.0])
+    assert [a.update(step) for _ in range(20)] == [b.update(step) for _ in range(20)]
+    with pytest.raises(ValueError, match="one count per watched channel"):
+        b.restore({**a.state(), "seen": [1.0]})
+
+
 def test_nan_keeps_a_channels_levels_and_an_unseen_channel_starts_late() -> None:
     det = ShiftDetector(_params())
     for _ in range(50):
