@@ -81,6 +81,7 @@ from benchmarks.skab_select import (  # noqa: E402
 )
 from benchmarks.skab_select import evaluate as select_eval  # noqa: E402
 from export.calibrate import DEFAULT_FUSION  # noqa: E402
+from export.shift_fit import MARGIN as SHIFT_MARGIN  # noqa: E402
 
 TRAIN_ROWS = 400
 FOLDERS = ("valve1", "valve2", "other")
@@ -122,6 +123,7 @@ def train_bundle(
         encoder=args.encoder,
         beta=args.beta,
         smoothing=smoothing,
+        shift_margin=args.shift_margin,
         quiet=True,
         force=True,
         allow_parity_loss=True,  # measured below; a refused export would hide a figure
@@ -322,6 +324,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raise-after", type=int, default=3)
+    parser.add_argument("--shift-margin", type=float, default=SHIFT_MARGIN)
     parser.add_argument(
         "--clear-after", type=_ints, default=[3, 10, 30], help="candidates (3,10,30)"
     )

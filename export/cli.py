@@ -15,6 +15,7 @@ from pathlib import Path
 from agent.detectors.fusion import FUSIONS
 from export.calibrate import DEFAULT_FUSION
 from export.errors import ExportError
+from export.shift_fit import MARGIN as SHIFT_MARGIN
 
 PROG = "lineside-export"
 
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how the VAE, shift and SPC alarms fuse ({DEFAULT_FUSION}; auto: VAE and SPC "
         "chosen on held-out normal rows)",
     )
+    train.add_argument(
+        "--shift-margin",
+        type=float,
+        default=SHIFT_MARGIN,
+        help=f"shift detector threshold: largest held-out normal score x this ({SHIFT_MARGIN:g})",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")
     train.add_argument(
@@ -159,6 +166,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         threshold_margin=args.threshold_margin,
         smoothing=args.smoothing,
         fusion=args.fusion,
+        shift_margin=args.shift_margin,
         quiet=args.quiet,
         force=args.force,
         allow_parity_loss=args.allow_parity_loss,

@@ -49,6 +49,7 @@ from export.parity import (
 )
 from export.progress import ProgressBar, wants_bar
 from export.quantize import quantize_int8
+from export.shift_fit import MARGIN as SHIFT_MARGIN
 from export.shift_fit import shift_for_bundle
 from export.sign import write_golden
 
@@ -80,6 +81,7 @@ class TrainOptions:
     threshold_margin: float = 1.25
     smoothing: float = 1.0
     fusion: str = DEFAULT_FUSION
+    shift_margin: float = SHIFT_MARGIN
     quiet: bool = False
     force: bool = False
     allow_parity_loss: bool = False
@@ -120,6 +122,10 @@ def validate(options: TrainOptions) -> None:
         (
             options.threshold_margin > 0.0,
             f"--threshold-margin must be positive (got {options.threshold_margin})",
+        ),
+        (
+            options.shift_margin > 0.0,
+            f"--shift-margin must be positive (got {options.shift_margin})",
         ),
         (
             0.0 < options.smoothing <= 1.0,
@@ -326,7 +332,9 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         fusion_basis = {**fusion_basis, "auto_choice": auto, "chosen_by": options.fusion}
         say(f"fusion {fusion} (SPC alarm on held-out normal rows: {fusion_basis})")
         drifting = [c for c, r in zip(columns, relative, strict=True) if r]
-        shift = shift_for_bundle([t.segments for t in tables], columns, drifting, fusion)
+        shift = shift_for_bundle(
+            [t.segments for t in tables], columns, drifting, fusion, options.shift_margin
+        )
         parity, quantization = quantize_best(
             fp32_path, int8_path, windows["train"], held_out, cal_fp32, threshold
         )
