@@ -69,14 +69,17 @@ def model_from_config(config: dict[str, Any], texts: list[str], out: Path, seed:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    # transformers 4.57 (pinned for optimum-onnx) leaves both classes untyped.
+    config_class: Any = LlamaConfig
+    model_class: Any = LlamaForCausalLM
     tok = train_tokenizer(texts, int(config.pop("tokenizer_vocab", 1024)))
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
+    cfg = config_class(
         **config, vocab_size=tok.get_vocab_size(), pad_token_id=PAD, bos_token_id=BOS,
         eos_token_id=EOS,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    LlamaForCausalLM(cfg).save_pretrained(out)
+    model_class(cfg).save_pretrained(out)
     tok.save(str(out / TOKENIZER_NAME))
     return out
 

@@ -1,6 +1,7 @@
 """The LLM path for real: a tiny Llama built from a config with a locally trained tokenizer,
-exported by `lineside-export llm`, decoded by our onnxruntime loop, token for token equal to
-transformers' own greedy `generate`. Nothing is downloaded."""
+exported by `lineside-export llm` (optimum's exporter), decoded by our onnxruntime loop, token
+for token equal to optimum's own `ORTModelForCausalLM.generate` on the same export and to
+transformers' greedy `generate` on the source. Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ TINY = {
     "tokenizer_vocab": 400,
 }  # fmt: skip
 PROMPTS = ["melt_pressure is 204.1 bar", "Likely cause:", "可能原因：过滤网"]
+MORE_PROMPTS = [
+    "Anomaly on line extruder-1 since",
+    "check the differential pressure",
+    "score 12.0 against threshold 8.0. melt_pressure",
+]
 
 
 def export_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,6 +84,29 @@ def test_onnx_decode_loop_matches_transformers_generate(tiny: Path, exported) ->
 
 
 @pytest.mark.timeout(300)
+def test_onnx_decode_loop_matches_optimums_generate(exported) -> None:
+    """Our loop (onnxruntime + tokenizers) and optimum's ORTModelForCausalLM, same export dir."""
+    import torch
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    ort_model = ORTModelForCausalLM.from_pretrained(exported["none"], local_files_only=True)
+    assert ort_model.can_use_cache
+    lm = OnnxCausalLM(exported["none"])
+    lengths = set()
+    for prompt in PROMPTS + MORE_PROMPTS:
+        ids = lm.encode(prompt)
+        ref = ort_model.generate(
+            input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=32, do_sample=False, eos_token_id=lm.eos, pad_token_id=0,
+        )[0, len(ids) :].tolist()  # fmt: skip
+        got = lm.generate(ids, 32)
+        assert got.tokens == ref, prompt
+        lengths.add(len(got.tokens))
+    # Random weights rarely hit EOS early: the comparison ran over many cached steps.
+    assert max(lengths) >= 16
+
+
+@pytest.mark.timeout(300)
 def test_budgets_stop_the_decode(exported) -> None:
     lm = OnnxCausalLM(exported["none"])
     ids = lm.encode(PROMPTS[0])
@@ -123,8 +152,8 @@ def test_cli_export_and_its_errors(tiny: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_graph_has_optimums_text_generation_with_past_interface(exported) -> None:
-    """Same names, types and cache layout as optimum's export, so its models fit our loop."""
+def test_graph_has_the_interface_the_device_loop_feeds(exported) -> None:
+    """optimum's text-generation-with-past names, types and cache layout, which our loop feeds."""
     graph = onnx.load(str(exported["none"] / "model.onnx")).graph
     cache = [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
     inputs = {v.name: v.type.tensor_type for v in graph.input}
