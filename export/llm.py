@@ -27,6 +27,7 @@ agreement) are recorded in llm.json for the operator to judge.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -90,6 +91,11 @@ def export_onnx(model_dir: Path, out: Path) -> None:
     # The tracer warns about every Python branch on a shape in transformers' code; the branches
     # it bakes in hold for every call the decode loop makes, and the parity check runs both an
     # empty and a filled cache. optimum's own validation is skipped: our parity check is the gate.
+    # Their loggers chat about deprecated arguments optimum passes and optional extras.
+    loggers = [logging.getLogger(n) for n in ("optimum", "transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -99,6 +105,9 @@ def export_onnx(model_dir: Path, out: Path) -> None:
             )  # fmt: skip
         except (OSError, ValueError, KeyError) as exc:
             raise ExportError(f"{model_dir}: optimum cannot export it: {exc}") from exc
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
     if not (out / MODEL_NAME).is_file():
         raise ExportError(f"{model_dir}: optimum wrote no {MODEL_NAME} (a decoder-only LM?)")
 
@@ -123,6 +132,8 @@ def quantize(fp32: Path, out: Path, kind: str) -> None:
 
         # accuracy_level 4: the CPU kernel computes with int8 activations, which is what
         # makes 4-bit weights faster than int8 ones on CPUs without fast fp16.
+        # Importing the quantizer configures the root logger at INFO; it then logs every node.
+        logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
         quantizer = MatMulNBitsQuantizer(
             onnx.load(str(fp32)), block_size=32, is_symmetric=True, accuracy_level=4
         )
