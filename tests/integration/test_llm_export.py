@@ -153,6 +153,24 @@ def test_cli_export_and_its_errors(tiny: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_cli_refuses_a_model_optimum_cannot_export_as_a_causal_lm(tiny: Path, tmp_path) -> None:
+    from transformers import BertConfig, BertLMHeadModel
+
+    bert = tmp_path / "bert"
+    config = BertConfig(
+        vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, is_decoder=True, eos_token_id=2,
+    )  # fmt: skip
+    BertLMHeadModel(config).save_pretrained(bert)
+    (bert / "tokenizer.json").write_bytes((tiny / "tokenizer.json").read_bytes())
+    out = tmp_path / "out"
+    bad = export_cli("llm", "--model", str(bert), "--out", str(out))
+    assert bad.returncode == 2 and "optimum cannot export it" in bad.stderr
+    assert "text-generation-with-past" in bad.stderr and "Traceback" not in bad.stderr
+    assert not out.exists()
+
+
+@pytest.mark.timeout(300)
 def test_graph_has_the_interface_the_device_loop_feeds(exported) -> None:
     """optimum's text-generation-with-past names, types and cache layout, which our loop feeds."""
     graph = onnx.load(str(exported["none"] / "model.onnx")).graph
