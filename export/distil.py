@@ -243,7 +243,7 @@ class DistilOptions:
     student: Path
     out: Path
     examples: int = 1600
-    steps: int = 2000
+    steps: int = 3000
     batch: int = 8
     lr: float = 3e-3
     languages: tuple[str, ...] = ("en", "zh")

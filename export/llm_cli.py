@@ -46,7 +46,7 @@ def add_llm_parsers(sub: Any) -> None:
     distil.add_argument("--student", required=True, metavar="HF_DIR|CONFIG.json|tiny")
     distil.add_argument("--out", required=True, type=Path, metavar="DIR")
     distil.add_argument("--examples", type=int, default=1600, help="simulated fault windows")
-    distil.add_argument("--steps", type=int, default=2000, help="fine-tuning steps (2000)")
+    distil.add_argument("--steps", type=int, default=3000, help="fine-tuning steps (3000)")
     distil.add_argument("--batch", type=int, default=8, help="batch size (8)")
     distil.add_argument("--lr", type=float, default=3e-3, help="learning rate (3e-3)")
     distil.add_argument("--languages", default="en,zh", help="comma-separated (en,zh)")
