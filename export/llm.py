@@ -1,38 +1,33 @@
 """`lineside-export llm`: a Hugging Face causal LM directory -> ONNX with its KV cache.
 
-The export is torch.onnx's TorchScript exporter (`dynamo=False`) over a thin wrapper that
-takes the cache as flat tensors and returns the new cache as flat tensors, so the graph has the
-input and output names the device's decode loop expects (see `agent/explain/llm.py`). The
-dynamo exporter (torch 2.13) refused the same wrapper: it could not turn the dynamic cache length
-into `dynamic_shapes`.
+The graph is optimum's: `optimum.exporters.onnx.main_export` with the task
+`text-generation-with-past`, local files only. Its interface is what the device's decode loop
+(`agent/explain/llm.py`) feeds: input_ids, attention_mask, position_ids,
+past_key_values.<i>.key/value -> logits, present.<i>.key/value, the cache laid out batch,
+kv_heads, length, head_dim. optimum's own files (config.json, generation_config.json, tokenizer
+config) stay beside model.onnx, so `optimum.onnxruntime.ORTModelForCausalLM` loads the export
+directory as it is; the device reads only model.onnx, tokenizer.json and our llm.json.
 
-Why not optimum (tried against torch 2.13.0 + transformers 5.24.0, the pinned workstation):
-- optimum 2.3.0 installs, but has no ONNX exporter any more; that moved to optimum-onnx.
-- optimum-onnx 0.1.0 (the newest on PyPI) requires `transformers<4.58` and `optimum~=2.1.0`: pip
-  cannot resolve it beside transformers 5.24. Loaded anyway from an unpacked wheel, it fails
-  at import: `transformers.modeling_utils.get_parameter_dtype` is gone in transformers 5.
-- optimum 1.27.0 (exporter still built in) declares no upper bound and would install, but fails
-  at import too: `transformers.is_tf_available` is gone in transformers 5.
-The graph keeps optimum's `text-generation-with-past` names (input_ids, attention_mask,
-position_ids, past_key_values.<i>.key/value -> logits, present.<i>.key/value; cache laid out
-batch, kv_heads, length, head_dim), so a Llama-style model exported by optimum on a workstation
-with transformers 4.x should fit the same decode loop with an llm.json beside it; that is not
-tested, since no optimum export runs here.
-Attention is exported in the eager implementation (plain MatMul + Softmax).
+Versions (the `export` extra of pyproject.toml): optimum-onnx 0.1.0, the newest, requires
+`optimum~=2.1.0` and `transformers>=4.36,<4.58`, so the workstation pins transformers 4.57.
+Under transformers 5 it does not import (`modeling_utils.get_parameter_dtype` is gone). The
+device needs neither: onnxruntime and the `tokenizers` package read what this module writes.
 
-Quantisation: `int8` is onnxruntime's dynamic quantisation of every weight MatMul
-(per-channel int8 weights, activations quantised on the fly); `int4` is MatMulNBits
-(4-bit blockwise weights, block 32, symmetric, int8 compute), which onnxruntime's CPU
-provider runs.
+Quantisation is ours, on optimum's fp32 graph: `int8` is onnxruntime's dynamic quantisation of
+every weight MatMul (per-channel int8 weights, activations quantised on the fly); `int4` is
+MatMulNBits (4-bit blockwise weights, block 32, symmetric, int8 compute), which onnxruntime's
+CPU provider runs.
 
-Parity: the fp32 ONNX logits must match the source model's on a few prompts (prefill and one
-cached step) within `FP32_TOLERANCE`, or the export fails. A quantised model's figures (max
-logit difference, top-1 agreement) are recorded in llm.json for the operator to judge.
+Parity is ours too: the fp32 ONNX logits, decoded by our loop's session (prefill with an empty
+cache, then one cached step), must match the source model's on a few prompts within
+`FP32_TOLERANCE`, or the export fails. A quantised model's figures (max logit difference, top-1
+agreement) are recorded in llm.json for the operator to judge.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -57,7 +52,7 @@ PARITY_PROMPTS = (
 
 
 def load_source(model_dir: Path) -> Any:
-    """The Hugging Face model of `model_dir` in fp32 with eager attention, for export."""
+    """The Hugging Face model of `model_dir` in fp32 with eager attention (parity, training)."""
     from transformers import AutoModelForCausalLM
 
     if not (model_dir / "config.json").is_file():
@@ -77,33 +72,6 @@ def load_source(model_dir: Path) -> Any:
     return model
 
 
-class _WithCache(torch.nn.Module):
-    """The model with its KV cache as flat tensors in and out (names fixed by the device)."""
-
-    def __init__(self, model: Any, layers: int) -> None:
-        super().__init__()
-        self.model = model
-        self.layers = layers
-
-    def forward(self, input_ids, attention_mask, position_ids, *past):  # type: ignore[no-untyped-def]
-        from transformers.cache_utils import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
-        for i in range(self.layers):
-            cache.update(past[2 * i], past[2 * i + 1], i)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        flat = [out.logits]
-        for layer in out.past_key_values.layers[: self.layers]:
-            flat += [layer.keys, layer.values]
-        return tuple(flat)
-
-
 def shape_of(model: Any) -> dict[str, int]:
     """Layers, KV heads and head size of a Llama-style config."""
     c = model.config
@@ -116,37 +84,37 @@ def shape_of(model: Any) -> dict[str, int]:
     }
 
 
-def export_onnx(model: Any, path: Path) -> None:
-    """Write the fp32 ONNX graph with dynamic batch, sequence and cache lengths."""
-    dims = shape_of(model)
-    layers = dims["layers"]
-    past_names = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
-    outputs = ["logits"] + [f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")]
-    ids = torch.tensor([[1, 2, 3]], dtype=torch.long)
-    past = [torch.zeros(1, dims["kv_heads"], 2, dims["head_dim"]) for _ in past_names]
-    dynamic = {
-        "input_ids": {0: "batch", 1: "seq"},
-        "attention_mask": {0: "batch", 1: "total"},
-        "position_ids": {0: "batch", 1: "seq"},
-        "logits": {0: "batch", 1: "seq"},
-    }
-    dynamic |= {n: {0: "batch", 2: "past"} for n in past_names}
-    dynamic |= {n: {0: "batch", 2: "total"} for n in outputs[1:]}
+def export_onnx(model_dir: Path, out: Path) -> None:
+    """optimum's text-generation-with-past export of `model_dir` into the directory `out`."""
+    from optimum.exporters.onnx import main_export
+
     # The tracer warns about every Python branch on a shape in transformers' code; the branches
-    # it bakes in (cache not empty, mask as long as the cache) hold for every call the decode
-    # loop makes, and the parity check below runs both an empty and a filled cache.
-    with warnings.catch_warnings(), torch.no_grad():
+    # it bakes in hold for every call the decode loop makes, and the parity check runs both an
+    # empty and a filled cache. optimum's own validation is skipped: our parity check is the gate.
+    # Their loggers chat about deprecated arguments optimum passes and optional extras.
+    loggers = [logging.getLogger(n) for n in ("optimum", "transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _WithCache(model, layers),
-            (ids, torch.ones(1, 5, dtype=torch.long), torch.tensor([[2, 3, 4]]), *past),
-            str(path),
-            input_names=["input_ids", "attention_mask", "position_ids", *past_names],
-            output_names=outputs,
-            dynamic_axes=dynamic,
-            opset_version=17,
-            dynamo=False,
-        )
+        try:
+            main_export(
+                str(model_dir), output=out, task="text-generation-with-past", device="cpu",
+                dtype="fp32", local_files_only=True, do_validation=False,
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError) as exc:
+            raise ExportError(f"{model_dir}: optimum cannot export it: {exc}") from exc
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+    if not (out / MODEL_NAME).is_file():
+        raise ExportError(f"{model_dir}: optimum wrote no {MODEL_NAME} (a decoder-only LM?)")
+
+
+def _model_files(folder: Path) -> list[str]:
+    """model.onnx and, for models over 2 GB, its external data file."""
+    return [n for n in (MODEL_NAME, MODEL_NAME + "_data") if (folder / n).is_file()]
 
 
 def quantize(fp32: Path, out: Path, kind: str) -> None:
@@ -164,6 +132,8 @@ def quantize(fp32: Path, out: Path, kind: str) -> None:
 
         # accuracy_level 4: the CPU kernel computes with int8 activations, which is what
         # makes 4-bit weights faster than int8 ones on CPUs without fast fp16.
+        # Importing the quantizer configures the root logger at INFO; it then logs every node.
+        logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
         quantizer = MatMulNBitsQuantizer(
             onnx.load(str(fp32)), block_size=32, is_symmetric=True, accuracy_level=4
         )
@@ -242,9 +212,11 @@ def export_llm(
     if meta["eos_token_id"] is None:
         raise ExportError(f"{model_dir}: config.json has no eos_token_id; the loop needs one")
     with staging_dir(out) as staging:
+        export_onnx(model_dir, staging)
+        # optimum re-saves the tokenizer through its transformers class; the device gets the
+        # source's own file, the one the parity check and the model's training used.
         shutil.copy(model_dir / TOKENIZER_NAME, staging / TOKENIZER_NAME)
         fp32 = staging / MODEL_NAME
-        export_onnx(model, fp32)
         (staging / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         check = parity(model, OnnxCausalLM(staging), prompts)
         meta["parity_fp32"] = check
@@ -255,13 +227,13 @@ def export_llm(
             )
         if quantization != "none":
             with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
-                moved = Path(tmp) / "fp32.onnx"
-                fp32.rename(moved)
-                quantize(moved, fp32, quantization)
+                for name in _model_files(staging):  # the data file must stay beside its graph
+                    (staging / name).rename(Path(tmp) / name)
+                quantize(Path(tmp) / MODEL_NAME, fp32, quantization)
             meta["parity"] = parity(model, OnnxCausalLM(staging), prompts)
         meta["files"] = {
             name: {"sha256": sha256_file(staging / name), "size": (staging / name).stat().st_size}
-            for name in (MODEL_NAME, TOKENIZER_NAME)
+            for name in [*_model_files(staging), TOKENIZER_NAME]
         }
         (staging / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if out.exists():

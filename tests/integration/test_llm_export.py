@@ -1,6 +1,7 @@
 """The LLM path for real: a tiny Llama built from a config with a locally trained tokenizer,
-exported by `lineside-export llm`, decoded by our onnxruntime loop, token for token equal to
-transformers' own greedy `generate`. Nothing is downloaded."""
+exported by `lineside-export llm` (optimum's exporter), decoded by our onnxruntime loop, token
+for token equal to optimum's own `ORTModelForCausalLM.generate` on the same export and to
+transformers' greedy `generate` on the source. Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ TINY = {
     "tokenizer_vocab": 400,
 }  # fmt: skip
 PROMPTS = ["melt_pressure is 204.1 bar", "Likely cause:", "可能原因：过滤网"]
+MORE_PROMPTS = [
+    "Anomaly on line extruder-1 since",
+    "check the differential pressure",
+    "score 12.0 against threshold 8.0. melt_pressure",
+]
 
 
 def export_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,9 +52,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("onnx")
-    out = {}
-    for q in ("none", "int8", "int4"):
-        out[q] = base / q
+    out = {q: base / q for q in ("none", "int8", "int4")}
+    done = export_cli("llm", "--model", str(tiny), "--out", str(out["none"]))  # the fp32 one
+    assert done.returncode == 0, done.stderr[-2000:]
+    for q in ("int8", "int4"):
         export_llm(tiny, out[q], q)
     return out
 
@@ -75,6 +82,29 @@ def test_onnx_decode_loop_matches_transformers_generate(tiny: Path, exported) ->
     meta = json.loads((exported["none"] / "llm.json").read_text())
     assert meta["parity_fp32"]["max_abs_diff"] < 1e-4
     assert meta["layers"] == 2 and meta["kv_heads"] == 2 and meta["head_dim"] == 16
+
+
+@pytest.mark.timeout(300)
+def test_onnx_decode_loop_matches_optimums_generate(exported) -> None:
+    """Our loop (onnxruntime + tokenizers) and optimum's ORTModelForCausalLM, same export dir."""
+    import torch
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    ort_model = ORTModelForCausalLM.from_pretrained(exported["none"], local_files_only=True)
+    assert ort_model.can_use_cache
+    lm = OnnxCausalLM(exported["none"])
+    lengths = set()
+    for prompt in PROMPTS + MORE_PROMPTS:
+        ids = lm.encode(prompt)
+        ref = ort_model.generate(
+            input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=32, do_sample=False, eos_token_id=lm.eos, pad_token_id=0,
+        )[0, len(ids) :].tolist()  # fmt: skip
+        got = lm.generate(ids, 32)
+        assert got.tokens == ref, prompt
+        lengths.add(len(got.tokens))
+    # Random weights rarely hit EOS early: the comparison ran over many cached steps.
+    assert max(lengths) >= 16
 
 
 @pytest.mark.timeout(300)
@@ -123,8 +153,26 @@ def test_cli_export_and_its_errors(tiny: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_graph_has_optimums_text_generation_with_past_interface(exported) -> None:
-    """Same names, types and cache layout as optimum's export, so its models fit our loop."""
+def test_cli_refuses_a_model_optimum_cannot_export_as_a_causal_lm(tiny: Path, tmp_path) -> None:
+    from transformers import BertConfig, BertLMHeadModel
+
+    bert = tmp_path / "bert"
+    config = BertConfig(
+        vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, is_decoder=True, eos_token_id=2,
+    )  # fmt: skip
+    BertLMHeadModel(config).save_pretrained(bert)
+    (bert / "tokenizer.json").write_bytes((tiny / "tokenizer.json").read_bytes())
+    out = tmp_path / "out"
+    bad = export_cli("llm", "--model", str(bert), "--out", str(out))
+    assert bad.returncode == 2 and "optimum cannot export it" in bad.stderr
+    assert "text-generation-with-past" in bad.stderr and "Traceback" not in bad.stderr
+    assert not out.exists()
+
+
+@pytest.mark.timeout(300)
+def test_graph_has_the_interface_the_device_loop_feeds(exported) -> None:
+    """optimum's text-generation-with-past names, types and cache layout, which our loop feeds."""
     graph = onnx.load(str(exported["none"] / "model.onnx")).graph
     cache = [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
     inputs = {v.name: v.type.tensor_type for v in graph.input}
