@@ -284,3 +284,10 @@ def test_in_a_shift_fusion_the_anomaly_events_follow_the_fused_decision(
     raised = anomaly[0][1]
     assert raised.detector in ("vae", "shift") and mode in raised.message
     assert raised.tag == bundle.manifest.channel_names[1] or raised.detector == "vae"
+
+
+def test_a_non_positive_shift_margin_is_refused_naming_the_option(tmp_path: Path) -> None:
+    from export.pipeline import TrainOptions, validate
+
+    with pytest.raises(ExportError, match="--shift-margin must be positive"):
+        validate(TrainOptions(inputs=[tmp_path / "x.csv"], out=tmp_path / "b", shift_margin=0.0))
