@@ -193,9 +193,7 @@ class ShiftDetector:
             "base": levels(self._base),
             "seen": [float(n) for n in self._seen],
             "frozen": self._frozen,
-            "active": self.alarm.active,
-            "bad": self.alarm._bad,
-            "good": self.alarm._good,
+            **self.alarm.state(),
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -217,9 +215,7 @@ class ShiftDetector:
         else:
             raise ValueError("shift state: seen must list one count per watched channel")
         self._frozen = int(str(state["frozen"]))
-        self.alarm.active = bool(state["active"])
-        self.alarm._bad = int(str(state["bad"]))
-        self.alarm._good = int(str(state["good"]))
+        self.alarm.restore(state)
 
 
 def shift_detector(manifest: Manifest, detection: DetectionConfig) -> ShiftDetector | None:

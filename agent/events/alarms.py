@@ -43,6 +43,16 @@ class DebouncedAlarm:
         self.active = False
         self._bad = self._good = 0
 
+    def state(self) -> dict[str, object]:
+        """Whether it is active and its two run lengths, JSON-able, to survive a restart."""
+        return {"active": self.active, "bad": self._bad, "good": self._good}
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()` (extra keys are ignored)."""
+        self.active = bool(state["active"])
+        self._bad = int(str(state["bad"]))
+        self._good = int(str(state["good"]))
+
     def update(self, bad: bool, good: bool) -> Edge:
         """Feed one observation: `bad` above the raise level, `good` below the clear level."""
         self._bad = self._bad + 1 if bad else 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,17 @@ def test_debounce_and_hysteresis() -> None:
     assert alarm.active
     assert alarm.update(bad=False, good=True) is Edge.NONE
     assert alarm.update(bad=False, good=True) is Edge.CLEARED
+
+
+def test_debounced_alarm_state_restores_mid_run() -> None:
+    a = DebouncedAlarm(raise_after=3, clear_after=2)
+    a.update(bad=True, good=False)
+    a.update(bad=True, good=False)  # one more bad row raises it
+    b = DebouncedAlarm(raise_after=3, clear_after=2)
+    b.restore(json.loads(json.dumps(a.state())))
+    steps = [(True, False), (False, True), (False, True), (True, False)]
+    assert [a.update(*s) for s in steps] == [b.update(*s) for s in steps]
+    assert [b.update(True, False) for _ in range(2)][-1] is Edge.RAISED
 
 
 def test_sustained_rule_counts_per_channel() -> None:
