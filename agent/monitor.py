@@ -107,7 +107,7 @@ class LineMonitor:
                 spc_alarm_active=self.spc_alarm.active,
                 events=(),
                 fused=self.fused,
-                shift_alarm_active=self.shift is not None and self.shift.active,
+                shift_alarm_active=self.shift_active,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
@@ -130,6 +130,9 @@ class LineMonitor:
             events.append(self._spc_event(sample.ts, edge, sustained, spc_states))
 
         shift_score = self.shift.update(row) if self.shift is not None else None
+        # In a shift fusion the anomaly events follow the fused decision (AlarmActive), so an
+        # alarm the shift detector carries is journaled and explained like one the VAE carries.
+        follows_fusion = self.fusion.mode in SHIFT_FUSIONS
         score: Score | None = None
         if not good.all():
             self.window.reset()  # a gap: the next window starts fresh
@@ -143,25 +146,19 @@ class LineMonitor:
                     bad=score.value > score.threshold,
                     good=score.value < self.clear_ratio * score.threshold,
                 )
-                if edge is not Edge.NONE:
+                if edge is not Edge.NONE and not follows_fusion:
                     events.append(self._anomaly_event(sample.ts, edge, score))
 
         was_fused = self.fused
         self.fused = self.fusion.update(
             self.anomaly.active,
             self.spc_alarm.active,
-            shift=self.shift is not None and self.shift.active,
-            vae_ratio=score.value / score.threshold if score is not None else None,
-            shift_ratio=(
-                shift_score.value / shift_score.threshold if shift_score is not None else None
-            ),
+            shift=self.shift_active,
+            vae_ratio=score.ratio if score is not None else None,
+            shift_ratio=shift_score.ratio if shift_score is not None else None,
         )
-        if self.fusion.mode in SHIFT_FUSIONS:
-            # The anomaly events follow the fused decision (AlarmActive), so an alarm the shift
-            # detector carries is journaled and explained like one the VAE carries.
-            events = [e for e in events if e.kind is not EventKind.ANOMALY]
-            if self.fused != was_fused:
-                events.append(self._fused_event(sample.ts, shift_score))
+        if follows_fusion and self.fused != was_fused:
+            events.append(self._fused_event(sample.ts, shift_score))
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
@@ -171,9 +168,14 @@ class LineMonitor:
             spc_alarm_active=self.spc_alarm.active,
             events=tuple(events),
             fused=self.fused,
-            shift_alarm_active=self.shift is not None and self.shift.active,
+            shift_alarm_active=self.shift_active,
             shift_score=shift_score,
         )
+
+    @property
+    def shift_active(self) -> bool:
+        """Whether the shift detector's alarm holds (False without one)."""
+        return self.shift is not None and self.shift.active
 
     def _fused_event(self, ts: float, shift: Score | None) -> Event:
         """The fused decision's edge, told with the detector nearer its threshold (its top tag,
@@ -181,24 +183,20 @@ class LineMonitor:
         raised = self.fused
         vae = self.last_score
         ratio = {
-            "vae": vae.value / vae.threshold if vae is not None else 0.0,
-            "shift": shift.value / shift.threshold if shift is not None else 0.0,
+            "vae": vae.ratio if vae is not None else 0.0,
+            "shift": shift.ratio if shift is not None else 0.0,
         }
         lead = "vae" if ratio["vae"] >= ratio["shift"] else "shift"
         score = vae if lead == "vae" else shift
         if score is None:
             score = Score(0.0, 1.0, (0.0,) * len(self.channels))
-        order = sorted(
-            range(len(self.channels)), key=lambda i: score.contributions[i], reverse=True
-        )
-        top = self.channels[order[0]]
+        top, share = self._top_tags(score)
         seen = f"VAE {ratio['vae']:.2f}, shift {ratio['shift']:.2f} of their thresholds"
         message = (
             f"Anomaly on line {self.line} ({self.fusion.mode}): {seen}, most unusual tag {top}"
             if raised
             else f"Anomaly on line {self.line} cleared ({self.fusion.mode}): {seen}"
         )
-        share = {self.channels[i]: round(score.contributions[i], 6) for i in order[:3]}
         return Event(
             ts=ts,
             line=self.line,
@@ -223,12 +221,16 @@ class LineMonitor:
         self._smoothed = value
         return Score(value=value, threshold=score.threshold, contributions=score.contributions)
 
-    def _anomaly_event(self, ts: float, edge: Edge, score: Score) -> Event:
+    def _top_tags(self, score: Score) -> tuple[str, dict[str, float]]:
+        """The most unusual tag and the top three tags' shares of `score`."""
         order = sorted(
             range(len(self.channels)), key=lambda i: score.contributions[i], reverse=True
         )
-        top = self.channels[order[0]]
         share = {self.channels[i]: round(score.contributions[i], 6) for i in order[:3]}
+        return self.channels[order[0]], share
+
+    def _anomaly_event(self, ts: float, edge: Edge, score: Score) -> Event:
+        top, share = self._top_tags(score)
         raised = edge is Edge.RAISED
         message = (
             f"Anomaly on line {self.line}: score {score.value:.3g} above {score.threshold:.3g}, "

@@ -51,6 +51,11 @@ class Score:
         """True when the score is above the threshold."""
         return self.value > self.threshold
 
+    @property
+    def ratio(self) -> float:
+        """The score in units of its threshold (above 1: anomalous)."""
+        return self.value / self.threshold
+
 
 class EventKind(enum.Enum):
     """What an event is about."""
