@@ -18,7 +18,8 @@ from agent.app import build_monitor
 from agent.detectors.fusion import Fusion
 from agent.detectors.shift import ShiftDetector, ShiftParams
 from agent.errors import BundleError
-from agent.ops.bundles import load_bundle, parse_manifest
+from agent.monitor import LineResult
+from agent.ops.bundles import Bundle, load_bundle, parse_manifest
 from agent.scoring import DEFAULT_DETECTION, replay_config, replay_results
 from agent.tabular import read_csv
 from export.errors import ExportError
@@ -234,18 +235,25 @@ def test_a_bad_or_missing_shift_field_is_a_bundle_error(bundle_dir: Path) -> Non
         build_monitor(config, old)
 
 
-@pytest.mark.parametrize("mode", ["shift", "vae-or-shift", "vae-plus-shift"])
-def test_the_live_monitor_fuses_the_shift_alarm(
-    bundle_dir: Path, tmp_path: Path, mode: str
-) -> None:
+def _stepped_replay(
+    bundle_dir: Path, tmp_path: Path, mode: str, seed: int
+) -> tuple[Bundle, list[LineResult]]:
+    """A simulated historian with tag 1 stepped by 6 sd over rows 400-700, replayed live."""
     from agent.demo import write_historian
 
     bundle = load_bundle(bundle_dir)
     path = tmp_path / "line.csv"
-    write_historian(path, rows=900, seed=5)
+    write_historian(path, rows=900, seed=seed)
     values = read_csv(path, bundle.manifest.channel_names).values.copy()
     values[400:700, 1] += 6.0 * values[:400, 1].std()
-    results = list(replay_results(bundle, values, replace(DEFAULT_DETECTION, fusion=mode)))
+    return bundle, list(replay_results(bundle, values, replace(DEFAULT_DETECTION, fusion=mode)))
+
+
+@pytest.mark.parametrize("mode", ["shift", "vae-or-shift", "vae-plus-shift"])
+def test_the_live_monitor_fuses_the_shift_alarm(
+    bundle_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    _, results = _stepped_replay(bundle_dir, tmp_path, mode, seed=5)
     shift = np.array([r.shift_alarm_active for r in results])
     vae = np.array([r.anomaly_active for r in results])
     fused = np.array([r.alarm_active for r in results])
@@ -262,15 +270,9 @@ def test_the_live_monitor_fuses_the_shift_alarm(
 def test_in_a_shift_fusion_the_anomaly_events_follow_the_fused_decision(
     bundle_dir: Path, tmp_path: Path, mode: str
 ) -> None:
-    from agent.demo import write_historian
     from agent.types import EventKind, EventState
 
-    bundle = load_bundle(bundle_dir)
-    path = tmp_path / "line.csv"
-    write_historian(path, rows=900, seed=6)
-    values = read_csv(path, bundle.manifest.channel_names).values.copy()
-    values[400:700, 1] += 6.0 * values[:400, 1].std()
-    results = list(replay_results(bundle, values, replace(DEFAULT_DETECTION, fusion=mode)))
+    bundle, results = _stepped_replay(bundle_dir, tmp_path, mode, seed=6)
     fused = [r.alarm_active for r in results]
     edges = [i for i in range(1, len(fused)) if fused[i] != fused[i - 1]]
     anomaly = [
