@@ -43,12 +43,11 @@ from export.parity import (
     Parity,
     calibrate_threshold,
     check_parity,
-    compare,
+    quantize_best,
     score_onnx,
     write_parity,
 )
 from export.progress import ProgressBar, wants_bar
-from export.quantize import quantize_int8
 from export.shift_fit import MARGIN as SHIFT_MARGIN
 from export.shift_fit import shift_for_bundle
 from export.sign import write_golden
@@ -171,49 +170,6 @@ def floored_scaler(train_rows: FloatArray, normal_rows: FloatArray) -> RobustSca
     fitted = RobustScaler.fit(train_rows)
     floor = SCALE_FLOOR_OF_STD * np.std(normal_rows, axis=0)
     return RobustScaler(center=fitted.center, scale=np.maximum(fitted.scale, floor))
-
-
-def _rank(parity: Parity) -> tuple[int, float]:
-    return (parity.decision_flips, -parity.pearson)
-
-
-def quantize_best(
-    fp32_path: Path,
-    int8_path: Path,
-    train_windows: Float32Array,
-    held_out: Float32Array,
-    fp32_scores: Float32Array,
-    threshold: float,
-) -> tuple[Parity, dict[str, Any]]:
-    """Quantise dynamically and statically (ranges from the train windows), keep the one
-    that follows fp32 better on the held-out windows: fewer flipped decisions, then the
-    higher score correlation. Both candidates' figures go into the returned record."""
-    static_path = int8_path.with_name(int8_path.name + ".static")
-    candidates: dict[str, tuple[Parity, dict[str, Any]]] = {}
-    for method, path in (("dynamic", int8_path), ("static", static_path)):
-        info = quantize_int8(
-            fp32_path, path, per_channel=True, method=method, calibration=train_windows
-        )
-        scores, _ = score_onnx(path, held_out)
-        candidates[method] = (compare(fp32_scores, scores, threshold), info)
-    best = min(candidates, key=lambda m: _rank(candidates[m][0]))
-    if best == "static":
-        static_path.replace(int8_path)
-    else:
-        static_path.unlink()
-    parity, info = candidates[best]
-    info = {
-        **info,
-        "chosen_over": {
-            m: {
-                "pearson": p.pearson,
-                "decision_flips": p.decision_flips,
-                "max_abs_diff": p.max_abs_diff,
-            }
-            for m, (p, _) in candidates.items()
-        },
-    }
-    return parity, info
 
 
 def _stderr(line: str) -> None:

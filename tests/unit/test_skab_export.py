@@ -12,8 +12,8 @@ import torch
 from agent.scoring import replay_csv
 from export.errors import ExportError
 from export.onnx_export import export_onnx, prepare, scoring_module
-from export.parity import compare, score_onnx
-from export.pipeline import TrainOptions, floored_scaler, quantize_best, run_train
+from export.parity import compare, quantize_best, score_onnx
+from export.pipeline import TrainOptions, floored_scaler, run_train
 from export.progress import ProgressBar, wants_bar
 from export.train import TrainConfig, train_vae
 from tests.unit.test_export import CHANNELS, normal_rows, write_csv
