@@ -86,6 +86,7 @@ class LineMonitor:
             sustain=window,
             raise_after=detection.raise_after,
             clear_after=detection.clear_after,
+            clear_ratio=detection.clear_ratio,
         )
         self.shift = shift
         self.smoothing = smoothing

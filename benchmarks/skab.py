@@ -200,6 +200,7 @@ def replay(
         shift_ratio=np.array(shift, dtype=np.float64) if has_shift else None,
         raise_after=detection.raise_after,
         clear_after=detection.clear_after,
+        clear_ratio=detection.clear_ratio,
         offset=TRAIN_ROWS,
     )
     return alarms, np.array([r.alarm_active for r in rows], dtype=bool)

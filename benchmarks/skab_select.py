@@ -77,6 +77,7 @@ class Alarms:
     shift_ratio: npt.NDArray[np.float64] | None = None
     raise_after: int = 3
     clear_after: int = 3
+    clear_ratio: float = 1.0
     offset: int = 0
 
 
@@ -100,6 +101,7 @@ def fused(alarms: Alarms, mode: str) -> BoolArray:
         sustain=alarms.window,
         raise_after=alarms.raise_after,
         clear_after=alarms.clear_after,
+        clear_ratio=alarms.clear_ratio,
     )
     if alarms.shift is None or alarms.vae_ratio is None or alarms.shift_ratio is None:
         return np.array(

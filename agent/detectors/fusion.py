@@ -12,7 +12,8 @@ The modes:
     vae-or-shift           either the VAE alarm or the shift alarm
     vae-plus-shift         one score: `weight` x VAE score / its threshold + (1 - weight) x
                            shift score / its threshold, raised above 1 (debounced like the
-                           VAE alarm, cleared after `clear_after` rows at or below 1)
+                           VAE alarm, cleared after `clear_after` rows below `clear_ratio`,
+                           the site's hysteresis, as the VAE alarm clears)
 
 The three shift modes need a bundle with `detector.shift`.
 
@@ -77,17 +78,29 @@ class Fusion:
         raise_after: int = 3,
         clear_after: int = 3,
         weight: float = VAE_WEIGHT,
+        clear_ratio: float = 1.0,
     ) -> None:
         if mode not in FUSIONS:
             raise ValueError(f"fusion {mode!r} is not one of {', '.join(FUSIONS)}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"fusion weight {weight} must be in [0, 1]")
+        if not 0.0 < clear_ratio <= 1.0:
+            raise ValueError(f"fusion clear_ratio {clear_ratio} must be in (0, 1]")
         self.mode = mode
         self.sustain = max(1, sustain)
         self.weight = weight
+        self.clear_ratio = clear_ratio
         self._spc_run = 0
         self._plus = DebouncedAlarm(raise_after, clear_after)
         self._vae_ratio = 0.0
+
+    def retune(self, raise_after: int, clear_after: int, clear_ratio: float) -> None:
+        """New debounce and hysteresis for the summed score's alarm (a config reload); an
+        active alarm stays active."""
+        if not 0.0 < clear_ratio <= 1.0:
+            raise ValueError(f"fusion clear_ratio {clear_ratio} must be in (0, 1]")
+        self._plus.raise_after, self._plus.clear_after = raise_after, clear_after
+        self.clear_ratio = clear_ratio
 
     def reset(self) -> None:
         """Forget how long the SPC alarm has been active, and the summed score's alarm."""
@@ -114,7 +127,7 @@ class Fusion:
         if self.mode == "vae-plus-shift":
             s = shift_ratio if shift_ratio is not None and math.isfinite(shift_ratio) else 0.0
             total = self.weight * self._vae_ratio + (1.0 - self.weight) * s
-            self._plus.update(bad=total > 1.0, good=total <= 1.0)
+            self._plus.update(bad=total > 1.0, good=total < self.clear_ratio)
             return self._plus.active
         if self.mode == "vae":
             return vae

@@ -16,7 +16,8 @@ readings so far (weight `1 / n` at the n-th reading): a cold start does not take
 first reading as the baseline for hundreds of rows, which would raise false alarms right after
 every agent start. The baseline tracks drifts slower than about `1 / slow` rows; a step
 raises the alarm (after `raise_after` rows above the threshold), the baseline freezes at the
-level before it, and the alarm holds until the tag comes back (`clear_after` rows below) -- or,
+level before it, and the alarm holds until the tag comes back (`clear_after` rows below
+`clear_ratio` x the threshold, the site's hysteresis, as for the VAE alarm) -- or,
 after `max_freeze` rows of alarm, the baseline accepts the new level, so a permanent change
 ends as one long alarm instead of a stuck one. O(1) per sample, numpy only.
 
@@ -130,8 +131,17 @@ class ShiftDetector:
     False
     """
 
-    def __init__(self, params: ShiftParams, raise_after: int = 3, clear_after: int = 3) -> None:
+    def __init__(
+        self,
+        params: ShiftParams,
+        raise_after: int = 3,
+        clear_after: int = 3,
+        clear_ratio: float = 1.0,
+    ) -> None:
+        if not 0.0 < clear_ratio <= 1.0:
+            raise ValueError(f"shift clear_ratio {clear_ratio} must be in (0, 1]")
         self.params = params
+        self.clear_ratio = clear_ratio
         self._idx = np.asarray(params.watched, dtype=np.intp)
         self._scale = np.asarray(params.scale, dtype=np.float64)
         self.alarm = DebouncedAlarm(raise_after, clear_after)
@@ -174,7 +184,7 @@ class ShiftDetector:
         z = np.abs(self._fast - self._base) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
         value = float(z.max())
-        self.alarm.update(bad=value > p.threshold, good=value <= p.threshold)
+        self.alarm.update(bad=value > p.threshold, good=value < self.clear_ratio * p.threshold)
         self._frozen = self._frozen + 1 if self.alarm.active else 0
         contributions = np.zeros(p.channels)
         total = float(z.sum())
@@ -222,7 +232,9 @@ def shift_detector(manifest: Manifest, detection: DetectionConfig) -> ShiftDetec
     """The bundle's shift detector with the site's debounce, or None if it carries none."""
     if manifest.shift is None:
         return None
-    return ShiftDetector(manifest.shift, detection.raise_after, detection.clear_after)
+    return ShiftDetector(
+        manifest.shift, detection.raise_after, detection.clear_after, detection.clear_ratio
+    )
 
 
 def shift_fusion(mode: str, manifest: Manifest) -> str:

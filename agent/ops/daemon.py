@@ -97,6 +97,13 @@ def apply_detection(monitor: LineMonitor, detection: DetectionConfig) -> None:
     monitor.anomaly.raise_after = detection.raise_after
     monitor.anomaly.clear_after = detection.clear_after
     monitor.clear_ratio = detection.clear_ratio
+    # The summed score's alarm (vae-plus-shift) and the shift alarm take the same debounce and
+    # hysteresis as the VAE alarm.
+    monitor.fusion.retune(detection.raise_after, detection.clear_after, detection.clear_ratio)
+    if monitor.shift is not None:
+        monitor.shift.alarm.raise_after = detection.raise_after
+        monitor.shift.alarm.clear_after = detection.clear_after
+        monitor.shift.clear_ratio = detection.clear_ratio
     old = monitor.spc_alarm
     span = old._recent.shape[0]
     if span != detection.spc_span:

@@ -192,13 +192,20 @@ async def test_reload_retunes_alarms_in_place_and_keeps_the_model(
     monitor.anomaly.active = monitor.spc_alarm.active = True  # alarms standing at reload time
     new = dataclasses.replace(
         config,
-        detection=dataclasses.replace(config.detection, raise_after=7, spc_span=8, spc_hits=4),
+        detection=dataclasses.replace(
+            config.detection, raise_after=7, spc_span=8, spc_hits=4, clear_ratio=0.6
+        ),
         journal_retention_days=7.0,
     )
     plan = agent.reload(new)
     assert not plan.refused and agent.config is new
     assert agent.monitor is monitor and monitor.vae is vae  # same window, same ONNX session
     assert monitor.anomaly.raise_after == 7 and monitor.anomaly.active
+    assert monitor.clear_ratio == 0.6
+    # The summed score's alarm and the shift alarm take the same debounce and hysteresis.
+    assert monitor.fusion._plus.raise_after == 7 and monitor.fusion.clear_ratio == 0.6
+    assert monitor.shift is not None
+    assert monitor.shift.alarm.raise_after == 7 and monitor.shift.clear_ratio == 0.6
     assert monitor.spc_alarm.hits == 4 and monitor.spc_alarm._recent.shape[0] == 8
     assert monitor.spc_alarm.active  # a standing SPC alarm is not silently dropped
     assert agent.journal.retention.max_age_s == 7 * 86400

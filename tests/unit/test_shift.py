@@ -77,6 +77,20 @@ def test_the_alarm_clears_when_the_tag_comes_back() -> None:
     assert not alarms[450:].any()
 
 
+def test_the_alarm_clears_only_below_the_sites_hysteresis() -> None:
+    """`[detection] clear_ratio` (0.8 by default) holds for the shift alarm as for the VAE's:
+    a tag that comes back to 0.83 of the threshold still holds it; at 1.0 it would clear."""
+    rows = np.zeros((900, 2))
+    rows[200:400, 1] = 8.0
+    rows[400:600, 1] = 2.9  # the baseline froze near 0.4: z = 2.5, 0.84 x the threshold of 3
+    held = _alarms(ShiftDetector(_params(), clear_ratio=0.8), rows)
+    plain = _alarms(ShiftDetector(_params(), clear_ratio=1.0), rows)
+    assert held[210:600].all() and not held[650:].any()
+    assert plain[210:400].all() and not plain[420:].any()
+    with pytest.raises(ValueError, match="clear_ratio"):
+        ShiftDetector(_params(), clear_ratio=0.0)
+
+
 def test_a_permanent_change_ends_after_max_freeze_rows() -> None:
     rows = np.zeros((2000, 2))
     rows[100:, 0] = 8.0
@@ -206,6 +220,17 @@ def test_shift_fusion_modes() -> None:
     assert plus.update(False, False, vae_ratio=math.nan, shift_ratio=0.5) is False
     with pytest.raises(ValueError, match="weight"):
         Fusion("vae-plus-shift", weight=1.5)
+    # The summed score clears below the site's clear_ratio, and a reload can retune it.
+    held = Fusion("vae-plus-shift", raise_after=1, clear_after=1, clear_ratio=0.8)
+    assert held.update(False, False, vae_ratio=1.0, shift_ratio=1.5) is True
+    assert held.update(False, False, vae_ratio=1.0, shift_ratio=0.9) is True  # 0.93 >= 0.8
+    assert held.update(False, False, vae_ratio=1.0, shift_ratio=0.7) is False  # 0.79 < 0.8
+    held.retune(raise_after=2, clear_after=1, clear_ratio=1.0)
+    assert held.update(False, False, vae_ratio=1.0, shift_ratio=1.5) is False  # 1 of 2 rows
+    assert held.update(False, False, vae_ratio=1.0, shift_ratio=1.5) is True
+    assert held.update(False, False, vae_ratio=1.0, shift_ratio=0.9) is False  # 0.93 < 1.0
+    with pytest.raises(ValueError, match="clear_ratio"):
+        Fusion("vae-plus-shift", clear_ratio=1.2)
 
 
 def _manifest(bundle_dir: Path) -> dict[str, object]:
