@@ -282,7 +282,8 @@ def print_protocol(chosen: Candidate, score: str = "mean") -> None:
     print(
         "- fusion `auto` (a candidate): per file by the export's rule, on the held-out normal "
         "rows of its 400 training rows, no labels; the export's default fusion "
-        "`vae-plus-shift` was chosen from this table's selection folders"
+        "`vae-plus-shift` was chosen from this table's selection folders (while the shift "
+        "and summed alarms still cleared at 1.0 x threshold; it keeps the best F1 there)"
     )
     print(
         f"- smoothing, clear_after, fusion override: on the labels of "
