@@ -41,6 +41,34 @@ class SlidingWindow:
         self._next = 0
         self._count = 0
 
+    def state(self) -> dict[str, object]:
+        """The rows held (oldest first, at most `size`) and the push count, JSON-able."""
+        held = min(self._count, self.size)
+        start = (self._next - held) % self.size
+        return {
+            "size": self.size,
+            "channels": self.channels,
+            "count": self._count,
+            "rows": self._ring[start : start + held].tolist(),
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`; ValueError if it is of another size or width."""
+        if state["size"] != self.size or state["channels"] != self.channels:
+            raise ValueError(
+                f"window state is {state['size']} x {state['channels']}, "
+                f"this window is {self.size} x {self.channels}"
+            )
+        rows = np.asarray(state["rows"], dtype=np.float64).reshape(-1, self.channels)
+        count = int(str(state["count"]))
+        if rows.shape[0] != min(count, self.size):
+            raise ValueError(f"window state holds {rows.shape[0]} rows for a count of {count}")
+        held = rows.shape[0]
+        self._ring[:held] = rows
+        self._ring[self.size : self.size + held] = rows
+        self._next = held % self.size
+        self._count = count
+
     def push(self, row: FloatArray) -> FloatArray | None:
         """Append one row; return the current window (oldest first) when one is due."""
         self._ring[self._next] = row

@@ -95,6 +95,26 @@ class Fusion:
         self._plus.reset()
         self._vae_ratio = 0.0
 
+    def state(self) -> dict[str, object]:
+        """The SPC run length, the last VAE ratio and the summed alarm, JSON-able."""
+        return {
+            "mode": self.mode,
+            "spc_run": self._spc_run,
+            "vae_ratio": self._vae_ratio,
+            "plus": self._plus.state(),
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`; ValueError if it was saved under another mode."""
+        if state["mode"] != self.mode:
+            raise ValueError(f"fusion state is of mode {state['mode']!r}, not {self.mode!r}")
+        plus = state["plus"]
+        if not isinstance(plus, dict):
+            raise ValueError("fusion state: 'plus' must be an alarm state")
+        self._spc_run = int(str(state["spc_run"]))
+        self._vae_ratio = float(str(state["vae_ratio"]))
+        self._plus.restore(plus)
+
     def update(
         self,
         vae: bool,

@@ -101,6 +101,29 @@ class SustainedRuleAlarm:
         self._good = 0
         self.channels_sustained[:] = False
 
+    def state(self) -> dict[str, object]:
+        """The rule window, its position and the alarm, JSON-able, to survive a restart."""
+        return {
+            "active": self.active,
+            "recent": self._recent.astype(np.uint8).tolist(),
+            "next": self._next,
+            "good": self._good,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`; ValueError if its rule window has another shape."""
+        recent = np.asarray(state["recent"], dtype=bool)
+        if recent.shape != self._recent.shape:
+            raise ValueError(
+                f"rule window state is {recent.shape} (span, channels), "
+                f"this alarm has {self._recent.shape}"
+            )
+        self._recent = recent
+        self._next = int(str(state["next"])) % recent.shape[0]
+        self._good = int(str(state["good"]))
+        self.active = bool(state["active"])
+        self.channels_sustained = recent.sum(axis=0) >= self.hits
+
     def update(self, broken: BoolArray) -> Edge:
         """Feed one row: which channels broke a rule in it."""
         self._recent[self._next] = broken

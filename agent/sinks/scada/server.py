@@ -17,7 +17,9 @@ Objects, so an integrator can type them into a SCADA tag list:
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
           PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
-          ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures
+          ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
+          SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
+          SnapshotsRefused, SnapshotRefusedReason (agent/ops/snapshots.py)
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
@@ -332,6 +334,12 @@ class ScadaServer:
             ("ExplanationsTemplate", c.explanations_template, U64),
             ("ExplainerRejections", c.explainer_rejections, U64),
             ("ExplainerWorkerFailures", c.explainer_worker_failures, U64),
+            ("SnapshotsWritten", c.snapshots_written, U64),
+            ("SnapshotsSkipped", c.snapshots_skipped, U64),
+            ("SnapshotsFailed", c.snapshots_failed, U64),
+            ("SnapshotsRestored", c.snapshots_restored, U64),
+            ("SnapshotsRefused", c.snapshots_refused, U64),
+            ("SnapshotRefusedReason", c.snapshot_refused_reason, S),
         ):
             await self._write(f"Agent/{name}", value, vtype)
 
