@@ -65,6 +65,20 @@ def snapshot_path(state_dir: Path, line: str) -> Path:
 
 def fingerprint(monitor: LineMonitor) -> str:
     """A digest of what the saved state is only valid for: limits, shift parameters, shape."""
+    key = (monitor.spc, monitor.shift, monitor.fusion.mode, monitor.window)
+    cached = _last_fingerprint[0]
+    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        return cached[1]  # the same detector objects: their parameters never change in place
+    digest = _digest(monitor)
+    _last_fingerprint[0] = (key, digest)
+    return digest
+
+
+# The agent runs one monitor: one entry, recomputed when a hot swap brings new detectors.
+_last_fingerprint: list[tuple[tuple[object, ...], str] | None] = [None]
+
+
+def _digest(monitor: LineMonitor) -> str:
     limits = monitor.spc.chart.limits
     raw = {
         "spc": [limits.center.tolist(), limits.sigma.tolist(), limits.mr_bar.tolist()],
@@ -77,9 +91,29 @@ def fingerprint(monitor: LineMonitor) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def encode(snapshot: dict[str, Any]) -> bytes:
+    """The snapshot as JSON, encoded one component at a time.
+
+    One `json.dumps` of the whole dict is one C call that holds the GIL throughout (tens of
+    ms at 1,024 channels), and the event loop would wait for it; between the pieces the
+    loop's thread can take the GIL back."""
+    parts = []
+    for key, value in snapshot.items():
+        if isinstance(value, dict):
+            inner = ",".join(f"{json.dumps(k)}:{_dumps(v)}" for k, v in value.items())
+            parts.append(f"{json.dumps(key)}:{{{inner}}}")
+        else:
+            parts.append(f"{json.dumps(key)}:{_dumps(value)}")
+    return ("{" + ",".join(parts) + "}").encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def write_atomically(path: Path, snapshot: dict[str, Any]) -> None:
     """Encode and replace `path` so a reader sees the old file or the new one, never half."""
-    data = json.dumps(snapshot, separators=(",", ":")).encode()
+    data = encode(snapshot)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
