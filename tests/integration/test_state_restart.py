@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,12 @@ import pytest
 from agent.app import Agent
 from agent.config import SiteConfig
 from agent.monitor import LineResult
-from agent.ops.snapshots import snapshot_path
+from agent.ops.snapshots import agent_snapshot, fingerprint, snapshot_path
 from agent.simulator.plc import SimulatedPlc
 from agent.simulator.process import ExtrusionLine, Fault, FaultKind
 from agent.sinks.journal import read_events
 from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
+from tests.integration.test_update_hotswap import Running as SwapRun
 from tests.scada_helpers import viewer_client
 
 SPEEDUP = 10.0
@@ -117,3 +119,24 @@ async def test_a_restart_during_a_fault_keeps_the_alarm_only_with_the_state_rest
         plc_task.cancel()
         await asyncio.gather(plc_task, return_exceptions=True)
         await plc.stop()
+
+
+async def test_a_snapshot_follows_a_hot_swap_and_never_crosses_a_model_change(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    async with SwapRun(bundle_dir, tmp_path) as run:
+        old = fingerprint(run.agent.monitor)
+        await run.install(2, lambda m: m["spc"].update(nsigmas=3.5))  # new SPC limits
+        await wait_for(lambda: run.agent.updates.state.version == 2, timeout=15)
+        snapshot = agent_snapshot(run.agent)  # as the snapshot task takes it, between samples
+        assert snapshot["model_version"] == 2 and snapshot["label"] == "v2"
+        assert snapshot["fingerprint"] == fingerprint(run.agent.monitor) != old
+    path = snapshot_path(run.config.journal_path.parent, run.config.line)
+    assert json.loads(path.read_text())["model_version"] == 2  # the last write, at the stop
+    restarted = Agent(run.config)  # still model 2 (its probation resumes)
+    assert restarted.snapshots.stats.restored == 1
+    run.store.rollback(to=1)  # model 1 again, with a snapshot of model 2 on disk
+    back = Agent(run.config)
+    assert back.bundle.manifest.model_version == 1
+    stats = back.snapshots.stats
+    assert (stats.restored, stats.refusal) == (0, "other-model")
