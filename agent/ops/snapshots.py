@@ -17,6 +17,10 @@ same channels, same detector fingerprint, and younger than `state_max_age_s`. Ot
 agent starts fresh and logs one line saying why. A snapshot that cannot be parsed is moved
 aside (`<name>.<utc time>.corrupt`, so nothing is lost) and the agent starts fresh.
 
+The raise edge of each alarm still open is saved too: after a restore it is handed to the
+OPC-UA server again (not to the journal, which has it), so the SCADA alarm condition is active
+again under its original EventId and an acknowledgement still names the journaled alarm.
+
 A model hot swap (agent/ops/hotswap.py) rebuilds the detectors in the running agent: later
 snapshots carry the new version and fingerprint, so a snapshot of one model is never restored
 into another, even one written in the instant of a swap or a rollback.
@@ -30,20 +34,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.monitor import LineMonitor
+from agent.monitor import LineMonitor, LineResult
 from agent.sinks.scada.limits import AgentCounters
+from agent.types import Event, EventKind, EventState
 
 if TYPE_CHECKING:
     from agent.app import Agent
@@ -178,6 +184,10 @@ class DetectorSnapshots:
         self._writing: Future[None] | None = None
         self._failing = False
         self._progress = 0  # samples processed when the last snapshot was taken
+        # The raise edge of each alarm kind still active: saved with the state, and after a
+        # restore told to SCADA again, so its alarm condition is active with its own EventId.
+        self.open_alarms: dict[EventKind, Event] = {}
+        self.reopened: list[Event] = []
 
     # --- at start --------------------------------------------------------------------------
 
@@ -205,10 +215,13 @@ class DetectorSnapshots:
             return self._refuse(*reason)
         fresh = monitor.state()
         try:
+            reopened = [event_of(e) for e in snapshot.get("open_alarms", [])]
             monitor.restore(snapshot["state"])
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             monitor.restore(fresh)
             return self._refuse("does-not-fit", f"its state does not fit this monitor: {exc!r}")
+        self.reopened = reopened
+        self.open_alarms = {e.kind: e for e in reopened}
         self.stats.restored += 1
         self._publish()
         log.warning(
@@ -269,8 +282,18 @@ class DetectorSnapshots:
 
     # --- while running -----------------------------------------------------------------------
 
+    def observe(self, result: LineResult) -> None:
+        """A listener of the loop's results: keep the raise edge of each open alarm."""
+        for event in result.events:
+            if event.state is EventState.RAISED:
+                self.open_alarms[event.kind] = event
+            else:
+                self.open_alarms.pop(event.kind, None)
+
     @staticmethod
-    def take(monitor: LineMonitor, owner: Owner) -> dict[str, Any]:
+    def take(
+        monitor: LineMonitor, owner: Owner, open_alarms: Iterable[Event] = ()
+    ) -> dict[str, Any]:
         """The snapshot as a dict: cheap, on the loop, between two samples."""
         return {
             "format": SNAPSHOT_FORMAT,
@@ -281,6 +304,7 @@ class DetectorSnapshots:
             "fingerprint": fingerprint(monitor),
             "written_at": time.time(),
             "state": monitor.state(),
+            "open_alarms": [dict_of(e) for e in open_alarms],
         }
 
     def offer(self, snapshot: dict[str, Any]) -> bool:
@@ -352,7 +376,8 @@ def owner_of(agent: Agent) -> Owner:
 
 def agent_snapshot(agent: Agent) -> dict[str, Any]:
     """The running agent's snapshot dict (on the loop)."""
-    return DetectorSnapshots.take(agent.monitor, owner_of(agent))
+    snapshots = agent.snapshots
+    return snapshots.take(agent.monitor, owner_of(agent), snapshots.open_alarms.values())
 
 
 def run_snapshots(agent: Agent) -> Coroutine[Any, Any, None]:
@@ -379,4 +404,19 @@ def restored_snapshots(agent: Agent) -> DetectorSnapshots:
         agent.scada.counters,
     )
     snapshots.restore(agent.monitor, owner_of(agent))
+    for event in snapshots.reopened:  # SCADA's alarm conditions start inactive: open them again
+        agent.scada.offer_event(event)
+    agent.listeners.append(snapshots.observe)
     return snapshots
+
+
+def dict_of(event: Event) -> dict[str, Any]:
+    """An alarm edge as JSON-able data."""
+    raw = dataclasses.asdict(event)
+    raw["kind"], raw["state"] = event.kind.value, event.state.value
+    return raw
+
+
+def event_of(raw: dict[str, Any]) -> Event:
+    """Inverse of `dict_of`; KeyError, TypeError or ValueError if it is not one."""
+    return Event(**{**raw, "kind": EventKind(raw["kind"]), "state": EventState(raw["state"])})

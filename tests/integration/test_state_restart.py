@@ -106,6 +106,15 @@ async def test_a_restart_during_a_fault_keeps_the_alarm_only_with_the_state_rest
             assert await node.read_value() == 1
             alarm = client.get_node(f"ns={ns};s=Lines/{config.line}/AlarmActive")
             assert await alarm.read_value() is True
+            # The alarm condition of the new server is open again, as the raise journaled
+            # before the stop (its EventId is what an operator's acknowledgement names).
+            condition = client.get_node(f"ns={ns};s=Lines/{config.line}/Alarms/Anomaly")
+            active = await condition.get_child(["0:ActiveState", "0:Id"])
+            assert await active.read_value() is True
+            (raised,) = [e for e in read_events(config.journal_path) if e["kind"] == "anomaly"]
+            assert second.agent.scada.alarms is not None
+            book = second.agent.scada.alarms
+            assert raised["event_id"] in {c.alarm_id for c in book.conditions.values()}
         finally:
             await client.disconnect()
 

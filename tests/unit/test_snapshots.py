@@ -29,7 +29,7 @@ from agent.paths import firmware_configs
 from agent.scoring import DEFAULT_DETECTION, SOURCE, replay_config
 from agent.sinks.scada.limits import AgentCounters
 from agent.tabular import read_csv
-from agent.types import Quality, Sample, TagReading
+from agent.types import EventKind, EventState, Quality, Sample, TagReading
 
 FaultRows = tuple[Bundle, np.ndarray]
 
@@ -297,3 +297,24 @@ def test_the_state_settings_are_read_and_default(tmp_path: Path) -> None:
     path.write_text(site_text().replace("[detection]\n", "[detection]\nstate_max_age_s = 0\n", 1))
     detection = load_config(path, check_bundle=False).detection
     assert (detection.state_interval_s, detection.state_max_age_s) == (10.0, 0.0)
+
+
+def test_the_raise_edge_of_an_open_alarm_comes_back_with_its_event_id(
+    stepped: FaultRows, tmp_path: Path
+) -> None:
+    bundle, rows = stepped
+    detection = replace(DEFAULT_DETECTION, fusion="shift")
+    running = monitor_of(bundle, detection)
+    saver = DetectorSnapshots(tmp_path / "state.json", 10.0, 3600.0)
+    for result in feed(running, rows[:520]):
+        saver.observe(result)
+    raised = saver.open_alarms[EventKind.ANOMALY]  # the fused raise, not cleared yet
+    assert raised.state is EventState.RAISED and raised.detector == "shift"
+    write_atomically(saver.path, saver.take(running, owner(bundle), saver.open_alarms.values()))
+    loader = DetectorSnapshots(saver.path, 10.0, 3600.0)
+    assert loader.restore(monitor_of(bundle, detection), owner(bundle))
+    assert loader.reopened == list(saver.open_alarms.values())  # the same edges, ids included
+    assert raised in loader.reopened
+    later = feed(running, rows[520:521])[0]
+    loader.observe(replace(later, events=(replace(raised, state=EventState.CLEARED),)))
+    assert EventKind.ANOMALY not in loader.open_alarms  # a clear closes it

@@ -227,6 +227,11 @@ class ScadaServer:
             self._events.append(event)
         self._wake.set()
 
+    def offer_event(self, event: Event) -> None:
+        """Queue one alarm edge alone (an alarm still open after a restart); never blocks."""
+        self._events.append(event)
+        self._wake.set()
+
     def _acknowledged(self, alarm_id: str, user: str, comment: str) -> None:
         if self.on_acknowledge is not None:
             self.on_acknowledge(alarm_id, user, comment)
