@@ -41,7 +41,8 @@ from agent.core.spc import ImrLimits
 from agent.detectors.shift import ShiftDetector, ShiftParams
 from agent.detectors.spc import SpcDetector
 from agent.monitor import LineMonitor
-from agent.ops.snapshots import DetectorSnapshots, Owner, encode, write_atomically
+from agent.ops.snapshot_file import encode, write_atomically
+from agent.ops.snapshots import DetectorSnapshots, Owner
 from agent.scoring import DEFAULT_DETECTION
 from agent.types import Sample, Score, TagReading
 

@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +45,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.monitor import LineMonitor, LineResult
+from agent.ops.snapshot_file import (
+    dict_of,
+    event_of,
+    fingerprint,
+    snapshot_path,
+    write_atomically,
+)
 from agent.sinks.scada.limits import AgentCounters
 from agent.types import Event, EventKind, EventState
 
@@ -61,85 +65,6 @@ CLOCK_SLACK_S = 60.0
 # The final write at a stop must leave the journal its share of the drain on a hung disk.
 FINAL_WRITE_TIMEOUT_S = 3.0
 _IDENTITY = ("line", "model_version", "label", "channels", "fingerprint", "written_at")
-
-
-def snapshot_path(state_dir: Path, line: str) -> Path:
-    """Where the snapshot of `line` lives: `detector-state.<line>.json` in the state directory."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", line)
-    return state_dir / f"detector-state.{safe}.json"
-
-
-def fingerprint(monitor: LineMonitor) -> str:
-    """A digest of what the saved state is only valid for: limits, shift parameters, shape."""
-    key = (monitor.spc, monitor.shift, monitor.fusion.mode, monitor.window)
-    cached = _last_fingerprint[0]
-    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
-        return cached[1]  # the same detector objects: their parameters never change in place
-    digest = _digest(monitor)
-    _last_fingerprint[0] = (key, digest)
-    return digest
-
-
-# The agent runs one monitor: one entry, recomputed when a hot swap brings new detectors.
-_last_fingerprint: list[tuple[tuple[object, ...], str] | None] = [None]
-
-
-def _digest(monitor: LineMonitor) -> str:
-    limits = monitor.spc.chart.limits
-    raw = {
-        "spc": [limits.center.tolist(), limits.sigma.tolist(), limits.mr_bar.tolist()],
-        "nsigmas": limits.nsigmas,
-        "flatline": monitor.spc.chart.flatline_samples,
-        "shift": monitor.shift.params.to_dict() if monitor.shift is not None else None,
-        "window": [monitor.window.size, monitor.window.hop],
-        "fusion": monitor.fusion.mode,
-    }
-    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def encode(snapshot: dict[str, Any]) -> bytes:
-    """The snapshot as JSON, encoded one component at a time.
-
-    One `json.dumps` of the whole dict is one C call that holds the GIL throughout (tens of
-    ms at 1,024 channels), and the event loop would wait for it; between the pieces the
-    loop's thread can take the GIL back."""
-    parts = []
-    for key, value in snapshot.items():
-        if isinstance(value, dict):
-            inner = ",".join(f"{json.dumps(k)}:{_dumps(v)}" for k, v in value.items())
-            parts.append(f"{json.dumps(key)}:{{{inner}}}")
-        else:
-            parts.append(f"{json.dumps(key)}:{_dumps(value)}")
-    return ("{" + ",".join(parts) + "}").encode()
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def write_atomically(path: Path, snapshot: dict[str, Any]) -> None:
-    """Encode and replace `path` so a reader sees the old file or the new one, never half."""
-    data = encode(snapshot)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)  # no half-written temp file left behind
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass
@@ -408,15 +333,3 @@ def restored_snapshots(agent: Agent) -> DetectorSnapshots:
         agent.scada.offer_event(event)
     agent.listeners.append(snapshots.observe)
     return snapshots
-
-
-def dict_of(event: Event) -> dict[str, Any]:
-    """An alarm edge as JSON-able data."""
-    raw = dataclasses.asdict(event)
-    raw["kind"], raw["state"] = event.kind.value, event.state.value
-    return raw
-
-
-def event_of(raw: dict[str, Any]) -> Event:
-    """Inverse of `dict_of`; KeyError, TypeError or ValueError if it is not one."""
-    return Event(**{**raw, "kind": EventKind(raw["kind"]), "state": EventState(raw["state"])})
