@@ -20,6 +20,10 @@ class SlidingWindow:
     [False, False, True, True]
     >>> w.push(np.array([4.0]))[:, 0].tolist()
     [2.0, 3.0, 4.0]
+    >>> again = SlidingWindow(size=3, channels=1, hop=1)
+    >>> again.restore(w.state())  # e.g. after an agent restart
+    >>> again.push(np.array([5.0]))[:, 0].tolist()
+    [3.0, 4.0, 5.0]
     """
 
     def __init__(self, size: int, channels: int, hop: int = 1) -> None:

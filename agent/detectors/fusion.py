@@ -68,6 +68,10 @@ class Fusion:
     >>> f = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
     >>> [f.update(False, False, vae_ratio=r, shift_ratio=1.4) for r in (0.2, 0.8, 0.8, 0.2)]
     [False, False, True, False]
+    >>> g = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
+    >>> g.restore(f.state())  # the last VAE ratio (0.2) carries on: 0.1 + 0.95 is above 1
+    >>> [g.update(False, False, shift_ratio=1.9) for _ in range(2)]
+    [False, True]
     """
 
     def __init__(

@@ -83,6 +83,10 @@ class SustainedRuleAlarm:
     ['none', 'none', 'raised', 'none', 'cleared']
     >>> alarm.channels_sustained.tolist()
     [False, False]
+    >>> again = SustainedRuleAlarm(channels=2, hits=2, span=3, clear_after=2)
+    >>> again.restore(alarm.state())
+    >>> again.update(np.array([True, False])).value, again.update(np.array([True, False])).value
+    ('none', 'raised')
     """
 
     def __init__(self, channels: int, hits: int, span: int, clear_after: int) -> None:

@@ -4,6 +4,7 @@ fresh and say why, a corrupt file is moved aside, the writer skips while busy, c
 from __future__ import annotations
 
 import asyncio
+import doctest
 import json
 import math
 import os
@@ -32,6 +33,15 @@ from agent.tabular import read_csv
 from agent.types import EventKind, EventState, Quality, Sample, TagReading
 
 FaultRows = tuple[Bundle, np.ndarray]
+
+
+def test_the_state_examples_of_the_window_and_the_alarms_run() -> None:
+    import agent.core.window as window
+    import agent.events.alarms as alarms
+
+    for module in (window, alarms):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.fixture(scope="module")
