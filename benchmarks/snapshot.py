@@ -15,8 +15,9 @@ window and chart sizes. Then, per channel count:
   worker thread, on the disk under `--dir` (default: a temp dir); median and p99;
 - `size`: the file;
 - `sample p99`: the loop's time per sample (`LineMonitor.process`) at p99, alone and while
-  the worker thread writes snapshots back to back (they share the GIL): the cost of writing
-  off the loop as the loop sees it; `ratio` is the second over the first.
+  the worker thread writes snapshots back to back (they share the GIL): the worst case of
+  writing off the loop as the loop sees it (the agent writes one every `state_interval_s`,
+  which overlaps one or two samples); `ratio` is the second over the first.
 
 The header gives the 1-minute load average at the start; a shared machine inflates p99s.
 """

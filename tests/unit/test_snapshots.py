@@ -328,3 +328,13 @@ def test_the_raise_edge_of_an_open_alarm_comes_back_with_its_event_id(
     later = feed(running, rows[520:521])[0]
     loader.observe(replace(later, events=(replace(raised, state=EventState.CLEARED),)))
     assert EventKind.ANOMALY not in loader.open_alarms  # a clear closes it
+
+
+def test_the_piecewise_encoding_is_the_json_of_the_snapshot(stepped: FaultRows) -> None:
+    from agent.ops.snapshot_file import encode
+
+    bundle, rows = stepped
+    monitor = monitor_of(bundle)
+    feed(monitor, rows[:450])
+    snapshot = DetectorSnapshots.take(monitor, owner(bundle))
+    assert encode(snapshot) == json.dumps(snapshot, separators=(",", ":")).encode()
