@@ -6,11 +6,13 @@ shift detector with its frozen baseline) plus who it belongs to: the line, the b
 version and label, the channel list, a fingerprint of the detector parameters (SPC limits,
 shift parameters, window, hop, fusion mode) and the wall-clock time it was taken.
 
-Writing: every `[detection] state_interval_s` and once more at a clean stop. The event loop only
-takes the dict (`LineMonitor.state()`, between two samples, so never half a sample); encoding,
-fsync and the atomic rename (temp file, fsync, rename, fsync of the directory) run in one
-worker thread. While a write is still running, the next one is skipped and counted: the loop
-never waits on the disk. A failed write is counted and logged once until one succeeds.
+Writing: every `[detection] state_interval_s` and once more at a clean stop, and only when the
+loop has processed a sample since the last one (an idle line keeps its snapshot's age). The
+event loop only takes the dict, in its own task (`LineMonitor.state()`, between two samples, so
+never half a sample); encoding, fsync and the atomic rename (temp file, fsync, rename, fsync of
+the directory) run in one worker thread. While a write is still running, the next one is
+skipped and counted: the loop never waits on the disk. A failed write is counted and logged
+once until one succeeds.
 
 Restoring, at start only, and only when every check passes: same line, same model version,
 same channels, same detector fingerprint, and younger than `state_max_age_s`. Otherwise the
