@@ -34,6 +34,7 @@ from agent.ops.bundles import Bundle, load_bundle
 from agent.ops.daemon import ReloadPlan, apply_detection, plan_reload
 from agent.ops.hotswap import ModelUpdates, boot_check
 from agent.ops.logs import set_context
+from agent.ops.snapshots import close_snapshots, restored_snapshots, run_snapshots
 from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
 from agent.sinks.explainer import make_explainer
 from agent.sinks.journal import Journal, Retention
@@ -147,6 +148,7 @@ class Agent:
         if self.explainer is not None:
             self.listeners.append(self.explainer.observe)  # off the hot path: a bounded queue
         self.updates = ModelUpdates(self)  # hot swap + probation when model.bundle is a store
+        self.snapshots = restored_snapshots(self)  # the detector state of the last run, if safe
         self.watchdog = Watchdog()
         self.heartbeat = Heartbeat(
             config.journal_path.parent / "heartbeat.json",
@@ -281,6 +283,7 @@ class Agent:
             tg.create_task(self.explainer.run(), name="explainer")
         tg.create_task(self._report_status(), name="status")
         tg.create_task(self.heartbeat.run(), name="heartbeat")
+        tg.create_task(run_snapshots(self), name="snapshots")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
@@ -309,6 +312,7 @@ class Agent:
         if delay > 0:
             log.warning("%s is set: the drain hangs for %g s (test hook)", DRAIN_DELAY_ENV, delay)
             await asyncio.sleep(delay)
+        await close_snapshots(self)
         if self.explainer is not None:
             await self.explainer.aclose()
         await self.journal.aclose()

@@ -272,6 +272,9 @@ def run_demo(
     password = secrets.token_urlsafe(12)
     opcua_port = demo_opcua_port()
     config = demo_config(state, bundle, free_port(), opcua_port, speedup, password)
+    # Each demo is a new simulated line from t = 0: the last demo's detector state is not its.
+    fresh = dataclasses.replace(config.detection, state_max_age_s=0.0)
+    config = dataclasses.replace(config, detection=fresh)
     trusted = config.opcua.trusted_path.resolve()
     moved = "" if opcua_port == DEMO_OPCUA_PORT else f" (port {DEMO_OPCUA_PORT} is taken)"
     print(

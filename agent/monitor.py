@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,6 +178,53 @@ class LineMonitor:
     def shift_active(self) -> bool:
         """Whether the shift detector's alarm holds (False without one)."""
         return self.shift is not None and self.shift.active
+
+    def state(self) -> dict[str, object]:
+        """Every running state of the line (window, charts, alarms, fusion), JSON-able.
+
+        The latest readings are not in it: after a restart they come from the PLCs again."""
+        last = self.last_score
+        return {
+            "window": self.window.state(),
+            "spc": self.spc.state(),
+            "spc_alarm": self.spc_alarm.state(),
+            "anomaly": self.anomaly.state(),
+            "fusion": self.fusion.state(),
+            "shift": self.shift.state() if self.shift is not None else None,
+            "smoothed": self._smoothed,
+            "fused": self.fused,
+            "spc_states": dict(self._last_states),
+            "last_score": None
+            if last is None
+            else [last.value, last.threshold, *last.contributions],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a saved `state()`; ValueError or KeyError if it does not fit this line
+        (the monitor may then be half restored: restore a `state()` taken before to undo)."""
+        if (state["shift"] is None) != (self.shift is None):
+            raise ValueError("the saved state and this bundle differ in having a shift detector")
+        self.window.restore(state["window"])
+        self.spc.restore(state["spc"])
+        self.spc_alarm.restore(state["spc_alarm"])
+        self.anomaly.restore(state["anomaly"])
+        self.fusion.restore(state["fusion"])
+        if self.shift is not None:
+            self.shift.restore(state["shift"])
+        smoothed = state["smoothed"]
+        self._smoothed = None if smoothed is None else float(smoothed)
+        self.fused = bool(state["fused"])
+        if set(state["spc_states"]) != set(self.channels):
+            raise ValueError("the saved SPC states are of other channels")
+        self._last_states = {c: str(state["spc_states"][c]) for c in self.channels}
+        last = state["last_score"]
+        if last is not None and len(last) != 2 + len(self.channels):
+            raise ValueError("the saved last score has another number of channels")
+        self.last_score = (
+            None
+            if last is None
+            else Score(float(last[0]), float(last[1]), tuple(float(v) for v in last[2:]))
+        )
 
     def _fused_event(self, ts: float, shift: Score | None) -> Event:
         """The fused decision's edge, told with the detector nearer its threshold (its top tag,

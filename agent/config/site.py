@@ -16,6 +16,7 @@ from typing import TypeVar
 from agent.config.explain import ExplainConfig, check_catalogue_fits, load_explain
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import Section, read_toml
+from agent.config.state import STATE_INTERVAL_S, STATE_KEYS, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
@@ -132,6 +133,9 @@ class DetectionConfig:
     fusion: str | None = None
     #: EWMA weight of the newest score before the threshold (1 = none); None: the bundle's.
     smoothing: float | None = None
+    #: Seconds between snapshots of the detector state, and the oldest one restored at start.
+    state_interval_s: float = STATE_INTERVAL_S
+    state_max_age_s: float = STATE_MAX_AGE_S
 
 
 @dataclass(frozen=True)
@@ -344,11 +348,13 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
     det.reject_unknown(
         {"raise_after", "clear_after", "clear_ratio", "spc_hits", "spc_span", "flatline_samples"}
         | {"fusion", "smoothing"}
+        | STATE_KEYS
     )
     opcua = root.table("opcua", required=False)
     journal = root.table("journal", required=False)
     journal.reject_unknown({"path", "retention_days", "max_mb"})
     journal_path = journal.path_value("path", base, "lineside-events.sqlite")
+    state_interval_s, state_max_age_s = load_state_settings(det)
     detection = DetectionConfig(
         raise_after=det.positive("raise_after", int, 3),
         clear_after=det.positive("clear_after", int, 10),
@@ -359,6 +365,8 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         precision=model.choice("precision", ("int8", "fp32"), "int8"),
         fusion=det.choice("fusion", FUSIONS) if "fusion" in det.raw else None,
         smoothing=det.optional("smoothing", float),
+        state_interval_s=state_interval_s,
+        state_max_age_s=state_max_age_s,
     )
     if detection.smoothing is not None and not 0.0 < detection.smoothing <= 1.0:
         raise det.error("smoothing", "must be in (0, 1]", "1 means no smoothing, e.g. 0.3")

@@ -69,6 +69,10 @@ class Fusion:
     >>> f = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
     >>> [f.update(False, False, vae_ratio=r, shift_ratio=1.4) for r in (0.2, 0.8, 0.8, 0.2)]
     [False, False, True, False]
+    >>> g = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
+    >>> g.restore(f.state())  # the last VAE ratio (0.2) carries on: 0.1 + 0.95 is above 1
+    >>> [g.update(False, False, shift_ratio=1.9) for _ in range(2)]
+    [False, True]
     """
 
     def __init__(
@@ -107,6 +111,26 @@ class Fusion:
         self._spc_run = 0
         self._plus.reset()
         self._vae_ratio = 0.0
+
+    def state(self) -> dict[str, object]:
+        """The SPC run length, the last VAE ratio and the summed alarm, JSON-able."""
+        return {
+            "mode": self.mode,
+            "spc_run": self._spc_run,
+            "vae_ratio": self._vae_ratio,
+            "plus": self._plus.state(),
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`; ValueError if it was saved under another mode."""
+        if state["mode"] != self.mode:
+            raise ValueError(f"fusion state is of mode {state['mode']!r}, not {self.mode!r}")
+        plus = state["plus"]
+        if not isinstance(plus, dict):
+            raise ValueError("fusion state: 'plus' must be an alarm state")
+        self._spc_run = int(str(state["spc_run"]))
+        self._vae_ratio = float(str(state["vae_ratio"]))
+        self._plus.restore(plus)
 
     def update(
         self,

@@ -83,6 +83,10 @@ class SustainedRuleAlarm:
     ['none', 'none', 'raised', 'none', 'cleared']
     >>> alarm.channels_sustained.tolist()
     [False, False]
+    >>> again = SustainedRuleAlarm(channels=2, hits=2, span=3, clear_after=2)
+    >>> again.restore(alarm.state())
+    >>> again.update(np.array([True, False])).value, again.update(np.array([True, False])).value
+    ('none', 'raised')
     """
 
     def __init__(self, channels: int, hits: int, span: int, clear_after: int) -> None:
@@ -100,6 +104,29 @@ class SustainedRuleAlarm:
         self._recent[:] = False
         self._good = 0
         self.channels_sustained[:] = False
+
+    def state(self) -> dict[str, object]:
+        """The rule window, its position and the alarm, JSON-able, to survive a restart."""
+        return {
+            "active": self.active,
+            "recent": self._recent.astype(np.uint8).tolist(),
+            "next": self._next,
+            "good": self._good,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`; ValueError if its rule window has another shape."""
+        recent = np.asarray(state["recent"], dtype=bool)
+        if recent.shape != self._recent.shape:
+            raise ValueError(
+                f"rule window state is {recent.shape} (span, channels), "
+                f"this alarm has {self._recent.shape}"
+            )
+        self._recent = recent
+        self._next = int(str(state["next"])) % recent.shape[0]
+        self._good = int(str(state["good"]))
+        self.active = bool(state["active"])
+        self.channels_sustained = recent.sum(axis=0) >= self.hits
 
     def update(self, broken: BoolArray) -> Edge:
         """Feed one row: which channels broke a rule in it."""

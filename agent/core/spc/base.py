@@ -152,7 +152,7 @@ def run_series(
 
 def to_json_list(values: FloatArray) -> list[float | None]:
     """A float array as a JSON-able list, NaN as None."""
-    return [None if np.isnan(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
+    return [None if v != v else v for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def from_json_list(values: Sequence[float | None]) -> FloatArray:

@@ -108,6 +108,12 @@ async def build_address_space(
         ("ExplanationsTemplate", U64, "Explanations that fell back to (or were) the template"),
         ("ExplainerRejections", U64, "LLM answers refused by the grounding guard or lost"),
         ("ExplainerWorkerFailures", U64, "Explainer worker crashes and hangs, each restarted"),
+        ("SnapshotsWritten", U64, "Detector state snapshots written to disk"),
+        ("SnapshotsSkipped", U64, "Snapshots skipped: the previous write was still running"),
+        ("SnapshotsFailed", U64, "Snapshot writes that failed (disk full, read-only)"),
+        ("SnapshotsRestored", U64, "Detector state restored from a snapshot at start (0 or 1)"),
+        ("SnapshotsRefused", U64, "Snapshots found at start but not restored (0 or 1)"),
+        ("SnapshotRefusedReason", S, "Why: other-model, too-old, corrupt, ... ('' if none)"),
     ):  # fmt: skip
         await build.variable(agent, f"Agent/{name}", name, vtype, text)
     return build.nodes, line

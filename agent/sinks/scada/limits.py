@@ -36,6 +36,12 @@ class AgentCounters:
     explanations_template: int = 0
     explainer_rejections: int = 0
     explainer_worker_failures: int = 0
+    snapshots_written: int = 0
+    snapshots_skipped: int = 0
+    snapshots_failed: int = 0
+    snapshots_restored: int = 0
+    snapshots_refused: int = 0
+    snapshot_refused_reason: str = ""
 
 
 def status_of(reading: TagReading) -> int:

@@ -17,7 +17,9 @@ Objects, so an integrator can type them into a SCADA tag list:
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
           PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
-          ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures
+          ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
+          SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
+          SnapshotsRefused, SnapshotRefusedReason (agent/ops/snapshots.py)
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
@@ -225,6 +227,11 @@ class ScadaServer:
             self._events.append(event)
         self._wake.set()
 
+    def offer_event(self, event: Event) -> None:
+        """Queue one alarm edge alone (an alarm still open after a restart); never blocks."""
+        self._events.append(event)
+        self._wake.set()
+
     def _acknowledged(self, alarm_id: str, user: str, comment: str) -> None:
         if self.on_acknowledge is not None:
             self.on_acknowledge(alarm_id, user, comment)
@@ -332,6 +339,12 @@ class ScadaServer:
             ("ExplanationsTemplate", c.explanations_template, U64),
             ("ExplainerRejections", c.explainer_rejections, U64),
             ("ExplainerWorkerFailures", c.explainer_worker_failures, U64),
+            ("SnapshotsWritten", c.snapshots_written, U64),
+            ("SnapshotsSkipped", c.snapshots_skipped, U64),
+            ("SnapshotsFailed", c.snapshots_failed, U64),
+            ("SnapshotsRestored", c.snapshots_restored, U64),
+            ("SnapshotsRefused", c.snapshots_refused, U64),
+            ("SnapshotRefusedReason", c.snapshot_refused_reason, S),
         ):
             await self._write(f"Agent/{name}", value, vtype)
 
