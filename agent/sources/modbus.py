@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from agent.config import DeviceConfig, PlcConfig, Tag
 from agent.sources.backoff import Backoff
-from agent.sources.base import Emit
+from agent.sources.base import Emit, raise_if_cancelled
 from agent.sources.blocks import Block, plan_blocks
 from agent.sources.codec import DataType, decode, decode_bit, decode_string
 from agent.sources.transport import ExceptionReply, LinkError, ModbusTransport
@@ -191,7 +191,9 @@ class ModbusHub:
         interval = device.config.poll_interval_s
         next_at = loop.time()
         while True:
-            emit(await self.poll_device(device))
+            sample = await self.poll_device(device)
+            raise_if_cancelled()  # a stop swallowed inside pymodbus (3.11's wait_for)
+            emit(sample)
             if device.stats.consecutive_failures:
                 # Wait out the backoff, but still report at the poll rate at the slowest:
                 # SCADA keeps seeing fresh bad-quality timestamps.

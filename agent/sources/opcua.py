@@ -45,7 +45,7 @@ from cryptography import x509
 
 from agent.config import NodeTag, PlcConfig
 from agent.sources.backoff import Backoff
-from agent.sources.base import Emit
+from agent.sources.base import Emit, raise_if_cancelled
 from agent.types import Quality, Sample, TagReading
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ class OpcUaSource:
                 reason = "session ended"
             except Exception as exc:  # every failure becomes bad-quality readings
                 reason = self._describe(exc)
+            raise_if_cancelled()  # a stop swallowed inside asyncua (3.11's wait_for)
             self._failed(reason)
             await self._wait_out(emit, reason)
 
@@ -252,6 +253,7 @@ class OpcUaSource:
         while True:
             ts = time.time()
             values = await self._read(client, nodes)
+            raise_if_cancelled()
             readings = {
                 tag.name: to_reading(tag, dv) for (tag, _), dv in zip(nodes, values, strict=True)
             }
@@ -288,6 +290,7 @@ class OpcUaSource:
         next_at = loop.time()
         try:
             while True:
+                raise_if_cancelled()
                 self._emit(emit, time.time(), {**self._cache, **unresolved})
                 next_at = self._next_slot(next_at)
                 with contextlib.suppress(TimeoutError):

@@ -551,9 +551,9 @@ class RtuOverTcpTransport:
         loop = asyncio.get_running_loop()
         receiver = _Receiver()
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: receiver, self.host, self.port), self.timeout_s
-            )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            async with asyncio.timeout(self.timeout_s):
+                await loop.create_connection(lambda: receiver, self.host, self.port)
         except (TimeoutError, OSError) as exc:
             if receiver.transport is not None:
                 receiver.transport.close()
