@@ -15,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.app import Agent
-from agent.config import SiteConfig
+from agent.config import SiteConfig, load_config
+from agent.demo import write_site_file
 from agent.monitor import LineResult
 from agent.ops.snapshots import agent_snapshot, fingerprint, snapshot_path
 from agent.simulator.plc import SimulatedPlc
 from agent.simulator.process import ExtrusionLine, Fault, FaultKind
 from agent.sinks.journal import read_events
 from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
+from tests.integration.test_daemon import spawn
 from tests.integration.test_update_hotswap import Running as SwapRun
 from tests.scada_helpers import viewer_client
 
@@ -149,3 +153,71 @@ async def test_a_snapshot_follows_a_hot_swap_and_never_crosses_a_model_change(
     assert back.bundle.manifest.model_version == 1
     stats = back.snapshots.stats
     assert (stats.restored, stats.refusal) == (0, "other-model")
+
+
+def crash_site(state: Path, bundle_dir: Path, plc_port: int) -> Path:
+    """The example site file at 10x speed with fusion `shift` and a snapshot every 0.5 s."""
+    site = write_site_file(state, bundle_dir, plc_port, free_port())
+    text = site.read_text()
+    for old, new in (
+        ('fusion = "vae-or-spc"', 'fusion = "shift"'),
+        ("state_interval_s = 10.0", "state_interval_s = 0.5"),
+        ("poll_interval_s = 1.0", f"poll_interval_s = {1.0 / SPEEDUP:g}"),
+        ("timeout_s = 0.5", f"timeout_s = {0.5 / SPEEDUP:g}"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    site.write_text(text)
+    return site
+
+
+async def test_a_kill_9_during_a_fault_restores_the_last_periodic_snapshot(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """No drain, no final write: the agent process is killed with SIGKILL (what systemd does
+    after a watchdog timeout) while the fault holds. The next start restores the periodic
+    snapshot written before the kill, and the alarm holds from its first sample."""
+    plc_port = free_port()
+    line = ExtrusionLine(seed=7)
+    plc = SimulatedPlc(line, port=plc_port, period_s=1.0 / SPEEDUP)
+    await plc.start()
+    plc_task = asyncio.create_task(plc.run())
+    site = crash_site(tmp_path, bundle_dir, plc_port)
+    config = load_config(site)
+    snapshot = snapshot_path(config.journal_path.parent, config.line)
+    try:
+        with (tmp_path / "stderr.log").open("w") as err:
+            agent = spawn(["run", "--config", str(site)], {}, err)
+        try:
+            await wait_for(snapshot.exists, timeout=30)
+            await asyncio.sleep(6.0)  # 60 healthy rows: the shift baseline is warm
+            line.inject(Fault(FaultKind.STEP, "melt_pressure", 15.0))
+
+            def raised() -> bool:
+                events = read_events(config.journal_path)
+                return any(e["kind"] == "anomaly" and e["state"] == "raised" for e in events)
+
+            await wait_for(raised, timeout=15)
+            raised_at = time.time()
+            await wait_for(
+                lambda: json.loads(snapshot.read_text())["written_at"] > raised_at + 0.5,
+                timeout=10,
+            )
+            agent.send_signal(signal.SIGKILL)
+            assert agent.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+
+        second = await Running(config).started()
+        stats = second.agent.snapshots.stats
+        assert (stats.restored, stats.refused) == (1, 0)
+        await wait_for(lambda: len(second.shift()) >= 30, timeout=10)
+        after = second.shift()
+        assert all(after), f"alarm not held after the kill -9: {after}"
+        await second.stop()
+    finally:
+        plc_task.cancel()
+        await asyncio.gather(plc_task, return_exceptions=True)
+        await plc.stop()
