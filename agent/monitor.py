@@ -144,10 +144,7 @@ class LineMonitor:
             if window is not None:
                 score = self._smooth(self.vae.score_one(window))
                 self.last_score = score
-                edge = self.anomaly.update(
-                    bad=score.value > score.threshold,
-                    good=score.value < self.clear_ratio * score.threshold,
-                )
+                edge = self.anomaly.level(score.value, score.threshold, self.clear_ratio)
                 if edge is not Edge.NONE and not follows_fusion:
                     events.append(self._anomaly_event(sample.ts, edge, score))
 

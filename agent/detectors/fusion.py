@@ -31,7 +31,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from agent.events.alarms import DebouncedAlarm
+from agent.events.alarms import DebouncedAlarm, check_clear_ratio
 
 FUSIONS = (
     "vae",
@@ -88,8 +88,7 @@ class Fusion:
             raise ValueError(f"fusion {mode!r} is not one of {', '.join(FUSIONS)}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"fusion weight {weight} must be in [0, 1]")
-        if not 0.0 < clear_ratio <= 1.0:
-            raise ValueError(f"fusion clear_ratio {clear_ratio} must be in (0, 1]")
+        check_clear_ratio(clear_ratio, "fusion")
         self.mode = mode
         self.sustain = max(1, sustain)
         self.weight = weight
@@ -101,8 +100,7 @@ class Fusion:
     def retune(self, raise_after: int, clear_after: int, clear_ratio: float) -> None:
         """New debounce and hysteresis for the summed score's alarm (a config reload); an
         active alarm stays active."""
-        if not 0.0 < clear_ratio <= 1.0:
-            raise ValueError(f"fusion clear_ratio {clear_ratio} must be in (0, 1]")
+        check_clear_ratio(clear_ratio, "fusion")
         self._plus.raise_after, self._plus.clear_after = raise_after, clear_after
         self.clear_ratio = clear_ratio
 
@@ -151,7 +149,7 @@ class Fusion:
         if self.mode == "vae-plus-shift":
             s = shift_ratio if shift_ratio is not None and math.isfinite(shift_ratio) else 0.0
             total = self.weight * self._vae_ratio + (1.0 - self.weight) * s
-            self._plus.update(bad=total > 1.0, good=total < self.clear_ratio)
+            self._plus.level(total, 1.0, self.clear_ratio)
             return self._plus.active
         if self.mode == "vae":
             return vae

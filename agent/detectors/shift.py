@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from agent.detectors.fusion import SHIFT_FUSIONS
 from agent.errors import BundleError
-from agent.events.alarms import DebouncedAlarm
+from agent.events.alarms import DebouncedAlarm, check_clear_ratio
 from agent.types import Score
 
 if TYPE_CHECKING:  # the bundle module parses ShiftParams: typing only, no import cycle
@@ -138,8 +138,7 @@ class ShiftDetector:
         clear_after: int = 3,
         clear_ratio: float = 1.0,
     ) -> None:
-        if not 0.0 < clear_ratio <= 1.0:
-            raise ValueError(f"shift clear_ratio {clear_ratio} must be in (0, 1]")
+        check_clear_ratio(clear_ratio, "shift")
         self.params = params
         self.clear_ratio = clear_ratio
         self._idx = np.asarray(params.watched, dtype=np.intp)
@@ -154,6 +153,13 @@ class ShiftDetector:
     def active(self) -> bool:
         """Whether the shift alarm holds after the last row."""
         return self.alarm.active
+
+    def retune(self, raise_after: int, clear_after: int, clear_ratio: float) -> None:
+        """New debounce and hysteresis for the alarm (a config reload); an active alarm stays
+        active and the levels are kept."""
+        check_clear_ratio(clear_ratio, "shift")
+        self.alarm.raise_after, self.alarm.clear_after = raise_after, clear_after
+        self.clear_ratio = clear_ratio
 
     def reset(self) -> None:
         """Forget the levels and the alarm (the next row starts a new baseline)."""
@@ -184,7 +190,7 @@ class ShiftDetector:
         z = np.abs(self._fast - self._base) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
         value = float(z.max())
-        self.alarm.update(bad=value > p.threshold, good=value < self.clear_ratio * p.threshold)
+        self.alarm.level(value, p.threshold, self.clear_ratio)
         self._frozen = self._frozen + 1 if self.alarm.active else 0
         contributions = np.zeros(p.channels)
         total = float(z.sum())

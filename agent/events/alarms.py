@@ -18,6 +18,12 @@ class Edge(Enum):
     CLEARED = "cleared"
 
 
+def check_clear_ratio(clear_ratio: float, who: str) -> None:
+    """ValueError unless 0 < `clear_ratio` <= 1: an alarm clears at or below its raise level."""
+    if not 0.0 < clear_ratio <= 1.0:
+        raise ValueError(f"{who} clear_ratio {clear_ratio} must be in (0, 1]")
+
+
 class DebouncedAlarm:
     """Raise after `raise_after` bad updates in a row; clear after `clear_after` good ones.
 
@@ -29,6 +35,9 @@ class DebouncedAlarm:
     >>> alarm = DebouncedAlarm(raise_after=2, clear_after=2)
     >>> [alarm.update(bad=b, good=not b).value for b in (True, True, True, False, False)]
     ['none', 'raised', 'none', 'none', 'cleared']
+    >>> score = DebouncedAlarm(raise_after=1, clear_after=1)  # against a threshold of 1.0
+    >>> [score.level(v, 1.0, clear_ratio=0.8).value for v in (1.2, 0.9, 0.7)]
+    ['raised', 'none', 'cleared']
     """
 
     def __init__(self, raise_after: int, clear_after: int) -> None:
@@ -52,6 +61,11 @@ class DebouncedAlarm:
         self.active = bool(state["active"])
         self._bad = int(str(state["bad"]))
         self._good = int(str(state["good"]))
+
+    def level(self, value: float, threshold: float, clear_ratio: float) -> Edge:
+        """Feed a score against its threshold: bad above it, good below `clear_ratio` x it
+        (the hysteresis every score alarm of a line shares, `[detection] clear_ratio`)."""
+        return self.update(bad=value > threshold, good=value < clear_ratio * threshold)
 
     def update(self, bad: bool, good: bool) -> Edge:
         """Feed one observation: `bad` above the raise level, `good` below the clear level."""

@@ -101,9 +101,7 @@ def apply_detection(monitor: LineMonitor, detection: DetectionConfig) -> None:
     # hysteresis as the VAE alarm.
     monitor.fusion.retune(detection.raise_after, detection.clear_after, detection.clear_ratio)
     if monitor.shift is not None:
-        monitor.shift.alarm.raise_after = detection.raise_after
-        monitor.shift.alarm.clear_after = detection.clear_after
-        monitor.shift.clear_ratio = detection.clear_ratio
+        monitor.shift.retune(detection.raise_after, detection.clear_after, detection.clear_ratio)
     old = monitor.spc_alarm
     span = old._recent.shape[0]
     if span != detection.spc_span:
