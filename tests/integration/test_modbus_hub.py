@@ -18,11 +18,13 @@ from agent.types import Quality, Sample
 from tests.helpers import free_port, wait_for
 
 
-def plc_config(port: int, tag_map: TagMap | None = None, timeout: float = 2.0) -> PlcConfig:
+def plc_config(
+    port: int, tag_map: TagMap | None = None, timeout: float = 2.0, poll_s: float = 0.5
+) -> PlcConfig:
     device = DeviceConfig(
         name="extruder",
         unit=1,
-        poll_interval_s=0.5,
+        poll_interval_s=poll_s,
         tag_map=tag_map or load_tag_map(default_tag_map()),
         max_gap=8,
         max_registers=125,
@@ -36,7 +38,7 @@ def plc_config(port: int, tag_map: TagMap | None = None, timeout: float = 2.0) -
         serial=None,
         timeout_s=timeout,
         max_backoff_s=0.4,
-        poll_interval_s=0.5,
+        poll_interval_s=poll_s,
         devices=(device,),
     )
 

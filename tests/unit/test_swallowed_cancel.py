@@ -13,11 +13,10 @@ import asyncio
 
 import pytest
 
-from agent.config import DeviceConfig, PlcConfig, load_tag_map
-from agent.simulator.plc import default_tag_map
 from agent.sources.base import raise_if_cancelled
 from agent.sources.modbus import ModbusHub
 from agent.types import Sample
+from tests.integration.test_modbus_hub import plc_config
 
 
 class SwallowingTransport:
@@ -60,32 +59,9 @@ class SwallowingTransport:
         return [False] * count
 
 
-def _plc() -> PlcConfig:
-    device = DeviceConfig(
-        name="extruder",
-        unit=1,
-        poll_interval_s=0.001,
-        tag_map=load_tag_map(default_tag_map()),
-        max_gap=8,
-        max_registers=125,
-        max_bits=2000,
-    )
-    return PlcConfig(
-        name="test-plc",
-        protocol="modbus-tcp",
-        host="127.0.0.1",
-        port=1,
-        serial=None,
-        timeout_s=1.0,
-        max_backoff_s=0.4,
-        poll_interval_s=0.001,
-        devices=(device,),
-    )
-
-
 async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_hub() -> None:
     transport = SwallowingTransport()
-    hub = ModbusHub(_plc(), transport)
+    hub = ModbusHub(plc_config(port=1, timeout=1.0, poll_s=0.001), transport)
     samples: list[Sample] = []
     task = asyncio.create_task(hub.run(samples.append))
     while transport.reads < 5:
