@@ -243,19 +243,8 @@ class LineMonitor:
             if raised
             else f"Anomaly on line {self.line} cleared ({self.fusion.mode}): {seen}"
         )
-        return Event(
-            ts=ts,
-            line=self.line,
-            kind=EventKind.ANOMALY,
-            state=EventState.RAISED if raised else EventState.CLEARED,
-            detector=lead,
-            severity=ANOMALY_SEVERITY,
-            message=message,
-            tag=top,
-            score=score.value,
-            threshold=score.threshold,
-            details={"top_contributions": share, "fusion": self.fusion.mode, "ratios": ratio},
-        )
+        details = {"top_contributions": share, "fusion": self.fusion.mode, "ratios": ratio}
+        return self._anomaly(ts, raised, lead, message, top, score, details)
 
     def _smooth(self, score: Score) -> Score:
         """The EWMA of the window scores (weight `smoothing` on the newest), thresholded
@@ -284,18 +273,31 @@ class LineMonitor:
             if raised
             else f"Anomaly on line {self.line} cleared: score {score.value:.3g}"
         )
+        return self._anomaly(ts, raised, "vae", message, top, score, {"top_contributions": share})
+
+    def _anomaly(
+        self,
+        ts: float,
+        raised: bool,
+        detector: str,
+        message: str,
+        tag: str,
+        score: Score,
+        details: dict[str, Any],
+    ) -> Event:
+        """An anomaly alarm's edge, the VAE's own or the fused decision's."""
         return Event(
             ts=ts,
             line=self.line,
             kind=EventKind.ANOMALY,
             state=EventState.RAISED if raised else EventState.CLEARED,
-            detector="vae",
+            detector=detector,
             severity=ANOMALY_SEVERITY,
             message=message,
-            tag=top,
+            tag=tag,
             score=score.value,
             threshold=score.threshold,
-            details={"top_contributions": share},
+            details=details,
         )
 
     def _spc_event(self, ts: float, edge: Edge, broken: list[str], states: dict[str, str]) -> Event:
