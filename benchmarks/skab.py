@@ -190,8 +190,8 @@ def replay(
     values = read_csv(path, bundle.manifest.channel_names).values
     # Rows before the first full window have no VAE score: the fusion keeps 0 for them.
     rows = list(replay_results(bundle, values, detection))
-    ratio = [r.score.value / r.score.threshold if r.score else np.nan for r in rows]
-    shift = [r.shift_score.value / r.shift_score.threshold if r.shift_score else 0 for r in rows]
+    ratio = [r.score.ratio if r.score else np.nan for r in rows]
+    shift = [r.shift_score.ratio if r.shift_score else 0 for r in rows]
     rows, has_shift = rows[TRAIN_ROWS:], bundle.manifest.shift is not None  # ratios: all rows
     alarms = Alarms(
         vae=np.array([r.anomaly_active for r in rows], dtype=bool),
