@@ -6,17 +6,16 @@ JSON encoding one component at a time, the atomic write, and alarm edges as JSON
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 from agent.monitor import LineMonitor
+from agent.ops.store import write_atomic
 from agent.types import Event, EventKind, EventState
 
 
@@ -87,27 +86,7 @@ class _Pieces:
 
 def write_atomically(path: Path, snapshot: dict[str, Any]) -> None:
     """Encode and replace `path` so a reader sees the old file or the new one, never half."""
-    data = encode(snapshot)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)  # no half-written temp file left behind
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, encode(snapshot), mode=0o640)
 
 
 def dict_of(event: Event) -> dict[str, Any]:

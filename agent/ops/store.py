@@ -55,14 +55,31 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace a file's content all at once: temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def temp_path(path: Path) -> Path:
+    """Where `write_atomic` writes before the rename: beside `path`, hidden."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Replace a file's content all at once: temp file, fsync, rename, fsync the directory.
+
+    A reader sees the old file or the new one, never half; a failed write leaves no temp file
+    behind. `mode` is the new file's permission bits before the umask."""
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(path.parent)
 
 

@@ -26,6 +26,7 @@ from agent.ops.snapshots import (
     snapshot_path,
     write_atomically,
 )
+from agent.ops.store import temp_path
 from agent.paths import firmware_configs
 from agent.scoring import DEFAULT_DETECTION, SOURCE, replay_config
 from agent.sinks.scada.limits import AgentCounters
@@ -225,13 +226,13 @@ async def test_a_write_still_running_skips_the_next_and_a_failed_one_is_counted(
     path = tmp_path / "state.json"
     # A FIFO where the temp file goes: the writer's open() blocks until someone reads it,
     # a real write held in progress.
-    os.mkfifo(path.with_name(path.name + ".tmp"))
+    os.mkfifo(temp_path(path))
     counters = AgentCounters()
     snapshots = DetectorSnapshots(path, 10.0, 3600.0, counters)
     assert snapshots.offer({"n": 1})
     assert not snapshots.offer({"n": 2})  # returns at once; the loop never waits on the disk
     assert snapshots.stats.skipped == 1 and counters.snapshots_skipped == 1
-    fd = await asyncio.to_thread(os.open, path.with_name(path.name + ".tmp"), os.O_RDONLY)
+    fd = await asyncio.to_thread(os.open, temp_path(path), os.O_RDONLY)
     try:
         assert await asyncio.to_thread(os.read, fd, 100) == b'{"n":1}'
     finally:
@@ -239,7 +240,7 @@ async def test_a_write_still_running_skips_the_next_and_a_failed_one_is_counted(
     assert snapshots._writing is not None
     await asyncio.wrap_future(snapshots._writing)
     assert snapshots.stats.failed == 1  # fsync of a pipe fails: counted, not raised
-    assert not path.with_name(path.name + ".tmp").exists()  # the failed temp file is removed
+    assert not temp_path(path).exists()  # the failed temp file is removed
     assert snapshots.offer({"n": 3})
     await asyncio.wrap_future(snapshots._writing)
     assert json.loads(path.read_text()) == {"n": 3} and counters.snapshots_written == 1
