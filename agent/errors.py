@@ -5,7 +5,7 @@ LinesideError
 ├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
 │   ├── BundleFormatError    the manifest is of a format this agent does not know
 │   └── UpdateRefused        a bundle file was refused before install; `.reason` is a
-│                            `Refusal` (agent/ops/refusals.py), one per kind of bad bundle
+│                            `Refusal` (agent/bundles/refusals.py), one per kind of bad bundle
 ├── DataError            a CSV to replay or train on is unreadable; names file, column, row
 ├── ExplainerModelError  an exported explainer LLM directory cannot be loaded; says which file
 └── StartupError         a service could not start (e.g. the OPC-UA port is taken)

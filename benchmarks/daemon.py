@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.demo import free_port, write_historian, write_site_file  # noqa: E402
+from agent.demo.run import free_port, write_historian, write_site_file  # noqa: E402
 from agent.paths import firmware_configs  # noqa: E402
 from agent.sinks.journal import Journal  # noqa: E402
 from agent.types import Event, EventKind, EventState  # noqa: E402

@@ -31,15 +31,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.app import build_monitor  # noqa: E402
-from agent.demo import demo_config, write_historian  # noqa: E402
-from agent.explain.catalogue import load_catalogue  # noqa: E402
+from agent.bundles.manifest import load_bundle  # noqa: E402
+from agent.config.catalogue import load_catalogue  # noqa: E402
+from agent.demo.run import demo_config, write_historian  # noqa: E402
+from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
 from agent.explain.llm import OnnxCausalLM  # noqa: E402
 from agent.explain.template import build_prompt  # noqa: E402
 from agent.explain.worker import WorkerSpec, serve  # noqa: E402
-from agent.ops.bundles import load_bundle  # noqa: E402
 from agent.paths import firmware_configs  # noqa: E402
-from agent.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
+from agent.pipeline.build import build_monitor  # noqa: E402
 from agent.sinks.explainer import ExplainerSink, line_context  # noqa: E402
 from agent.types import Sample, TagReading  # noqa: E402
 from export.distil import model_from_config, simulated_facts  # noqa: E402

@@ -29,11 +29,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.app import build_monitor  # noqa: E402
-from agent.demo import demo_config, free_port, write_site_file  # noqa: E402
-from agent.detectors.vae import VaeDetector  # noqa: E402
-from agent.ops.bundles import load_bundle  # noqa: E402
-from agent.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
+from agent.bundles.manifest import load_bundle  # noqa: E402
+from agent.demo.run import demo_config, free_port, write_site_file  # noqa: E402
+from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
+from agent.pipeline.build import build_monitor  # noqa: E402
+from agent.pipeline.detectors.vae import VaeDetector  # noqa: E402
 from agent.types import Sample, TagReading  # noqa: E402
 
 

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.config import DeviceConfig, PlcConfig, load_config, load_tag_map  # noqa: E402
-from agent.demo import free_port  # noqa: E402
+from agent.demo.run import free_port  # noqa: E402
 from agent.sources.blocks import naive_requests, plan_blocks  # noqa: E402
 from agent.sources.modbus import ModbusHub  # noqa: E402
 from agent.types import Quality, Sample  # noqa: E402
@@ -129,7 +129,7 @@ def batching() -> list[tuple[str, int, int]]:
     """Requests per round, planned versus one per tag, for every device of every site."""
     rows = []
     for site in sorted((REPO / "firmware-configs" / "sites").glob("*.toml")):
-        config = load_config(site, check_bundle=False)
+        config = load_config(site)
         for plc in config.plcs:
             for device in plc.devices:
                 tags = device.tag_map.tags

@@ -65,9 +65,9 @@ async def serve(args: argparse.Namespace) -> None:
     import logging
 
     from agent.config import NodeTag
-    from agent.monitor import LineResult
+    from agent.core.codec import Scaling
+    from agent.pipeline.line import LineResult
     from agent.sinks.scada import ScadaServer
-    from agent.sources.codec import Scaling
     from agent.types import TagReading
     from tests.scada_helpers import scada_config, trust
 
@@ -169,7 +169,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Parent process: start the server, subscribe to every Value, measure, report."""
     from asyncua import Client, ua
 
-    from agent.demo import free_port
+    from agent.demo.run import free_port
     from tests.scada_helpers import PASSWORDS, SecureClient, client_certificate
 
     tmp = Path(tempfile.mkdtemp(prefix="lineside-bench-"))

@@ -1,4 +1,6 @@
-"""Cost of the drift-tolerant shift detector per row (agent.detectors.shift), by channel count.
+"""Cost of the drift-tolerant shift detector per row, by channel count.
+
+The detector: agent.pipeline.detectors.shift.
 
     python benchmarks/shift.py [--rows 5000]
 
@@ -20,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.detectors.shift import ShiftDetector, ShiftParams
+from agent.bundles.manifest import ShiftParams
+from agent.pipeline.detectors.shift import ShiftDetector
 
 
 def measure(channels: int, rows: int) -> tuple[float, float, int]:

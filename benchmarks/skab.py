@@ -4,10 +4,11 @@
 
 For each of the 34 labelled files the first 400 rows are written to a training CSV and given to
 `lineside-export train` (the same `run_train` call the command makes); the whole file is then
-replayed through `lineside score`'s code (`agent.scoring.replay_rows`: the live LineMonitor with
-the bundle's VAE in onnxruntime, the shift detector, SPC and the debounced alarms). Only rows
+replayed through `lineside score`'s code (`agent.pipeline.replay.replay_rows`: the live
+LineMonitor with the bundle's VAE in onnxruntime, the shift detector, SPC and the debounced
+alarms). Only rows
 from 400 on are scored; the first 400 just fill the window, as a live stream would. One
-confusion matrix is summed over all files (agent.evaluation), and NAB changepoint scores are
+confusion matrix is summed over all files (export.evaluation), and NAB changepoint scores are
 computed from the same binary predictions. The table puts our rows beside the published
 leaderboard.
 
@@ -27,9 +28,10 @@ What was chosen, and how (printed with the tables under "What chose what"):
   training rows (of their EWMA when smoothing is on), x 1.25; quantile, not POT: ~90 scores
   leave a handful of exceedances, too few to fit a tail;
 - fusion `auto`: the export's rule per file, from the SPC alarm on the held-out normal rows
-  only (agent.detectors.fusion.choose_fusion); every mode with SPC, `auto` included, raised the
+  only (agent.pipeline.events.fusion.choose_fusion); every mode with SPC, `auto` included,
+  raised the
   FAR on the selection folders;
-- the shift detector (agent.detectors.shift, fitted by export/shift_fit.py) and its fusions
+- the shift detector (agent.pipeline.detectors.shift, fitted by export/shift_fit.py) and its fusions
   `shift`, `vae-or-shift`, `vae-plus-shift`: its parameters (fast 0.2, slow 0.005, margin
   1.25) and the vae-plus-shift weight (0.3) were chosen on valve2 + other only; the export's
   default `vae-plus-shift` because it won there (it still has the best F1 there, but no longer
@@ -66,12 +68,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agent.bundles.manifest import load_bundle  # noqa: E402
 from agent.config import DetectionConfig  # noqa: E402
-from agent.detectors.fusion import FUSIONS, SHIFT_FUSIONS  # noqa: E402
-from agent.evaluation import Evaluation  # noqa: E402
-from agent.ops.bundles import load_bundle  # noqa: E402
-from agent.scoring import DEFAULT_DETECTION, read_times, replay_results, seconds  # noqa: E402
-from agent.tabular import read_csv  # noqa: E402
+from agent.core.tabular import read_csv  # noqa: E402
+from agent.pipeline.events.fusion import FUSIONS, SHIFT_FUSIONS  # noqa: E402
+from agent.pipeline.replay import DEFAULT_DETECTION, read_times, replay_results, seconds  # noqa: E402
 from benchmarks.skab_select import (  # noqa: E402
     HELD_OUT_FOLDERS,
     Alarms,
@@ -89,6 +90,7 @@ from benchmarks.skab_select import (  # noqa: E402
 )
 from benchmarks.skab_select import evaluate as select_eval  # noqa: E402
 from export.calibrate import DEFAULT_FUSION  # noqa: E402
+from export.evaluation import Evaluation  # noqa: E402
 from export.shift_fit import MARGIN as SHIFT_MARGIN  # noqa: E402
 
 TRAIN_ROWS = 400

@@ -3,7 +3,7 @@ and the tables `benchmarks/skab.py` prints.
 
 `benchmarks/skab.py` replays every file once per (smoothing, clear_after) through the live
 monitor and keeps, per row, the VAE alarm and the SPC alarm it held. Each candidate's fused
-decision is then `agent.detectors.fusion.Fusion` over those two alarm series, the very object
+decision is then `agent.pipeline.events.fusion.Fusion` over those two alarm series, the very object
 the monitor runs, so a candidate costs no replay; the chosen one is replayed once more through
 `lineside score`'s code and its `anomaly` column is what the headline reports (and the two are
 checked to agree).
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from agent.detectors.fusion import Fusion
-from agent.evaluation import Confusion, Evaluation
+from agent.pipeline.events.fusion import Fusion
+from export.evaluation import Confusion, Evaluation
 
 SELECT_FOLDERS = ("valve2", "other")
 HELD_OUT_FOLDERS = ("valve1",)
@@ -274,7 +274,8 @@ def print_protocol(chosen: Candidate, score: str = "mean") -> None:
         )
     print("- threshold: quantile 0.999 of held-out normal scores x 1.25, fixed a priori")
     print(
-        "- shift detector (agent.detectors.shift): fast 0.2, slow 0.005, threshold the largest "
+        "- shift detector (agent.pipeline.detectors.shift): fast 0.2, slow 0.005, "
+        "threshold the largest "
         "held-out normal score x 1.25, Temperature and Thermocouple (the `--relative` channels) "
         "not watched; the vae-plus-shift weight 0.3: a prototype grid on the labels of "
         f"{' + '.join(SELECT_FOLDERS)} only"

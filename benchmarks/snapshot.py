@@ -9,7 +9,7 @@ window and chart sizes. Then, per channel count:
 
 - `take`: `DetectorSnapshots.take` -- what the event loop pays every `state_interval_s`
   (the dict of every component's state, the owner, the fingerprint); median and p99;
-- `encode`: `agent.ops.snapshots.encode` of that dict alone (the CPU part of the write,
+- `encode`: `agent.runtime.snapshots.encode` of that dict alone (the CPU part of the write,
   one component at a time so the loop can take the GIL back between the pieces);
 - `write`: `write_atomically` -- encode, write, fsync, rename, fsync of the directory, in the
   worker thread, on the disk under `--dir` (default: a temp dir); median and p99;
@@ -38,13 +38,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.bundles.manifest import ShiftParams
 from agent.core.spc import ImrLimits
-from agent.detectors.shift import ShiftDetector, ShiftParams
-from agent.detectors.spc import SpcDetector
-from agent.monitor import LineMonitor
-from agent.ops.snapshot_file import encode, write_atomically
-from agent.ops.snapshots import DetectorSnapshots, Owner
-from agent.scoring import DEFAULT_DETECTION
+from agent.pipeline.detectors.shift import ShiftDetector
+from agent.pipeline.detectors.spc import SpcDetector
+from agent.pipeline.line import LineMonitor
+from agent.pipeline.replay import DEFAULT_DETECTION
+from agent.runtime.snapshot_file import encode, write_atomically
+from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.types import Sample, Score, TagReading
 
 WINDOW = 32

@@ -32,12 +32,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.app import Agent  # noqa: E402
-from agent.demo import demo_config, free_port  # noqa: E402
-from agent.ops.install import install_file, verify_file  # noqa: E402
-from agent.ops.store import ModelStore  # noqa: E402
-from agent.simulator.plc import SimulatedPlc  # noqa: E402
-from agent.simulator.process import ExtrusionLine  # noqa: E402
+from agent.bundles.install import install_file, verify_file  # noqa: E402
+from agent.bundles.store import ModelStore  # noqa: E402
+from agent.demo.run import demo_config, free_port  # noqa: E402
+from agent.demo.simulator.plc import SimulatedPlc  # noqa: E402
+from agent.demo.simulator.process import ExtrusionLine  # noqa: E402
+from agent.runtime.app import Agent  # noqa: E402
 from tests.bundle_kit import make_keys, resign_dir, variant  # noqa: E402
 
 SPEEDUP = 20.0  # the demo site polls every second: a sample every 50 ms
@@ -47,7 +47,7 @@ AFTER_S = 2.0
 
 def train(work: Path) -> Path:
     """A bundle from the real export path (about 15 s)."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
     from agent.paths import firmware_configs
     from export.pipeline import TrainOptions, run_train
 

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.bundles.manifest import BUNDLE_FORMAT, MANIFEST_NAME, Bundle, load_bundle, sha256_file
 from agent.core.scaler import RobustScaler
 from agent.core.spc import ImrLimits
 from agent.errors import BundleError
-from agent.ops.bundles import BUNDLE_FORMAT, MANIFEST_NAME, Bundle, load_bundle, sha256_file
 from export.errors import ExportError
 from export.parity import Parity
 
@@ -77,7 +77,7 @@ def build_manifest(
     training: dict[str, Any],
     golden: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The format-1 manifest dict (see agent/ops/bundles.py), hashing the files in bundle_dir."""
+    """The format-1 manifest dict (agent/bundles/manifest.py), hashing the files in bundle_dir."""
     names = (FP32_NAME, INT8_NAME, PARITY_NAME) + ((str(golden["file"]),) if golden else ())
     manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,

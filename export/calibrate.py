@@ -1,5 +1,5 @@
 """Decision settings the export chooses on held-out normal data only: score smoothing and the
-fusion of the SPC and VAE alarms (agent.detectors.fusion). No label is ever looked at.
+fusion of the SPC and VAE alarms (agent.pipeline.events.fusion). No label is ever looked at.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.core.spc import ImrLimits
-from agent.detectors.fusion import choose_fusion
-from agent.detectors.spc import SpcDetector
-from agent.events.alarms import SustainedRuleAlarm
-from agent.scoring import DEFAULT_DETECTION
+from agent.pipeline.detectors.spc import SpcDetector
+from agent.pipeline.events.alarms import SustainedRuleAlarm
+from agent.pipeline.events.fusion import choose_fusion
+from agent.pipeline.replay import DEFAULT_DETECTION
 
 FloatArray = npt.NDArray[np.float64]
 
 #: The export's fusion unless told otherwise: the VAE score and the drift-tolerant shift
 #: score, each over its own threshold calibrated on held-out normal rows, summed with weights
-#: (agent.detectors.fusion). On SKAB's selection folders (valve2 + other) it beat the VAE
+#: (agent.pipeline.events.fusion). On SKAB's selection folders (valve2 + other) it beat the VAE
 #: alone and every other mode (F1 0.864 vs 0.791, FAR 14.7 % vs 25.4 %); valve1 is held out
 #: (benchmarks/skab.py prints the comparison). Every mode with SPC in it, `auto` included,
 #: raised the false-alarm rate there, so SPC keeps its own events and tags but stays out of

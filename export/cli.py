@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.detectors.fusion import FUSIONS
+from agent.pipeline.events.fusion import FUSIONS
 from export.calibrate import DEFAULT_FUSION
 from export.errors import ExportError
 from export.shift_fit import MARGIN as SHIFT_MARGIN

@@ -24,9 +24,9 @@ import numpy.typing as npt
 
 from agent.config import load_tag_map
 from agent.core.scaler import RobustScaler
+from agent.core.tabular import read_csv
 from agent.core.window import sliding_windows
 from agent.errors import ConfigError, DataError
-from agent.tabular import read_csv
 from export.errors import ExportError
 
 FloatArray = npt.NDArray[np.float64]

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from agent.explain.catalogue import Catalogue, load_catalogue
+from agent.config.catalogue import Catalogue, load_catalogue
+from agent.demo.simulator.process import SIGNAL_NAMES, SIGNALS, ExtrusionLine, Fault, FaultKind
 from agent.explain.facts import Facts, LineContext, Snapshot, build_facts
 from agent.explain.guard import check
 from agent.explain.llm import TOKENIZER_NAME, OnnxCausalLM
 from agent.explain.template import build_prompt, render
 from agent.paths import firmware_configs
-from agent.simulator.process import SIGNAL_NAMES, SIGNALS, ExtrusionLine, Fault, FaultKind
 from agent.types import Event, EventKind, EventState
 from export.errors import ExportError
 
@@ -88,7 +88,7 @@ def model_from_config(config: dict[str, Any], texts: list[str], out: Path, seed:
 def simulated_context(rows: int = 3600, seed: int = 11) -> tuple[LineContext, ExtrusionLine]:
     """SPC centre, sigma, MR-bar and correlation of the simulated line's normal operation."""
     from agent.core.spc import fit_imr
-    from agent.simulator.process import historian
+    from agent.demo.simulator.process import historian
 
     data = historian(rows, seed=seed)
     limits = fit_imr(data, sigma="larger")
@@ -123,7 +123,7 @@ def _contributions(rows: np.ndarray, ctx: LineContext) -> tuple[float, ...]:
 def _rules(rows: np.ndarray, ctx: LineContext) -> dict[str, tuple[str, ...]]:
     """SPC rules each tag broke in the window's last 16 rows, as the device would see them."""
     from agent.core.spc import ImrChart, ImrLimits
-    from agent.detectors.spc import SpcDetector
+    from agent.pipeline.detectors.spc import SpcDetector
 
     chart = ImrChart(ImrLimits(ctx.center, ctx.sigma, ctx.mr_bar, ctx.nsigmas), 15)
     seen: dict[str, set[str]] = {}

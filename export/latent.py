@@ -33,8 +33,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from export.train import Vae
-
 Float32Array = npt.NDArray[np.float32]
 
 #: Weight of the latent distance against the reconstruction part (both in held-out units).
@@ -95,29 +93,3 @@ def latent_distance(mu: torch.Tensor, center: torch.Tensor, whiten: torch.Tensor
     """d(x) of a batch of posterior means (batch, latent) -> (batch,)."""
     z = torch.matmul(mu - center, whiten)
     return torch.sqrt(torch.mean(z * z, dim=1))
-
-
-def fit_latent(
-    model: Vae,
-    train: Float32Array,
-    held_out: Float32Array,
-    baseline: Float32Array,
-    relative: Float32Array | None,
-    reduce: str,
-) -> LatentTerm:
-    """Fit the term on scaled windows: centre and whitening on `train`, units on `held_out`."""
-    from export.onnx_export import scoring_module
-
-    scoring = scoring_module(model, baseline, relative, reduce)
-    with torch.no_grad():
-        _, mu_train = scoring.errors_and_mu(torch.from_numpy(np.ascontiguousarray(train)))
-        center, whiten = whitening(mu_train.numpy())
-        errors, mu_held = scoring.errors_and_mu(torch.from_numpy(np.ascontiguousarray(held_out)))
-        rec = scoring.reduce_contrib(errors / torch.from_numpy(baseline))
-        dist = latent_distance(mu_held, torch.from_numpy(center), torch.from_numpy(whiten))
-    return LatentTerm(
-        center=center,
-        whiten=whiten,
-        rec_unit=max(float(rec.mean()), 1e-12),
-        latent_unit=max(float(dist.mean()), 1e-12),
-    )

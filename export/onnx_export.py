@@ -1,6 +1,6 @@
 """Export the trained VAE as a scoring ONNX model: `x` in, `score` and `contrib` out.
 
-The exported graph is what the agent runs on the device (see agent/ops/bundles.py):
+The exported graph is what the agent runs on the device (see agent/bundles/manifest.py):
 
     x        float32 (batch, window, channels), already scaled; batch is dynamic
     contrib  float32 (batch, channels): mean over the window of (x - recon)^2, divided by
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from export.errors import ExportError
-from export.latent import LatentTerm, latent_distance
+from export.latent import LatentTerm, latent_distance, whitening
 from export.train import Vae
 
 Float32Array = npt.NDArray[np.float32]
@@ -254,3 +254,27 @@ def _check_signature(path: Path, window: int, channels: int) -> None:
         ]
     ):
         raise ExportError(f"{path.name}: input x is not (batch, {window}, {channels})")
+
+
+def fit_latent(
+    model: Vae,
+    train: Float32Array,
+    held_out: Float32Array,
+    baseline: Float32Array,
+    relative: Float32Array | None,
+    reduce: str,
+) -> LatentTerm:
+    """Fit the term on scaled windows: centre and whitening on `train`, units on `held_out`."""
+    scoring = scoring_module(model, baseline, relative, reduce)
+    with torch.no_grad():
+        _, mu_train = scoring.errors_and_mu(torch.from_numpy(np.ascontiguousarray(train)))
+        center, whiten = whitening(mu_train.numpy())
+        errors, mu_held = scoring.errors_and_mu(torch.from_numpy(np.ascontiguousarray(held_out)))
+        rec = scoring.reduce_contrib(errors / torch.from_numpy(baseline))
+        dist = latent_distance(mu_held, torch.from_numpy(center), torch.from_numpy(whiten))
+    return LatentTerm(
+        center=center,
+        whiten=whiten,
+        rec_unit=max(float(rec.mean()), 1e-12),
+        latent_unit=max(float(dist.mean()), 1e-12),
+    )

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.bundles.manifest import Bundle
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
-from agent.detectors.fusion import FUSIONS
-from agent.ops.bundles import Bundle
+from agent.pipeline.events.fusion import FUSIONS
 from export import bundle as bundle_io
 from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, fusion_for, smoothed_parts
 from export.data import (
@@ -256,7 +256,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     reduce, with_latent = split_score(options.score)
     latent = None
     if with_latent:
-        from export.latent import fit_latent
+        from export.onnx_export import fit_latent
 
         latent = fit_latent(
             result.model,

@@ -1,4 +1,4 @@
-"""Fit the drift-tolerant shift detector (agent.detectors.shift) on normal rows only.
+"""Fit the drift-tolerant shift detector (agent.pipeline.detectors.shift) on normal rows only.
 
 Per input table, its rows in time order are one stream: the first 70 % (the VAE's training
 part) give each channel's scale, the rest (the VAE's validation + calibration parts, never
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from agent.detectors.shift import ShiftParams
+from agent.bundles.manifest import ShiftParams
 from export.data import TRAIN_FRACTION
 
 FloatArray = npt.NDArray[np.float64]
@@ -132,7 +132,7 @@ def shift_for_bundle(
 ) -> dict[str, object] | None:
     """`detector.shift` for the manifest (None if no channel can be watched), with the
     record of the fit; ExportError when the chosen fusion needs it and there is none."""
-    from agent.detectors.fusion import SHIFT_FUSIONS
+    from agent.pipeline.events.fusion import SHIFT_FUSIONS
     from export.errors import ExportError
 
     streams = [np.concatenate(s) for s in segments if s]

@@ -4,7 +4,7 @@
   can prove it runs the model the workstation tested (`golden.npz`, listed in the manifest).
 - `keygen`: an ed25519 key pair, `<key id>.key` (mode 0600, stays here) and `<key id>.pub`
   (copy it into each device's trust directory).
-- `sign_bundle`: a bundle directory -> one signed file (agent/ops/archive.py has the layout).
+- `sign_bundle`: a bundle directory -> one signed file (agent/bundles/archive.py has the layout).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.bundles import archive, signing
+from agent.bundles.manifest import MANIFEST_NAME, load_bundle
 from agent.errors import BundleError
-from agent.ops import archive, signing
-from agent.ops.bundles import MANIFEST_NAME, load_bundle
 from export.errors import ExportError
 from export.parity import score_onnx
 

@@ -114,7 +114,7 @@ install -D -m 0644 "$ROOT/packaging/sysusers.d/lineside.conf" "$STAGE/usr/lib/sy
 install -D -m 0644 "$ROOT/packaging/tmpfiles.d/lineside.conf" "$STAGE/usr/lib/tmpfiles.d/lineside.conf"
 install -D -m 0644 "$ROOT/packaging/99-lineside-serial.rules" \
     "$STAGE/usr/lib/udev/rules.d/99-lineside-serial.rules"
-# USB model updates: udev rule -> lineside-usb@.service -> usb-update (agent/ops/usb.py).
+# USB model updates: udev rule -> lineside-usb@.service -> usb-update (agent/bundles/usb.py).
 install -D -m 0644 "$ROOT/packaging/99-lineside-usb.rules" "$STAGE/usr/lib/udev/rules.d/99-lineside-usb.rules"
 install -D -m 0644 "$ROOT/packaging/lineside-usb@.service" "$STAGE/lib/systemd/system/lineside-usb@.service"
 install -D -m 0755 "$ROOT/packaging/usb-update.sh" "$STAGE/usr/lib/lineside/usb-update"

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.ops.signing import TrustStore
-from agent.ops.store import ModelStore
+from agent.bundles.signing import TrustStore
+from agent.bundles.store import ModelStore
 from export.sign import keygen, sign_bundle
 
 
@@ -100,7 +100,7 @@ def flip_member_byte(path: Path, out: Path, name: str, offset: int | None = None
 
 def installed_store(root: Path, bundle_file: Path, trust: TrustStore) -> ModelStore:
     """A store with one bundle installed through the real installer."""
-    from agent.ops.install import install_file
+    from agent.bundles.install import install_file
 
     store = ModelStore(root)
     install_file(bundle_file, store, trust)

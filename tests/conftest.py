@@ -12,7 +12,7 @@ from agent.paths import firmware_configs
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle trained by `lineside-export train` on two hours of simulated normal data."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
     from export.pipeline import TrainOptions, run_train
 
     work = tmp_path_factory.mktemp("bundle")

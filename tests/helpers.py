@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agent.config import SiteConfig
-from agent.demo import free_port
+from agent.demo.run import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SCADA_PASSWORD = "end-to-end-viewer"  # the `viewer` user of site_config's SCADA server
@@ -21,7 +21,7 @@ def site_config(
     """The shipped example site config on the given ports, `speedup` times real time.
 
     Its SCADA server is the demo's: SignAndEncrypt, user `viewer` with SCADA_PASSWORD."""
-    from agent.demo import demo_config
+    from agent.demo.run import demo_config
 
     return demo_config(state, bundle, plc_port, opcua_port, speedup, SCADA_PASSWORD)
 

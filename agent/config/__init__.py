@@ -15,7 +15,6 @@ from agent.config.site import (
     PlcConfig,
     SerialSettings,
     SiteConfig,
-    check_bundle_fits,
     default_inter_frame_s,
     load_config,
 )
@@ -49,7 +48,6 @@ __all__ = [
     "SiteConfig",
     "Tag",
     "TagMap",
-    "check_bundle_fits",
     "default_inter_frame_s",
     "load_config",
     "load_node_map",

@@ -19,15 +19,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from agent.config.catalogue import Catalogue, load_catalogue
 from agent.config.reader import Section
 from agent.errors import ConfigError
 from agent.paths import firmware_configs
-
-if TYPE_CHECKING:
-    from agent.config.site import SiteConfig
-from agent.explain.catalogue import Catalogue, load_catalogue
 
 LANGUAGES = ("en", "zh")
 MODES = ("template", "llm")
@@ -109,18 +105,3 @@ def load_explain(section: Section, base: Path, tags: set[str] | None = None) -> 
         nice=nice,
         cpu=cpu,
     )
-
-
-def check_catalogue_fits(config: SiteConfig) -> None:
-    """Every symptom of the site's catalogue must name a tag of the line."""
-    catalogue = config.explain.catalogue
-    tags = config.tags
-    for i, mode in enumerate(catalogue.modes):
-        for j, symptom in enumerate(mode.symptoms):
-            if symptom.tag not in tags:
-                raise ConfigError(
-                    "explain.catalogue",
-                    f"mode[{i}].symptoms[{j}].tag: {symptom.tag!r} is not a tag of the line",
-                    "known: " + ", ".join(sorted(tags)),
-                    source=str(catalogue.path or config.path),
-                )

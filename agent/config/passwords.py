@@ -12,16 +12,12 @@ box; the cost sits in each hash, so it can be raised later without breaking old 
 
 from __future__ import annotations
 
-import argparse
 import base64
-import getpass
 import hashlib
 import hmac
 import os
 import re
-import sys
 from dataclasses import dataclass
-from typing import Any, TextIO
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -88,36 +84,3 @@ def verify_password(password: str, stored: str | PasswordHash) -> bool:
     """True if `password` matches the stored hash (constant-time comparison)."""
     parsed = parse_hash(stored) if isinstance(stored, str) else stored
     return hmac.compare_digest(parsed.derive(password), parsed.key)
-
-
-def read_new_password(stdin: TextIO, stderr: TextIO) -> str:
-    """The password to hash: prompted twice on a terminal, else the first line of stdin."""
-    if stdin.isatty():
-        first = getpass.getpass("New OPC-UA password: ", stream=stderr)
-        if first != getpass.getpass("Again: ", stream=stderr):
-            raise ValueError("the two passwords differ")
-    else:
-        first = stdin.readline().rstrip("\r\n")
-    if len(first) < 8:
-        raise ValueError("use at least 8 characters")
-    return first
-
-
-def cmd_hash_password(args: argparse.Namespace) -> int:
-    """`lineside hash-password`: read a password (never from argv), print its config hash."""
-    try:
-        password = read_new_password(sys.stdin, sys.stderr)
-    except (ValueError, EOFError) as exc:
-        print(f"lineside hash-password: {exc}", file=sys.stderr)
-        return 2
-    print(hash_password(password))
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    """Register `lineside hash-password` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "hash-password",
-        help="hash an OPC-UA user's password for [[opcua.user]] password_hash (reads stdin)",
-    )
-    p.set_defaults(func=cmd_hash_password)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from agent.config.explain import ExplainConfig, check_catalogue_fits, load_explain
+from agent.bundles.manifest import FUSIONS
+from agent.config.explain import ExplainConfig, load_explain
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import Section, read_toml
 from agent.config.state import STATE_INTERVAL_S, STATE_KEYS, STATE_MAX_AGE_S, load_state_settings
@@ -27,9 +28,7 @@ from agent.config.tagmaps import (
     load_node_map,
     load_tag_map,
 )
-from agent.detectors.fusion import FUSIONS
-from agent.errors import BundleError, ConfigError
-from agent.sources.codec import DataType
+from agent.errors import ConfigError
 
 MODBUS_PROTOCOLS = ("modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp")
 PROTOCOLS = (*MODBUS_PROTOCOLS, "opcua")
@@ -129,7 +128,7 @@ class DetectionConfig:
     spc_span: int
     flatline_samples: int
     precision: str
-    #: How the VAE and SPC alarms fuse (agent.detectors.fusion); None: the bundle's choice.
+    #: How the VAE and SPC alarms fuse (agent.pipeline.events.fusion); None: the bundle's choice.
     fusion: str | None = None
     #: EWMA weight of the newest score before the threshold (1 = none); None: the bundle's.
     smoothing: float | None = None
@@ -333,8 +332,11 @@ def _load_plc(p: Section, base: Path) -> PlcConfig:
     )
 
 
-def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
-    """Read a site config and every file it names; raise ConfigError on the first problem."""
+def load_config(path: Path) -> SiteConfig:
+    """Read a site config and every file it names; raise ConfigError on the first problem.
+
+    The model bundle it names is not opened here: `agent.bundles.checks.check_bundle_fits`
+    does that."""
     path = path.resolve()
     base = path.parent
     root = read_toml(path)
@@ -406,38 +408,20 @@ def load_config(path: Path, *, check_bundle: bool = True) -> SiteConfig:
         journal_max_mb=journal.positive("max_mb", float, 512.0),
         explain=load_explain(root.table("explain", required=False), base),
     )
-    if check_bundle:
-        check_bundle_fits(config, model.field("bundle"))
     check_catalogue_fits(config)
     return config
 
 
-def check_bundle_fits(config: SiteConfig, field: str = "model.bundle") -> None:
-    """The bundle must exist, verify, and find every model channel among the line's tags."""
-    from agent.ops.bundles import load_bundle
-
-    try:
-        bundle = load_bundle(config.bundle)
-    except BundleError as exc:
-        raise ConfigError(
-            field, str(exc), "point model.bundle at a bundle directory made by lineside-export",
-            source=str(config.path),
-        ) from None  # fmt: skip
+def check_catalogue_fits(config: SiteConfig) -> None:
+    """Every symptom of the site's catalogue must name a tag of the line."""
+    catalogue = config.explain.catalogue
     tags = config.tags
-    missing = [c for c in bundle.manifest.channel_names if c not in tags]
-    if missing:
-        raise ConfigError(
-            field,
-            f"model channels {missing} are not tags of any PLC of this line",
-            "add them to a tag map or use a bundle trained on this line's tags",
-            source=str(config.path),
-        )
-    texts = [
-        c for c in bundle.manifest.channel_names
-        if isinstance(tags[c], Tag) and tags[c].dtype is DataType.STRING  # type: ignore[union-attr]
-    ]  # fmt: skip
-    if texts:
-        raise ConfigError(
-            field, f"model channels {texts} are string tags", "a model reads numbers only",
-            source=str(config.path),
-        )  # fmt: skip
+    for i, mode in enumerate(catalogue.modes):
+        for j, symptom in enumerate(mode.symptoms):
+            if symptom.tag not in tags:
+                raise ConfigError(
+                    "explain.catalogue",
+                    f"mode[{i}].symptoms[{j}].tag: {symptom.tag!r} is not a tag of the line",
+                    "known: " + ", ".join(sorted(tags)),
+                    source=str(catalogue.path or config.path),
+                )

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config.reader import Section, read_toml
+from agent.core.codec import DataType, Layout, Scaling, string_registers
 from agent.core.spc.capability import spec_problem
-from agent.sources.codec import DataType, Layout, Scaling, string_registers
 
 REGISTER_TABLES = ("holding", "input")
 BIT_TABLES = ("coil", "discrete")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from agent.explain.catalogue import Candidate, Catalogue
+from agent.config.catalogue import Candidate, Catalogue
 from agent.types import Event
 
 FloatArray = npt.NDArray[np.float64]

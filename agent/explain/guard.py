@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.explain.catalogue import Catalogue
+from agent.config.catalogue import Catalogue
 from agent.explain.facts import Facts, clock
 
 DENY_PATTERNS = (

@@ -17,13 +17,11 @@ health and the pid. `lineside health` exits 0 if it is fresh, 1 otherwise, sayin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,18 +163,3 @@ def check(path: Path, max_age_s: float, now: float | None = None) -> tuple[bool,
         return False, f"detection loop stalled: last progress {age:.0f} s ago"
     journal = "journal ok" if state.get("journal_ok", True) else "journal NOT writing"
     return True, f"ok: last progress {age:.1f} s ago, {journal}"
-
-
-def cmd_health(args: argparse.Namespace) -> int:
-    """Exit 0 if the agent's loop made progress within --max-age seconds."""
-    ok, reason = check(Path(args.file), args.max_age)
-    print(reason, file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 1
-
-
-def add_parser(sub: Any) -> None:
-    """Register `lineside health` on the CLI's subparsers."""
-    p = sub.add_parser("health", help="exit 0 if the running agent's detection loop is alive")
-    p.add_argument("--file", default=str(DEFAULT_FILE), help="heartbeat file of the agent")
-    p.add_argument("--max-age", type=float, default=30.0, help="seconds (default 30)")
-    p.set_defaults(func=cmd_health)

@@ -29,20 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agent.bundles.manifest import MANIFEST_NAME, Bundle
 from agent.config.explain import ExplainConfig
 from agent.explain.facts import Facts, LineContext, PastEvent, Snapshot, build_facts
 from agent.explain.guard import check
 from agent.explain.template import render
 from agent.explain.worker import WorkerSpec, serve
-from agent.monitor import LineResult
-from agent.ops.bundles import MANIFEST_NAME, Bundle
+from agent.pipeline.line import LineResult
 from agent.sinks.journal import read_events
 from agent.types import EventState
 
 if TYPE_CHECKING:
     from agent.config import SiteConfig
     from agent.sinks.journal import Journal
-    from agent.sinks.opcua_server import ScadaServer
+    from agent.sinks.scada import ScadaServer
 
 log = logging.getLogger(__name__)
 HISTORY = 64  # rows kept for directions and correlations

@@ -1,4 +1,4 @@
-"""I/O at the edge: PLC sources that turn registers and nodes into samples."""
+"""I/O in: PLC sources that turn registers and nodes into samples, and their factory."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def plan_blocks(
     Examples
     --------
     >>> from agent.config import Tag
-    >>> from agent.sources.codec import DataType, Layout, Scaling
+    >>> from agent.core.codec import DataType, Layout, Scaling
     >>> def tag(name, address):
     ...     return Tag(name, "holding", address, DataType.FLOAT32, Layout(), Scaling(), "", "")
     >>> [(b.start, b.count) for b in plan_blocks([tag("a", 0), tag("b", 2), tag("c", 40)])]

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.config import DeviceConfig, PlcConfig, Tag
+from agent.core.codec import DataType, decode, decode_bit, decode_string
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
 from agent.sources.blocks import Block, plan_blocks
-from agent.sources.codec import DataType, decode, decode_bit, decode_string
 from agent.sources.transport import ExceptionReply, LinkError, ModbusTransport
 from agent.types import Quality, Sample, TagReading
 
@@ -66,8 +66,6 @@ class ModbusHub:
     """Owns one transport and polls every device on it."""
 
     def __init__(self, plc: PlcConfig, transport: ModbusTransport | None = None) -> None:
-        from agent.sources.transports import make_transport
-
         self.plc = plc
         self.name = plc.name
         self.transport = transport or make_transport(plc)
@@ -236,3 +234,19 @@ def decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReadi
     if not math.isfinite(value):
         return TagReading(value, Quality.UNCERTAIN, f"PLC sent {value} (not a finite number)")
     return TagReading(value, Quality.GOOD)
+
+
+def make_transport(plc: PlcConfig) -> ModbusTransport:
+    """The transport for a Modbus connection: TCP, RTU on a serial port, or RTU over TCP."""
+    if plc.protocol == "modbus-tcp":
+        from agent.sources.modbus_tcp import PymodbusTcpTransport
+
+        return PymodbusTcpTransport(plc.host, plc.port, plc.timeout_s, name=plc.name)
+    from agent.sources import rtu
+
+    if plc.protocol == "modbus-rtu":
+        assert plc.serial is not None
+        return rtu.SerialRtuTransport(plc.serial, plc.timeout_s)
+    if plc.protocol == "modbus-rtu-over-tcp":
+        return rtu.RtuOverTcpTransport(plc.host, plc.port, plc.timeout_s)
+    raise ValueError(f"{plc.protocol} is not a Modbus protocol")

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent.bundles.manifest import load_bundle
+from agent.core.tabular import read_csv
 from agent.core.window import SlidingWindow
-from agent.detectors.shift import ShiftDetector
-from agent.detectors.spc import SpcDetector
-from agent.detectors.vae import VaeDetector
-from agent.ops.bundles import load_bundle
-from agent.tabular import read_csv
+from agent.pipeline.detectors.shift import ShiftDetector
+from agent.pipeline.detectors.spc import SpcDetector
+from agent.pipeline.detectors.vae import VaeDetector
 
 FAULT_START, FAULT_END, ROWS = 300, 600, 800
 
@@ -41,7 +41,7 @@ def stream(
     bundle_dir: Path, tmp: Path, seed: int, channel: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normal rows of the simulated line with a step fault on one channel, and the labels."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
 
     path = tmp / f"stream-{seed}.csv"
     write_historian(path, rows=ROWS, seed=seed)

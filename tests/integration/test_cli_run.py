@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.demo import write_site_file
+from agent.demo.run import write_site_file
 from agent.sinks.journal import read_events
 from tests.helpers import REPO, free_port
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from agent.demo import write_site_file
+from agent.demo.run import write_site_file
 from agent.ops.logs import decode_fields
 from tests.helpers import REPO, free_port
 
@@ -100,7 +100,7 @@ async def trusted_anonymous_client(site: Path, folder: Path) -> Any:
     from agent.config import load_config
     from tests.scada_helpers import client_certificate, secure_client, trust
 
-    opcua = load_config(site, check_bundle=False).opcua
+    opcua = load_config(site).opcua
     cert, key, uri = client_certificate(folder, "daemon-test")
     trust(opcua, cert)
     return await secure_client(opcua.endpoint, cert, key, uri, None, None)
@@ -179,7 +179,7 @@ def test_ready_status_journald_fields_reload_and_drain(
         fields = record("agent ready: line extruder-1")
         assert fields["LINE"] == "extruder-1" and fields["SYSLOG_IDENTIFIER"] == "lineside"
         assert fields["PRIORITY"] == "6" and fields["MODEL_VERSION"] in ready
-        assert fields["CODE_FUNC"] == "_announce_ready" and fields["LOGGER"] == "agent.app"
+        assert fields["CODE_FUNC"] == "_announce_ready" and fields["LOGGER"] == "agent.runtime.app"
         assert "agent ready" not in err_path.read_text()  # journald got it, not stderr
 
         text = site.read_text()

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
-from agent.demo import write_site_file
+from agent.config.reload import plan_reload
+from agent.demo.run import write_site_file
 from agent.ops import systemd
-from agent.ops.daemon import plan_reload
 from agent.ops.logs import (
     JournaldHandler,
     configure_logging,
@@ -147,7 +147,7 @@ def test_reload_plan_names_what_applies_and_what_needs_a_restart(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
     site = write_site_file(tmp_path, bundle_dir, 5020, 4840)
-    old = load_config(site, check_bundle=False)
+    old = load_config(site)
     tuned = dataclasses.replace(
         old,
         detection=dataclasses.replace(old.detection, raise_after=5, spc_span=7),
@@ -183,7 +183,7 @@ def test_health_check_fresh_stale_and_missing(tmp_path: Path) -> None:
 async def test_reload_retunes_alarms_in_place_and_keeps_the_model(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
-    from agent.app import Agent
+    from agent.runtime.app import Agent
     from tests.helpers import site_config
 
     config = site_config(bundle_dir, tmp_path, 5020, 4840)

@@ -16,10 +16,10 @@ SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
     from pathlib import Path
-    from agent.app import Agent
-    from agent.demo import demo_config
-    from agent.simulator.plc import SimulatedPlc
-    from agent.simulator.process import ExtrusionLine
+    from agent.runtime.app import Agent
+    from agent.demo.run import demo_config
+    from agent.demo.simulator.plc import SimulatedPlc
+    from agent.demo.simulator.process import ExtrusionLine
 
     bundle, state = Path(sys.argv[1]), Path(sys.argv[2])
     plc_port, opcua_port = int(sys.argv[3]), int(sys.argv[4])

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from asyncua import Client, Node, ua
 
-from agent.app import Agent
-from agent.simulator.plc import SimulatedPlc
-from agent.simulator.process import ExtrusionLine, Fault, FaultKind
+from agent.demo.simulator.plc import SimulatedPlc
+from agent.demo.simulator.process import ExtrusionLine, Fault, FaultKind
+from agent.runtime.app import Agent
 from agent.sinks.journal import read_events
 from tests.helpers import SCADA_PASSWORD, eventually, free_port, site_config, wait_for
 from tests.scada_helpers import viewer_client

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from agent.explain.catalogue import load_catalogue
+from agent.config.catalogue import load_catalogue
+from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import build_facts
 from agent.explain.template import render
 from agent.paths import firmware_configs
-from agent.simulator.process import SIGNAL_NAMES
 from agent.sinks.explainer import past_events
 from agent.sinks.journal import Journal
 from agent.types import Event, EventKind, EventState

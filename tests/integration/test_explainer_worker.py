@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent.config.catalogue import load_catalogue
 from agent.config.explain import ExplainConfig
-from agent.explain.catalogue import load_catalogue
+from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import Facts, Snapshot, build_facts
 from agent.explain.template import render
 from agent.paths import firmware_configs
-from agent.simulator.process import SIGNAL_NAMES
 from agent.sinks.explainer import ExplainerSink, Explanation
 from tests.helpers import wait_for
 from tests.unit.test_explain_facts import N, context, normal_rows, snapshot

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.events_cli import parse_time
+from agent.cli.events import parse_time
 from agent.sinks.journal import Journal, Retention, read_events
 from agent.sinks.journal_db import open_journal, prune, query, record_row, write_rows
 from agent.types import Event, EventKind, EventState

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.config.catalogue import load_catalogue
 from agent.config.explain import ExplainConfig
-from agent.explain.catalogue import load_catalogue
+from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import build_facts
 from agent.explain.template import render
 from agent.paths import firmware_configs
-from agent.simulator.process import SIGNAL_NAMES
 from agent.sinks.explainer import ExplainerSink
 from export.distil import model_from_config
 from export.llm import export_llm

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import DeviceConfig, PlcConfig, Tag, TagMap, load_tag_map
-from agent.simulator.plc import SimulatedPlc, Tick, default_tag_map
-from agent.simulator.process import SIGNAL_NAMES, ExtrusionLine
+from agent.demo.simulator.plc import SimulatedPlc, Tick, default_tag_map
+from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine
 from agent.sources.backoff import Backoff
 from agent.sources.modbus import ModbusHub
 from agent.types import Quality, Sample

@@ -36,9 +36,10 @@ from pymodbus.simulator import DataType as SimDataType
 from pymodbus.simulator import SimData, SimDevice
 
 from agent.config import DeviceConfig, PlcConfig, SerialSettings, load_tag_map
-from agent.sources.codec import DataType, Layout, encode
+from agent.core.codec import DataType, Layout, encode
 from agent.sources.modbus import ModbusHub
-from agent.sources.rtu import RtuOverTcpTransport, SerialRtuTransport, crc16
+from agent.sources.rtu import RtuOverTcpTransport, SerialRtuTransport
+from agent.sources.rtu_framing import crc16
 from agent.sources.transport import ModbusTransport
 from agent.types import Quality, Sample
 from tests.helpers import free_port, wait_for

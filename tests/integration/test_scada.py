@@ -15,8 +15,8 @@ from asyncua import Client, Node, ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaStatusCodeError
 
 from agent.config import load_config
-from agent.monitor import LineResult
 from agent.paths import firmware_configs
+from agent.pipeline.line import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import Event, EventKind, EventState, Quality, Score, TagReading
 from tests.helpers import free_port
@@ -42,7 +42,7 @@ class Rig:
 
 
 def site_tags() -> list[Any]:
-    site = load_config(firmware_configs() / "sites" / "demo-extruder.toml", check_bundle=False)
+    site = load_config(firmware_configs() / "sites" / "demo-extruder.toml")
     return [t for plc in site.plcs for t in plc.tags]
 
 

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.monitor import LineResult
+from agent.pipeline.line import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import TagReading
 from tests.helpers import REPO, free_port

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.monitor import LineResult
+from agent.pipeline.line import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import TagReading
 from tests.helpers import free_port

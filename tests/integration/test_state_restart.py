@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.app import Agent
 from agent.config import SiteConfig, load_config
-from agent.demo import write_site_file
-from agent.monitor import LineResult
-from agent.ops.snapshots import agent_snapshot, fingerprint, snapshot_path
-from agent.simulator.plc import SimulatedPlc
-from agent.simulator.process import ExtrusionLine, Fault, FaultKind
+from agent.demo.run import write_site_file
+from agent.demo.simulator.plc import SimulatedPlc
+from agent.demo.simulator.process import ExtrusionLine, Fault, FaultKind
+from agent.pipeline.line import LineResult
+from agent.runtime.app import Agent
+from agent.runtime.snapshot_file import fingerprint, snapshot_path
 from agent.sinks.journal import read_events
 from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
 from tests.integration.test_daemon import spawn
@@ -141,7 +141,7 @@ async def test_a_snapshot_follows_a_hot_swap_and_never_crosses_a_model_change(
         old = fingerprint(run.agent.monitor)
         await run.install(2, lambda m: m["spc"].update(nsigmas=3.5))  # new SPC limits
         await wait_for(lambda: run.agent.updates.state.version == 2, timeout=15)
-        snapshot = agent_snapshot(run.agent)  # as the snapshot task takes it, between samples
+        snapshot = run.agent.snapshot()  # as the snapshot task takes it, between samples
         assert snapshot["model_version"] == 2 and snapshot["label"] == "v2"
         assert snapshot["fingerprint"] == fingerprint(run.agent.monitor) != old
     path = snapshot_path(run.config.journal_path.parent, run.config.line)

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from agent.app import Agent
-from agent.ops.bundles import load_bundle
-from agent.ops.install import CRASH_ENV, STEPS, install_file
-from agent.ops.store import ModelStore, load_verified
+from agent.bundles.install import CRASH_ENV, STEPS, install_file
+from agent.bundles.manifest import load_bundle
+from agent.bundles.store import ModelStore, load_verified
+from agent.runtime.app import Agent
 from tests.bundle_kit import installed_store, make_keys, signed
 from tests.helpers import free_port, site_config
 

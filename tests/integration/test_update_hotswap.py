@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.app import Agent
-from agent.monitor import LineResult
-from agent.ops.install import install_file
-from agent.ops.probation import ProbationPolicy
-from agent.ops.refusals import Refusal, UpdateRefused
-from agent.ops.store import ModelStore
-from agent.simulator.plc import SimulatedPlc
-from agent.simulator.process import ExtrusionLine
+from agent.bundles.install import install_file
+from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.store import ModelStore
+from agent.demo.simulator.plc import SimulatedPlc
+from agent.demo.simulator.process import ExtrusionLine
+from agent.pipeline.line import LineResult
+from agent.runtime.app import Agent
+from agent.runtime.probation import ProbationPolicy
 from agent.sinks.journal import read_events
 from tests.bundle_kit import installed_store, make_keys, signed
 from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
@@ -103,7 +103,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
         await wait_for(lambda: updates.state.status == "active" and updates.state.version == 2, 30)
         assert run.agent.monitor.vae is not old_vae
         assert run.agent.bundle.manifest.model_version == 2
-        # the shift detector is the new bundle's too (agent.detectors.shift)
+        # the shift detector is the new bundle's too (agent.pipeline.detectors.shift)
         shift = run.agent.monitor.shift
         assert shift is not None and shift is not old_shift
         assert shift.params == run.agent.bundle.manifest.shift

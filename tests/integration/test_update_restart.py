@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.app import Agent
-from agent.ops.hotswap import MAX_BOOTS
-from agent.ops.install import install_file
-from agent.ops.probation import ProbationDetector
+from agent.bundles.install import install_file
+from agent.runtime.app import Agent
+from agent.runtime.hotswap import MAX_BOOTS
+from agent.runtime.probation import ProbationDetector
 from tests.bundle_kit import installed_store, make_keys, signed
 from tests.helpers import free_port, site_config
 

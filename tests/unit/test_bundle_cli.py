@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main as lineside
-from agent.ops.store import ModelStore
-from agent.ops.usb import RESULT_NAME
+from agent.bundles.store import ModelStore
+from agent.bundles.usb import RESULT_NAME
+from agent.cli.main import main as lineside
 from export.cli import main as lineside_export
 from tests.bundle_kit import flip_member_byte, variant
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent.ops.install import CrashPoints, install_file, verify_file
-from agent.ops.refusals import Refusal, UpdateRefused
-from agent.ops.store import ModelStore, load_verified
+from agent.bundles.install import CrashPoints, install_file, verify_file
+from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.store import ModelStore, load_verified
 from tests.bundle_kit import flip_member_byte, make_keys, signed
 
 

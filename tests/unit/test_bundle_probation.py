@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from agent.detectors.base import FloatArray
-from agent.ops.probation import ProbationDetector, ProbationPolicy
+from agent.pipeline.detectors.base import FloatArray
+from agent.runtime.probation import ProbationDetector, ProbationPolicy
 from agent.types import Score
 
 WINDOW = np.zeros((4, 2))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ops.refusals import Refusal, UpdateRefused
-from agent.ops.store import ModelStore, write_atomic
+from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.store import ModelStore, write_atomic
 
 
 def staged(store: ModelStore, version: int) -> Path:

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent.bundles import archive, signing
+from agent.bundles.archive import Limits
+from agent.bundles.install import install_file
+from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.store import ModelStore, load_verified
 from agent.config import load_config
-from agent.ops import archive, signing
-from agent.ops.archive import Limits
-from agent.ops.install import install_file
-from agent.ops.refusals import Refusal, UpdateRefused
-from agent.ops.store import ModelStore, load_verified
 from agent.paths import firmware_configs
 from tests.bundle_kit import (
     flip_member_byte,
@@ -261,7 +261,7 @@ def test_tampered_bundle_is_refused_with_its_reason(
 
 
 def test_incompatible_with_the_site_config(kit: dict[str, Any], store: ModelStore) -> None:
-    site = load_config(firmware_configs() / "sites" / "demo-extruder.toml", check_bundle=False)
+    site = load_config(firmware_configs() / "sites" / "demo-extruder.toml")
 
     def rename(m: dict[str, Any]) -> None:
         m["channels"][0]["name"] = "ghost_tag"

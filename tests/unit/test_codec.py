@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent.sources.codec import DataType, Layout, Scaling, decode, encode
+from agent.core.codec import DataType, Layout, Scaling, decode, encode
 
 # 123456.0 as float32 is 0x47F12000: bytes A=47 B=F1 C=20 D=00
 FLOAT_123456 = {

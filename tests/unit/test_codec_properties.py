@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.sources.codec import (
+from agent.core.codec import (
     DataType,
     Layout,
     Scaling,

@@ -10,7 +10,7 @@ import pytest
 from agent.core.scaler import RobustScaler
 from agent.core.spc import D2_N2, ImrChart, fit_imr
 from agent.core.window import SlidingWindow, sliding_windows
-from agent.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
+from agent.pipeline.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
 
 
 def test_ring_window_equals_batch_windows() -> None:

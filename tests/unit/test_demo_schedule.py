@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo_schedule import DEMO_FAULTS, FAULT_S, GRACE_S, WARMUP_S, DemoScore, plan
+from agent.demo.schedule import DEMO_FAULTS, FAULT_S, GRACE_S, WARMUP_S, DemoScore, plan
 from tests.helpers import REPO
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
+from agent.config.catalogue import load_catalogue
 from agent.errors import ConfigError
-from agent.explain.catalogue import load_catalogue
 from agent.paths import firmware_configs
 
 SITE = firmware_configs() / "sites" / "demo-extruder.toml"
@@ -27,14 +27,14 @@ def site_with(tmp_path: Path, explain: str) -> Path:
 
 
 def test_demo_site_explains_with_its_catalogue() -> None:
-    config = load_config(SITE, check_bundle=False)
+    config = load_config(SITE)
     assert config.explain.mode == "template" and config.explain.language == "en"
     assert len(config.explain.catalogue.modes) >= 5
 
 
 def test_without_the_section_the_template_explains(tmp_path: Path) -> None:
     path = site_with(tmp_path, "")
-    config = load_config(path, check_bundle=False)
+    config = load_config(path)
     assert config.explain.enabled and config.explain.mode == "template"
     assert config.explain.catalogue.modes == ()
 
@@ -54,7 +54,7 @@ def test_without_the_section_the_template_explains(tmp_path: Path) -> None:
 )
 def test_bad_explain_settings_name_the_field(tmp_path, explain, field, words) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(site_with(tmp_path, explain), check_bundle=False)
+        load_config(site_with(tmp_path, explain))
     assert caught.value.field == field
     assert words in str(caught.value)
 

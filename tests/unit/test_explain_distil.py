@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.explain.catalogue import load_catalogue
+from agent.config.catalogue import load_catalogue
 from agent.explain.template import build_prompt, render
 from agent.paths import firmware_configs
 from export.distil import FAULTS, simulated_facts, skab_facts

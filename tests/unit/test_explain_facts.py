@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.explain.catalogue import load_catalogue
+from agent.config.catalogue import load_catalogue
+from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import LineContext, PastEvent, Snapshot, build_facts, direction
 from agent.explain.template import render
 from agent.paths import firmware_configs
-from agent.simulator.process import SIGNAL_NAMES
 from agent.types import Event, EventKind, EventState
 
 CHANNELS = ("screw_speed", "throughput", "motor_current", "melt_pressure", "vibration_rms")

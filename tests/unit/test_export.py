@@ -14,9 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from agent.bundles.manifest import Bundle, load_bundle, sha256_file
 from agent.core.scaler import RobustScaler
-from agent.ops.bundles import Bundle, load_bundle, sha256_file
-from agent.tabular import detect_separator
+from agent.core.tabular import detect_separator
 from export.data import (
     count_windows,
     make_windows,

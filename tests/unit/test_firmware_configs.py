@@ -77,7 +77,7 @@ def test_node_map_loads(path: Path) -> None:
 
 @pytest.mark.parametrize("path", SITES, ids=_ids(SITES))
 def test_site_loads(path: Path) -> None:
-    config = load_config(path, check_bundle=False)
+    config = load_config(path)
     assert config.plcs
     assert config.tags
 
@@ -114,7 +114,7 @@ def test_check_config_cli_only_complains_about_the_bundle(path: Path, tmp_path: 
 
 
 def test_example_plant_combines_the_three_kinds_of_connection() -> None:
-    config = load_config(ROOT / "sites" / "example-plant.toml", check_bundle=False)
+    config = load_config(ROOT / "sites" / "example-plant.toml")
     protocols = {plc.protocol: plc for plc in config.plcs}
     assert set(protocols) == {"modbus-tcp", "modbus-rtu", "opcua"}
     bus = protocols["modbus-rtu"]
@@ -130,7 +130,7 @@ def test_example_plant_combines_the_three_kinds_of_connection() -> None:
 
 @pytest.mark.parametrize("path", CATALOGUES, ids=_ids(CATALOGUES))
 def test_failure_mode_catalogue_loads_and_checks(path: Path) -> None:
-    from agent.explain.catalogue import load_catalogue
+    from agent.config.catalogue import load_catalogue
 
     assert load_catalogue(path).modes
     result = _check_config(str(path))

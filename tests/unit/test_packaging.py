@@ -223,7 +223,7 @@ def test_unit_lifecycle(unit: UnitFile) -> None:
     assert unit.values("Install", "WantedBy") == ["multi-user.target"]
     # Enabled by the .deb, but idle until the admin writes the site config.
     assert unit.last("Unit", "ConditionPathExists") == "/etc/lineside/site.toml"
-    # systemctl reload = SIGHUP to the agent itself (agent.ops.daemon).
+    # systemctl reload = SIGHUP to the agent itself (agent.runtime.daemon).
     assert unit.last(svc, "ExecReload") == "/bin/kill -HUP $MAINPID"
 
 
@@ -700,7 +700,11 @@ def test_build_deb_produces_an_installable_layout(tmp_path: Path) -> None:
     wrapper = (tree / "usr/bin/lineside").read_text()
     assert "exec /opt/lineside/venv/bin/lineside " in wrapper
     probe = subprocess.run(
-        [venv / "bin/python3", "-c", "import agent.cli, numpy, onnxruntime, asyncua, pymodbus"],
+        [
+            venv / "bin/python3",
+            "-c",
+            "import agent.cli.main, numpy, onnxruntime, asyncua, pymodbus",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

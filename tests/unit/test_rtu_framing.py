@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config import SerialSettings
-from agent.sources import rtu
-from agent.sources.rtu import (
+from agent.sources import rtu, rtu_framing
+from agent.sources.rtu_framing import (
     build_read_request,
     crc16,
     expected_length,
@@ -257,7 +257,7 @@ def test_a_cut_answer_is_refused(
 
 
 def test_docstring_examples_hold() -> None:
-    result = doctest.testmod(rtu, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(rtu_framing, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8
     assert result.failed == 0
 

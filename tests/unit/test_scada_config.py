@@ -30,7 +30,7 @@ def site_with(tmp_path: Path, opcua: str) -> Path:
 
 def error_of(tmp_path: Path, opcua: str) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        load_config(site_with(tmp_path, opcua), check_bundle=False)
+        load_config(site_with(tmp_path, opcua))
     return info.value
 
 
@@ -38,14 +38,14 @@ USER = f'[[opcua.user]]\nname = "ada"\nrole = "viewer"\npassword_hash = "{HASH}"
 
 
 def test_defaults_are_secure(tmp_path: Path) -> None:
-    config = load_config(site_with(tmp_path, "[opcua]\n" + USER), check_bundle=False).opcua
+    config = load_config(site_with(tmp_path, "[opcua]\n" + USER)).opcua
     assert config.security == "secure" and not config.serves_none
     assert config.security_policies == ("Basic256Sha256", "Aes256_Sha256_RsaPss")
     assert config.security_modes == ("Sign", "SignAndEncrypt")
     assert not config.allow_anonymous
     assert config.endpoint == "opc.tcp://0.0.0.0:4840/lineside"
     # the PKI lives beside the journal (the state directory), not in the repo
-    site = load_config(site_with(tmp_path, "[opcua]\n" + USER), check_bundle=False)
+    site = load_config(site_with(tmp_path, "[opcua]\n" + USER))
     assert config.pki_dir == site.journal_path.parent / "opcua-pki"
     assert config.users[0].name == "ada" and verify_password(
         "correct horse", config.users[0].password
@@ -54,7 +54,7 @@ def test_defaults_are_secure(tmp_path: Path) -> None:
 
 def test_port_may_be_given_apart(tmp_path: Path) -> None:
     text = '[opcua]\nendpoint = "opc.tcp://10.0.0.5/lineside"\nport = 4855\n' + USER
-    assert load_config(site_with(tmp_path, text), check_bundle=False).opcua.endpoint == (
+    assert load_config(site_with(tmp_path, text)).opcua.endpoint == (
         "opc.tcp://10.0.0.5:4855/lineside"
     )
 

@@ -10,11 +10,11 @@ from asyncua import ua
 
 from agent.config import NodeTag, Tag
 from agent.config.tagmaps import load_tag_map
+from agent.core.codec import Scaling
 from agent.errors import ConfigError
 from agent.paths import firmware_configs
 from agent.sinks.scada.limits import status_of
 from agent.sinks.scada.model import UNECE_URI, eu_information, eu_range, unece_id
-from agent.sources.codec import Scaling
 from agent.types import Quality, TagReading
 
 TAGS = {

@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.app import build_monitor
-from agent.cli import main
-from agent.detectors.fusion import SHIFT_FUSIONS
+from agent.bundles.manifest import load_bundle
+from agent.cli.main import main
 from agent.errors import DataError
-from agent.ops.bundles import load_bundle
-from agent.scoring import DEFAULT_DETECTION, replay_config, replay_csv, replay_rows, seconds
+from agent.pipeline.build import build_monitor
+from agent.pipeline.events.fusion import SHIFT_FUSIONS
+from agent.pipeline.replay import DEFAULT_DETECTION, replay_config, replay_csv, replay_rows, seconds
 from agent.types import Sample, TagReading
 
 
 def _historian(bundle_dir: Path, path: Path, rows: int, sep: str = ",") -> list[str]:
     """Write a CSV of the bundle's channels from the simulator; return the channel names."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
 
     write_historian(path, rows=rows, seed=5)
     if sep != ",":
@@ -67,7 +67,7 @@ def test_replay_equals_the_live_monitor_sample_by_sample(bundle_dir: Path, tmp_p
     _historian(bundle_dir, source, rows=100)
     replay = replay_csv(bundle_dir, source)
     bundle = load_bundle(bundle_dir)
-    from agent.tabular import read_csv
+    from agent.core.tabular import read_csv
 
     values = read_csv(source, bundle.manifest.channel_names).values
     values[60:, 0] += 50.0  # a fault, so that alarms have something to do

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import agent.detectors.fusion as fusion_module
+import agent.pipeline.events.fusion as fusion_module
 import export.calibrate as calibrate_module
-from agent.cli import main
+from agent.bundles.manifest import load_bundle, parse_manifest
+from agent.cli.main import main
 from agent.config import load_config
-from agent.detectors.fusion import FUSIONS, LEGACY_FUSION, SHIFT_FUSIONS, choose_fusion
+from agent.core.tabular import read_csv
 from agent.errors import BundleError, ConfigError
-from agent.ops.bundles import load_bundle, parse_manifest
-from agent.scoring import DEFAULT_DETECTION, replay_rows
-from agent.tabular import read_csv
+from agent.pipeline.events.fusion import FUSIONS, LEGACY_FUSION, SHIFT_FUSIONS, choose_fusion
+from agent.pipeline.replay import DEFAULT_DETECTION, replay_rows
 from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, ewma
 from export.errors import ExportError
 from export.pipeline import TrainOptions, validate
@@ -28,7 +28,7 @@ from tests.unit.test_config import SITE, write_site
 
 def _faulty(bundle_dir: Path, tmp_path: Path) -> np.ndarray:
     """Simulated normal rows with a step on one channel from row 150 on."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
 
     source = tmp_path / "in.csv"
     write_historian(source, rows=300, seed=3)
@@ -136,15 +136,15 @@ def test_smoothing_thresholds_the_ewma_of_the_scores(bundle_dir: Path, tmp_path:
 
 def test_demo_site_keeps_spc_in_its_alarm() -> None:
     # The demo extruder's variance and stuck faults are SPC's to catch (issue: keep the demo).
-    assert load_config(SITE, check_bundle=False).detection.fusion == "vae-or-spc"
+    assert load_config(SITE).detection.fusion == "vae-or-spc"
 
 
 def test_site_detection_fusion_and_smoothing(tmp_path: Path) -> None:
     text = SITE.read_text().replace('fusion = "vae-or-spc"', 'fusion = "vae"\nsmoothing = 0.3')
-    config = load_config(write_site(tmp_path, text), check_bundle=False)
+    config = load_config(write_site(tmp_path, text))
     assert (config.detection.fusion, config.detection.smoothing) == ("vae", 0.3)
     plain = SITE.read_text().replace('fusion = "vae-or-spc"', "")
-    default = load_config(write_site(tmp_path, plain), check_bundle=False)
+    default = load_config(write_site(tmp_path, plain))
     assert (default.detection.fusion, default.detection.smoothing) == (None, None)
 
 
@@ -155,7 +155,7 @@ def test_site_detection_fusion_and_smoothing(tmp_path: Path) -> None:
 def test_bad_site_detection_names_the_field(tmp_path: Path, line: str, field: str) -> None:
     text = SITE.read_text().replace('fusion = "vae-or-spc"', line)
     with pytest.raises(ConfigError) as info:
-        load_config(write_site(tmp_path, text), check_bundle=False)
+        load_config(write_site(tmp_path, text))
     assert info.value.field == field
 
 

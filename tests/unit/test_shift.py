@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import agent.detectors.shift as shift_module
+import agent.pipeline.detectors.shift as shift_module
 import export.shift_fit as shift_fit_module
-from agent.app import build_monitor
-from agent.detectors.fusion import Fusion
-from agent.detectors.shift import ShiftDetector, ShiftParams
+from agent.bundles.manifest import Bundle, ShiftParams, load_bundle, parse_manifest
+from agent.core.tabular import read_csv
 from agent.errors import BundleError
-from agent.monitor import LineResult
-from agent.ops.bundles import Bundle, load_bundle, parse_manifest
-from agent.scoring import DEFAULT_DETECTION, replay_config, replay_results
-from agent.tabular import read_csv
+from agent.pipeline.build import build_monitor
+from agent.pipeline.detectors.shift import ShiftDetector
+from agent.pipeline.events.fusion import Fusion
+from agent.pipeline.line import LineResult
+from agent.pipeline.replay import DEFAULT_DETECTION, replay_config, replay_results
 from export.errors import ExportError
 from export.shift_fit import fit_shift, shift_for_bundle
 
@@ -264,7 +264,7 @@ def _stepped_replay(
     bundle_dir: Path, tmp_path: Path, mode: str, seed: int
 ) -> tuple[Bundle, list[LineResult]]:
     """A simulated historian with tag 1 stepped by 6 sd over rows 400-700, replayed live."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
 
     bundle = load_bundle(bundle_dir)
     path = tmp_path / "line.csv"

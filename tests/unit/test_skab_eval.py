@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from agent.evaluation import (
+from export.evaluation import (
     PROFILES,
     Confusion,
     Evaluation,

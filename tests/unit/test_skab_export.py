@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.scoring import replay_csv
+from agent.pipeline.replay import replay_csv
 from export.errors import ExportError
 from export.onnx_export import export_onnx, prepare, scoring_module
 from export.parity import compare, quantize_best, score_onnx

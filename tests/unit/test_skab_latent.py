@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from agent.config import DetectionConfig
-from agent.scoring import DEFAULT_DETECTION, replay_csv
+from agent.pipeline.replay import DEFAULT_DETECTION, replay_csv
 from export import latent
 from export.errors import ExportError
-from export.latent import LATENT_WEIGHT, fit_latent, split_score, whitening
-from export.onnx_export import export_onnx, prepare, scoring_module
+from export.latent import LATENT_WEIGHT, split_score, whitening
+from export.onnx_export import export_onnx, fit_latent, prepare, scoring_module
 from export.parity import score_onnx
 from export.pipeline import TrainOptions, run_train
 from export.train import TrainConfig, Vae, train_vae

@@ -14,23 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.app import build_monitor
+from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.store import temp_path
 from agent.config import DetectionConfig, load_config
+from agent.core.tabular import read_csv
 from agent.errors import ConfigError
-from agent.monitor import LineMonitor, LineResult
-from agent.ops.bundles import Bundle, load_bundle
-from agent.ops.snapshots import (
-    DetectorSnapshots,
-    Owner,
-    fingerprint,
-    snapshot_path,
-    write_atomically,
-)
-from agent.ops.store import temp_path
 from agent.paths import firmware_configs
-from agent.scoring import DEFAULT_DETECTION, SOURCE, replay_config
+from agent.pipeline.build import build_monitor
+from agent.pipeline.line import LineMonitor, LineResult
+from agent.pipeline.replay import DEFAULT_DETECTION, SOURCE, replay_config
+from agent.runtime.snapshot_file import fingerprint, snapshot_path, write_atomically
+from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.sinks.scada.limits import AgentCounters
-from agent.tabular import read_csv
 from agent.types import EventKind, EventState, Quality, Sample, TagReading
 
 FaultRows = tuple[Bundle, np.ndarray]
@@ -38,7 +33,7 @@ FaultRows = tuple[Bundle, np.ndarray]
 
 def test_the_state_examples_of_the_window_and_the_alarms_run() -> None:
     import agent.core.window as window
-    import agent.events.alarms as alarms
+    import agent.pipeline.events.alarms as alarms
 
     for module in (window, alarms):
         result = doctest.testmod(module)
@@ -48,7 +43,7 @@ def test_the_state_examples_of_the_window_and_the_alarms_run() -> None:
 @pytest.fixture(scope="module")
 def stepped(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FaultRows:
     """900 simulated rows, tag 1 stepped by 6 sd over rows 400-700, one gap row at 480."""
-    from agent.demo import write_historian
+    from agent.demo.run import write_historian
 
     bundle = load_bundle(bundle_dir)
     path = tmp_path_factory.mktemp("rows") / "line.csv"
@@ -298,7 +293,7 @@ def test_malformed_state_settings_name_the_field_and_the_fix(
     path = tmp_path / "site.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_config(path, check_bundle=False)
+        load_config(path)
     assert info.value.field == field
     assert fix in info.value.fix
 
@@ -306,7 +301,7 @@ def test_malformed_state_settings_name_the_field_and_the_fix(
 def test_the_state_settings_are_read_and_default(tmp_path: Path) -> None:
     path = tmp_path / "site.toml"
     path.write_text(site_text().replace("[detection]\n", "[detection]\nstate_max_age_s = 0\n", 1))
-    detection = load_config(path, check_bundle=False).detection
+    detection = load_config(path).detection
     assert (detection.state_interval_s, detection.state_max_age_s) == (10.0, 0.0)
 
 
@@ -332,7 +327,7 @@ def test_the_raise_edge_of_an_open_alarm_comes_back_with_its_event_id(
 
 
 def test_the_piecewise_encoding_is_the_json_of_the_snapshot(stepped: FaultRows) -> None:
-    from agent.ops.snapshot_file import encode
+    from agent.runtime.snapshot_file import encode
 
     bundle, rows = stepped
     monitor = monitor_of(bundle)

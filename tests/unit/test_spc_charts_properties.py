@@ -23,7 +23,7 @@ from agent.core.spc import (
     fit_xbar,
     run_series,
 )
-from agent.tabular import read_csv
+from agent.core.tabular import read_csv
 
 TABLE_9_1 = read_csv(Path(__file__).parent.parent / "fixtures" / "spc" / "montgomery_table_9_1.csv")
 X91 = TABLE_9_1.column("x")
@@ -299,7 +299,7 @@ def test_attribute_chart_reusing_limits_equals_computing_them_per_point(kind: st
 
 
 def test_the_live_detector_saves_and_restores_its_chart() -> None:
-    from agent.detectors.spc import SpcDetector
+    from agent.pipeline.detectors.spc import SpcDetector
 
     data = np.random.default_rng(9).normal(size=(50, 2))
     first, second = (SpcDetector(fit_imr(data), flatline_samples=2) for _ in range(2))

@@ -19,7 +19,7 @@ JUICE = str(FIXTURES / "orangejuice.csv")
 def spc(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `lineside spc ARGS` as the console script would (PYTHONPATH is inherited)."""
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "spc", *args],
+        [sys.executable, "-m", "agent.cli.main", "spc", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -128,7 +128,7 @@ def test_png_without_matplotlib_names_the_extra(tmp_path: Path) -> None:
             "--png", str(tmp_path / "c.png")]  # fmt: skip
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"  # as if it were not installed
-        f"from agent.cli import main; raise SystemExit(main({args!r}))"
+        f"from agent.cli.main import main; raise SystemExit(main({args!r}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

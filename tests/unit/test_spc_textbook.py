@@ -27,7 +27,7 @@ from agent.core.spc import (
     fit_xbar,
     run_series,
 )
-from agent.tabular import read_csv
+from agent.core.tabular import read_csv
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "spc"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.core.tabular import read_csv
 from agent.errors import DataError
-from agent.tabular import read_csv
 
 SKAB_LIKE = (
     "datetime;Accelerometer1RMS;Current;anomaly;changepoint\n"

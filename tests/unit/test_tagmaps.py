@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from agent.config import default_inter_frame_s, load_config, load_node_map, load_tag_map
+from agent.core.codec import DataType
 from agent.errors import ConfigError
-from agent.sources.codec import DataType
 
 # --- writing small config files ---------------------------------------------------------------
 
@@ -466,7 +466,7 @@ def write_site(tmp_path: Path, *plcs: str, head: str = HEAD) -> Path:
 
 def site_error(tmp_path: Path, *plcs: str, head: str = HEAD) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        load_config(write_site(tmp_path, *plcs, head=head), check_bundle=False)
+        load_config(write_site(tmp_path, *plcs, head=head))
     return info.value
 
 
@@ -476,7 +476,7 @@ def edit(block: str, old: str, new: str) -> str:
 
 
 def test_the_test_site_is_valid(tmp_path: Path) -> None:
-    config = load_config(write_site(tmp_path), check_bundle=False)
+    config = load_config(write_site(tmp_path))
     assert [p.protocol for p in config.plcs] == ["modbus-tcp", "modbus-rtu", "opcua"]
     bus = config.plcs[1]
     assert bus.serial is not None and bus.serial.stopbits == 1  # parity E: one stop bit
@@ -553,7 +553,7 @@ def test_inter_frame_above_19200_baud_is_at_least_1_75_ms(tmp_path: Path) -> Non
     )
     assert error.field == "plc[1].serial.inter_frame_s"
     ok = edit(fast, 'parity = "E"', 'parity = "E"\ninter_frame_s = 0.00175')
-    assert load_config(write_site(tmp_path, TCP, ok), check_bundle=False)
+    assert load_config(write_site(tmp_path, TCP, ok))
 
 
 def test_unknown_serial_key_is_refused_with_a_suggestion(tmp_path: Path) -> None:
@@ -584,7 +584,7 @@ def test_duplicate_unit_ids_on_one_connection_are_refused(tmp_path: Path) -> Non
 
 def test_same_unit_id_on_different_connections_is_fine(tmp_path: Path) -> None:
     # press (TCP) and meter (RTU) are both unit 1
-    assert len(load_config(write_site(tmp_path), check_bundle=False).plcs) == 3
+    assert len(load_config(write_site(tmp_path)).plcs) == 3
 
 
 @pytest.mark.parametrize("unit", [-1, 248])
@@ -633,7 +633,7 @@ def test_tag_map_errors_are_reported_under_the_tag_map_field(tmp_path: Path) -> 
     path = write_site(tmp_path, TCP, RTU)
     write_map(tmp_path / "sensor.toml", i16("sensor_a", 0), flag("sensor_b", 0, 16))
     with pytest.raises(ConfigError) as info:
-        load_config(path, check_bundle=False)
+        load_config(path)
     assert info.value.field == "plc[1].device[1].tag_map"
     assert "tag[1].bit" in info.value.problem
     assert info.value.source.endswith("sensor.toml")
@@ -652,7 +652,7 @@ def test_tag_names_must_be_unique_across_the_line(tmp_path: Path) -> None:
     path = write_site(tmp_path)
     write_map(tmp_path / "sensor.toml", i16("press_force", 0))
     with pytest.raises(ConfigError) as info:
-        load_config(path, check_bundle=False)
+        load_config(path)
     assert info.value.field == "plc[1]"
     assert "'press_force' is also defined by press" in info.value.problem
 
@@ -716,6 +716,6 @@ def test_node_map_errors_are_reported_under_the_node_map_field(tmp_path: Path) -
     path = write_site(tmp_path)
     write_map(tmp_path / "nodes.toml", node("scada_a", "ns=2;s=A"), node("scada_b", "Line.B"))
     with pytest.raises(ConfigError) as info:
-        load_config(path, check_bundle=False)
+        load_config(path)
     assert info.value.field == "plc[2].node_map"
     assert "tag[1].node_id" in info.value.problem

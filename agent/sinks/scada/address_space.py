@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from asyncua import Node, Server, ua
 
 from agent.config import NodeTag, Tag
+from agent.core.codec import DataType
 from agent.sinks.scada.model import ModelBuilder
-from agent.sources.codec import DataType
 
 D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
 U64, U32, T = ua.VariantType.UInt64, ua.VariantType.UInt32, ua.VariantType.DateTime

@@ -14,7 +14,7 @@ from typing import Any
 from asyncua import Node, ua
 
 from agent.config import NodeTag, Tag
-from agent.sources.codec import DataType
+from agent.core.codec import DataType
 
 UNECE_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
 # tag-map unit text -> (UNECE common code, display name, description)

@@ -19,7 +19,7 @@ Objects, so an integrator can type them into a SCADA tag list:
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
           ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
           SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
-          SnapshotsRefused, SnapshotRefusedReason (agent/ops/snapshots.py)
+          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py)
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
@@ -45,7 +45,7 @@ from asyncua.server.internal_session import InternalSession
 
 from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
-from agent.monitor import LineResult
+from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
 from agent.sinks.scada.limits import AgentCounters, apply_limits, status_of

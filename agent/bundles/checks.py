@@ -1,0 +1,177 @@
+"""The checks between the signature and the install: manifest, version, fit, golden run.
+
+Each raises `UpdateRefused` with its own `Refusal`, so the caller can say exactly why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent import __version__
+from agent.bundles import archive
+from agent.bundles.manifest import Manifest, load_bundle, parse_manifest
+from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.config import SiteConfig, Tag
+from agent.core.codec import DataType
+from agent.errors import BundleError, BundleFormatError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split("."))
+    except ValueError:
+        raise UpdateRefused(
+            Refusal.BAD_MANIFEST, f"min_agent_version {text!r} is not like 0.1.0"
+        ) from None
+
+
+def parse_head(manifest_bytes: bytes) -> tuple[dict[str, Any], Manifest]:
+    """Parse signed manifest bytes; refuse an unknown format or a malformed field."""
+    try:
+        raw = json.loads(manifest_bytes.decode("utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UpdateRefused(Refusal.BAD_MANIFEST, f"manifest.json is not JSON: {exc}") from None
+    try:
+        manifest = parse_manifest(raw)
+    except BundleFormatError as exc:
+        raise UpdateRefused(Refusal.UNKNOWN_FORMAT, str(exc)) from None
+    except (BundleError, KeyError, TypeError, ValueError) as exc:
+        raise UpdateRefused(Refusal.BAD_MANIFEST, str(exc)) from None
+    for rel in manifest.files:
+        archive.safe_member_name(rel)
+    for model in manifest.models.values():
+        if model not in manifest.files:
+            raise UpdateRefused(Refusal.BAD_MANIFEST, f"model {model!r} has no entry in 'files'")
+    if _version_tuple(manifest.min_agent_version) > _version_tuple(__version__):
+        raise UpdateRefused(
+            Refusal.AGENT_TOO_OLD,
+            f"the bundle needs agent {manifest.min_agent_version} or newer; this is "
+            f"{__version__}: update the agent first",
+        )
+    return raw, manifest
+
+
+def check_version(manifest: Manifest, floor: int, allow_downgrade: bool) -> bool:
+    """Refuse a version not above `floor` unless overridden; True if the override was used."""
+    if manifest.model_version > floor:
+        return False
+    if not allow_downgrade:
+        raise UpdateRefused(
+            Refusal.DOWNGRADE,
+            f"model version {manifest.model_version} is not above {floor}, the highest "
+            "installed here (pass --allow-downgrade to install it anyway; it is logged)",
+        )
+    log.warning("downgrade override: installing model %d over %d", manifest.model_version, floor)
+    return True
+
+
+def check_compat(manifest: Manifest, site: SiteConfig | None, running: Manifest | None) -> None:
+    """Channels must be numeric tags of the site and match the running model; same window."""
+    if site is not None:
+        missing = [c for c in manifest.channel_names if c not in site.tags]
+        if missing:
+            raise UpdateRefused(
+                Refusal.INCOMPATIBLE,
+                f"channels {missing} are not tags of line {site.line} in {site.path.name}",
+            )
+    if running is None:
+        return
+    for what, new, old in (
+        ("channels", [(c.name, c.unit) for c in manifest.channels],
+         [(c.name, c.unit) for c in running.channels]),
+        ("window", manifest.window, running.window),
+        ("hop", manifest.hop, running.hop),
+    ):  # fmt: skip
+        if new != old:
+            raise UpdateRefused(
+                Refusal.INCOMPATIBLE,
+                f"{what} {new} differ from the running model's {old}; a hot swap needs the "
+                "same channels (names, units, order), window and hop",
+            )
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_models(bundle_dir: Path, raw: dict[str, Any], manifest: Manifest) -> None:
+    """Run every ONNX model on the golden inputs and compare with the expected outputs."""
+    golden = raw.get("golden")
+    if not isinstance(golden, dict) or golden.get("file") not in manifest.files:
+        raise UpdateRefused(
+            Refusal.NO_GOLDEN,
+            "the manifest names no golden inputs ('golden.file'); re-export the bundle",
+        )
+    rtol, atol = float(golden.get("rtol", 1e-2)), float(golden.get("atol", 1e-3))
+    try:
+        with np.load(bundle_dir / golden["file"], allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        x = arrays["x"].astype(np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UpdateRefused(Refusal.NO_GOLDEN, f"golden file cannot be read: {exc}") from None
+    for precision, name in sorted(manifest.models.items()):
+        try:
+            score, contrib = _session(bundle_dir / name).run(["score", "contrib"], {"x": x})
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UpdateRefused(
+                Refusal.MODEL_LOAD, f"{name} does not load or run in onnxruntime: {first}"
+            ) from None
+        if not (np.isfinite(score).all() and np.isfinite(contrib).all()):
+            raise UpdateRefused(
+                Refusal.NON_FINITE, f"{name} returns NaN or infinity on the golden inputs"
+            )
+        for out, got in (("score", score), ("contrib", contrib)):
+            want = arrays.get(f"{out}_{precision}")
+            if want is None or want.shape != got.shape or not np.allclose(got, want, rtol, atol):
+                diff = "shape" if want is None or want.shape != got.shape else (
+                    f"max abs diff {float(np.max(np.abs(got - want))):.3g}"
+                )  # fmt: skip
+                raise UpdateRefused(
+                    Refusal.GOLDEN_MISMATCH,
+                    f"{name} {out} differs from the golden outputs ({diff}; rtol {rtol}, "
+                    f"atol {atol})",
+                )
+
+
+def check_bundle_fits(config: SiteConfig, field: str = "model.bundle") -> None:
+    """The bundle must exist, verify, and find every model channel among the line's tags."""
+    try:
+        bundle = load_bundle(config.bundle)
+    except BundleError as exc:
+        raise ConfigError(
+            field, str(exc), "point model.bundle at a bundle directory made by lineside-export",
+            source=str(config.path),
+        ) from None  # fmt: skip
+    tags = config.tags
+    missing = [c for c in bundle.manifest.channel_names if c not in tags]
+    if missing:
+        raise ConfigError(
+            field,
+            f"model channels {missing} are not tags of any PLC of this line",
+            "add them to a tag map or use a bundle trained on this line's tags",
+            source=str(config.path),
+        )
+    texts = [
+        c for c in bundle.manifest.channel_names
+        if isinstance(tags[c], Tag) and tags[c].dtype is DataType.STRING  # type: ignore[union-attr]
+    ]  # fmt: skip
+    if texts:
+        raise ConfigError(
+            field, f"model channels {texts} are string tags", "a model reads numbers only",
+            source=str(config.path),
+        )  # fmt: skip

@@ -1,0 +1,1 @@
+"""`lineside ...`: every subcommand of the device-side command line, and nothing else."""

@@ -1,0 +1,84 @@
+"""The one factory of a line's detection pipeline: the live agent, a hot swap and offline
+replay all build their detectors here, so what was measured offline is what runs on the line."""
+
+from __future__ import annotations
+
+from agent.bundles.manifest import LEGACY_FUSION, SHIFT_FUSIONS, Bundle, Manifest
+from agent.config import DetectionConfig, SiteConfig
+from agent.errors import BundleError
+from agent.pipeline.detectors.shift import ShiftDetector
+from agent.pipeline.detectors.spc import SpcDetector
+from agent.pipeline.detectors.vae import VaeDetector
+from agent.pipeline.line import LineMonitor
+
+
+def clock_source(config: SiteConfig, channels: list[str]) -> str | None:
+    """The source whose samples step detection: the one that reads the first model channel.
+
+    With a single source every sample steps detection (None)."""
+    sources = source_names(config)
+    if len(set(sources.values())) <= 1:
+        return None
+    return sources.get(channels[0])
+
+
+def source_names(config: SiteConfig) -> dict[str, str]:
+    """Tag name -> the `source` its samples carry (`plc/device` for Modbus, `plc` for OPC-UA)."""
+    names: dict[str, str] = {}
+    for plc in config.plcs:
+        if plc.opcua is not None:
+            names.update({t.name: plc.name for t in plc.opcua.node_map.tags})
+        for device in plc.devices:
+            names.update({t.name: f"{plc.name}/{device.name}" for t in device.tag_map.tags})
+    return names
+
+
+def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
+    """The detection pipeline for a line, exactly as the live loop and replay use it."""
+    manifest = bundle.manifest
+    return LineMonitor(
+        line=config.line,
+        channels=manifest.channel_names,
+        window=manifest.window,
+        hop=manifest.hop,
+        vae=vae_detector(bundle, config.detection),
+        spc=spc_detector(bundle, config.detection),
+        detection=config.detection,
+        clock=clock_source(config, manifest.channel_names),
+        fusion=shift_fusion(config.detection.fusion or manifest.fusion or LEGACY_FUSION, manifest),
+        smoothing=(
+            config.detection.smoothing
+            if config.detection.smoothing is not None
+            else manifest.smoothing
+        ),
+        shift=shift_detector(manifest, config.detection),
+    )
+
+
+def vae_detector(bundle: Bundle, detection: DetectionConfig) -> VaeDetector:
+    """The bundle's VAE in onnxruntime, at the site's precision."""
+    return VaeDetector(bundle, precision=detection.precision)
+
+
+def spc_detector(bundle: Bundle, detection: DetectionConfig) -> SpcDetector:
+    """The bundle's SPC charts with the site's flatline rule."""
+    return SpcDetector.from_manifest(bundle.manifest.spc, detection.flatline_samples)
+
+
+def shift_detector(manifest: Manifest, detection: DetectionConfig) -> ShiftDetector | None:
+    """The bundle's shift detector with the site's debounce, or None if it carries none."""
+    if manifest.shift is None:
+        return None
+    return ShiftDetector(
+        manifest.shift, detection.raise_after, detection.clear_after, detection.clear_ratio
+    )
+
+
+def shift_fusion(mode: str, manifest: Manifest) -> str:
+    """`mode`, checked: a shift fusion on a bundle without `detector.shift` is refused."""
+    if mode in SHIFT_FUSIONS and manifest.shift is None:
+        raise BundleError(
+            f"fusion {mode!r} needs a bundle with the shift detector ('detector.shift'); "
+            "re-export the bundle with this version or set [detection] fusion to 'vae'"
+        )
+    return mode

@@ -1,0 +1,337 @@
+"""The agent: sources -> detection loop -> SCADA server and journal, in one task group.
+
+Lifecycle (`Agent.run`): open the journal and start the OPC-UA server, then one root task group
+runs every service (journal writer, OPC-UA publisher, one task per PLC connection, the
+detection loop, status and heartbeat). READY=1 goes to systemd only once every PLC connection
+has finished its first poll (good or bad) and the loop has processed a sample, or after
+`READY_WAIT_S` with a warning naming the silent ones. STATUS= says the model version, each
+PLC's state and the journal's. WATCHDOG=1 comes from the detection loop itself (see
+`agent.ops.systemd.Watchdog`). Signals and reload are in `agent.runtime.daemon`.
+
+Overflow policy of the sample queue: when the detection loop falls behind, the oldest sample
+is dropped (the newest state of the line matters most) and counted in `sample_queue_drops`.
+
+Hooks for other services: add a task in `_services` and a line to `_shutdown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.bundles.manifest import Bundle, load_bundle
+from agent.config import SiteConfig
+from agent.config.reload import ReloadPlan, plan_reload
+from agent.ops.logs import set_context
+from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
+from agent.pipeline.build import build_monitor
+from agent.pipeline.line import LineResult
+from agent.runtime.hotswap import ModelState, ModelUpdates, boot_check
+from agent.runtime.snapshot_file import snapshot_path
+from agent.runtime.snapshots import DetectorSnapshots, Owner
+from agent.sinks.explainer import make_explainer
+from agent.sinks.journal import Journal, Retention
+from agent.sinks.scada import ScadaServer
+from agent.sources import make_source
+from agent.types import Event, Quality, Sample
+
+log = logging.getLogger(__name__)
+SAMPLE_QUEUE_SIZE = 256
+READY_WAIT_S = 10.0
+STATUS_INTERVAL_S = 5.0
+# Below the unit's TimeoutStopSec=20, so systemd never has to SIGKILL a draining agent.
+DRAIN_TIMEOUT_S = 15.0
+# Test-only hook: this many seconds after READY the detection loop hangs (awaits forever) while the
+# rest of the event loop keeps running, to prove the watchdog pings stop.
+STALL_ENV = "LINESIDE_DEBUG_STALL_AFTER_S"
+# Test-only hook: the drain waits this long first, as if the disk or a PLC hung at shutdown.
+DRAIN_DELAY_ENV = "LINESIDE_DEBUG_DRAIN_DELAY_S"
+# Test-only hooks for crash tests: journal this many extra records per processed sample, and
+# append the id of every record the journal has committed to this file.
+BURST_ENV = "LINESIDE_DEBUG_JOURNAL_BURST"
+COMMIT_LOG_ENV = "LINESIDE_DEBUG_COMMIT_LOG"
+
+
+def retention(config: SiteConfig) -> Retention:
+    """The journal's retention limits from the site config."""
+    return Retention(config.journal_retention_days * 86400.0, int(config.journal_max_mb * 2**20))
+
+
+def _commit_logger(path: Path) -> Callable[[list[str]], None]:
+    """The COMMIT_LOG_ENV hook: ids appended after their commit, one per line."""
+    log_file = path.open("a", buffering=1, encoding="utf-8")  # open for the process lifetime
+
+    def write(ids: list[str]) -> None:
+        log_file.write("".join(f"{i}\n" for i in ids))
+
+    return write
+
+
+class Agent:
+    """Everything the daemon runs for one site config."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        boot_check(config.bundle)  # an update that never passed probation goes back first
+        bundle = load_bundle(config.bundle)
+        self.monitor = build_monitor(config, bundle)
+        self.sources = [make_source(plc) for plc in config.plcs]
+        manifest = bundle.manifest
+        self.model_version = str(manifest.model_version)
+        self.journal = Journal(config.journal_path, line=config.line, retention=retention(config))
+        self.journal.model_version = self.model_version
+        self.scada = ScadaServer(
+            config.opcua,
+            config.line,
+            tags=[t for plc in config.plcs for t in plc.tags],
+            channels=manifest.channel_names,
+            model_version=f"{manifest.model_version} ({manifest.label})",
+            threshold=manifest.threshold,
+        )
+        self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
+        self.sample_queue_drops = 0
+        self.listeners: list[Callable[[LineResult], None]] = []
+        # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
+        # so the explainer can later cite how a similar event was resolved.
+        self.scada.on_acknowledge = self._record_ack
+        # Hot swap + probation when model.bundle is a store's `current` link.
+        self.updates = ModelUpdates(
+            self.monitor,
+            bundle,
+            config.bundle,
+            config.detection,
+            on_change=self._model_changed,
+            publish=self._publish_model,
+        )
+        self.explainer = make_explainer(config, bundle, self.scada, self.journal)
+        if self.explainer is not None:
+            self.listeners.append(self.explainer.observe)  # off the hot path: a bounded queue
+        # The detector state of the last run, if it is safe to restore, and SCADA's alarm
+        # conditions (they start inactive) opened again for the alarms it still holds.
+        detection = config.detection
+        self.snapshots = DetectorSnapshots(
+            snapshot_path(config.journal_path.parent, config.line),
+            detection.state_interval_s,
+            detection.state_max_age_s,
+            self.scada.counters,
+        )
+        self.snapshots.restore(self.monitor, self._owner())
+        for event in self.snapshots.reopened:
+            self.scada.offer_event(event)
+        self.listeners.append(self.snapshots.observe)
+        self.watchdog = Watchdog()
+        self.heartbeat = Heartbeat(
+            config.journal_path.parent / "heartbeat.json",
+            extra=lambda: {"journal_ok": self.journal.stats.healthy},
+        )
+        # Source (`plc/device` or `plc`) -> "ok" or "bad (n tags)", from the latest sample.
+        self.plc_states: dict[str, str] = {}
+        self.ready = asyncio.Event()
+        self._stall_after = float(os.environ.get(STALL_ENV) or 0.0)
+        self._stall_at: float | None = None
+        self._burst = int(os.environ.get(BURST_ENV) or 0)
+        if os.environ.get(COMMIT_LOG_ENV):
+            self.journal.on_commit = _commit_logger(Path(os.environ[COMMIT_LOG_ENV]))
+
+    @property
+    def bundle(self) -> Bundle:
+        """The bundle the line runs on now (a hot swap changes it)."""
+        return self.updates.bundle
+
+    def _model_changed(self, old: str, new: str, text: str, status: str) -> None:
+        self.model_version = new  # STATUS= lines and journal rows name the running model
+        self.journal.record_model_change(old, new, text, status=status)
+
+    def _publish_model(self, state: ModelState) -> None:
+        self.scada.publish_model(state.version_text, state.status, state.last_update)
+
+    def _owner(self) -> Owner:
+        """Who a snapshot belongs to: the line, its model (as hot swaps leave it), channels."""
+        state = self.updates.state
+        return Owner(self.config.line, state.version, state.label, list(self.monitor.channels))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The line's snapshot dict, taken on the loop between two samples."""
+        snapshots = self.snapshots
+        return snapshots.take(self.monitor, self._owner(), snapshots.open_alarms.values())
+
+    def _processed(self) -> int:
+        return self.scada.counters.samples_processed
+
+    # --- the hot path --------------------------------------------------------------------
+
+    def _emit(self, sample: Sample) -> None:
+        bad = sum(r.quality is not Quality.GOOD for r in sample.readings.values())
+        self.plc_states[sample.source] = f"bad ({bad} tags)" if bad else "ok"
+        if self.samples.full():
+            self.samples.get_nowait()
+            self.sample_queue_drops += 1
+        self.samples.put_nowait(sample)
+
+    async def _detect(self) -> None:
+        counters = self.scada.counters
+        while True:
+            try:
+                async with asyncio.timeout(1.0):
+                    sample = await self.samples.get()
+            except TimeoutError:
+                self._progress()  # idle but alive: no PLC answering is not a hung loop
+                continue
+            started = time.perf_counter()
+            self.updates.at_boundary()  # a model swap happens between two samples, never inside
+            result = self.monitor.process(sample)
+            for event in result.events:
+                self._on_event(event)
+            counters.loop_latency_ms = (time.perf_counter() - started) * 1e3
+            counters.samples_processed += 1
+            counters.sample_queue_drops = self.sample_queue_drops
+            journal = self.journal.stats
+            counters.journal_ok = journal.healthy
+            counters.journal_write_errors = journal.write_errors
+            counters.journal_dropped = journal.dropped
+            if self.explainer is not None:
+                explained = self.explainer.stats
+                counters.explainer_queue_drops = explained.dropped
+                counters.explanations_llm = explained.llm_accepted
+                counters.explanations_template = explained.template_used
+                counters.explainer_rejections = sum(explained.rejected.values())
+                counters.explainer_worker_failures = (
+                    explained.worker_crashes + explained.worker_timeouts
+                )
+            self.scada.offer(result)
+            for listener in self.listeners:
+                listener(result)
+            for _ in range(self._burst):
+                self.journal.record_explanation("burst", "test record", "test-hook")
+            self._progress()
+            if self._stall_at is not None and time.monotonic() >= self._stall_at:
+                log.warning("%s is set: the detection loop hangs now (test hook)", STALL_ENV)
+                await asyncio.Event().wait()
+
+    def _progress(self) -> None:
+        self.watchdog.kick()
+        self.heartbeat.beat()
+
+    def _record_ack(self, alarm_id: str, user: str, note: str) -> None:
+        self.journal.record_ack(alarm_id, user, note)
+
+    def _on_event(self, event: Event) -> None:
+        fields = {
+            "EVENT_ID": event.event_id, "EVENT_KIND": event.kind.value,
+            "EVENT_STATE": event.state.value, "DETECTOR": event.detector, "TAG": event.tag,
+        }  # fmt: skip
+        log.warning("%s", event.message, extra=fields)
+        self.journal.send(event)
+
+    # --- readiness and status ------------------------------------------------------------
+
+    def status(self) -> str:
+        """The STATUS= line: model, each PLC's state, the journal's."""
+        plcs = ", ".join(f"{k} {v}" for k, v in sorted(self.plc_states.items())) or "no data yet"
+        stats = self.journal.stats
+        journal = "ok" if stats.healthy else f"NOT WRITING ({stats.last_error})"
+        return status_line(f"model {self.model_version}; PLC {plcs}; journal {journal}")
+
+    async def _announce_ready(self, ready: asyncio.Event | None) -> None:
+        expected = {s.name for s in self.sources}
+        deadline = time.monotonic() + READY_WAIT_S
+        while time.monotonic() < deadline:
+            seen = {source.split("/")[0] for source in self.plc_states}
+            if expected <= seen and self.scada.counters.samples_processed > 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            silent = sorted(expected - {s.split("/")[0] for s in self.plc_states})
+            log.warning("ready without a first poll from %s", ", ".join(silent) or "the loop")
+        notify(f"READY=1\nSTATUS={self.status()}")
+        log.info(
+            "agent ready: line %s, model %s, %d PLC(s)",
+            self.config.line,
+            self.model_version,
+            len(self.sources),
+        )
+        self.ready.set()
+        if self._stall_after > 0:
+            self._stall_at = time.monotonic() + self._stall_after
+        if ready is not None:
+            ready.set()
+
+    async def _report_status(self) -> None:
+        last = ""
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            text = self.status()
+            if text != last:
+                notify(f"STATUS={text}")
+                last = text
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _services(self, tg: asyncio.TaskGroup) -> None:
+        tg.create_task(self.journal.run(), name="journal")
+        tg.create_task(self.scada.run(), name="opcua-publisher")
+        for source in self.sources:
+            tg.create_task(source.run(self._emit), name=f"plc:{source.name}")
+        tg.create_task(self._detect(), name="detection")
+        tg.create_task(self.updates.run(), name="model-updates")
+        if self.explainer is not None:
+            tg.create_task(self.explainer.run(), name="explainer")
+        tg.create_task(self._report_status(), name="status")
+        tg.create_task(self.heartbeat.run(), name="heartbeat")
+        tg.create_task(self.snapshots.run(self.snapshot, self._processed), name="snapshots")
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Start every service, signal readiness, run until cancelled, then drain."""
+        set_context(LINE=self.config.line, MODEL_VERSION=self.model_version)
+        try:
+            await self.journal.open()  # a failure is alarmed; detection runs without it
+            await self.scada.start()
+            async with asyncio.TaskGroup() as tg:
+                self._services(tg)
+                tg.create_task(self._announce_ready(ready), name="ready")
+        finally:
+            notify("STOPPING=1")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await self._shutdown()
+        except TimeoutError:
+            log.error("drain did not finish in %.0f s; exiting anyway", DRAIN_TIMEOUT_S)
+
+    async def _shutdown(self) -> None:
+        """Flush the journal, close PLC connections (their tasks are done) and the server."""
+        delay = float(os.environ.get(DRAIN_DELAY_ENV) or 0.0)
+        if delay > 0:
+            log.warning("%s is set: the drain hangs for %g s (test hook)", DRAIN_DELAY_ENV, delay)
+            await asyncio.sleep(delay)
+        await self.snapshots.aclose(self.snapshot, self._processed)
+        if self.explainer is not None:
+            await self.explainer.aclose()
+        await self.journal.aclose()
+        await self.scada.stop()
+        self.heartbeat.remove()
+
+    def reload(self, new: SiteConfig) -> ReloadPlan:
+        """Apply a new site config's reloadable fields, or refuse it whole (agent.config.reload)."""
+        plan = plan_reload(self.config, new)
+        if plan.refused:
+            log.error(
+                "reload refused, running config kept: %s changed and need a restart "
+                "(systemctl restart lineside)",
+                ", ".join(plan.restart),
+            )
+            return plan
+        self.monitor.retune(new.detection)
+        self.journal.retention = retention(new)
+        self.config = new
+        log.info("reloaded %s: %s", new.path, ", ".join(plan.apply) or "nothing changed")
+        return plan
