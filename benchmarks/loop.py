@@ -33,7 +33,7 @@ from agent.bundles.manifest import load_bundle  # noqa: E402
 from agent.demo.run import demo_config, free_port, write_site_file  # noqa: E402
 from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
 from agent.pipeline.build import build_monitor  # noqa: E402
-from agent.pipeline.detectors.vae import VaeDetector  # noqa: E402
+from agent.pipeline.detectors.vae import VaeModel  # noqa: E402
 from agent.types import Sample, TagReading  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def bench_in_process(bundle_path: Path, samples: int) -> list[tuple[str, float, 
     results.append(("SPC update (9 tags, I-MR + flatline)", *percentiles(spc_times)))
 
     for precision in ("int8", "fp32"):
-        vae = VaeDetector(bundle, precision=precision)
+        vae = VaeModel(bundle, precision=precision)
         times = []
         for i in range(window, samples):
             w = rows_arr[i - window : i]

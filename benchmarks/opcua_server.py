@@ -98,7 +98,7 @@ async def serve(args: argparse.Namespace) -> None:
             k += 1
             now = time.time()
             readings = {t.name: TagReading(float(k) + i * 1e-3) for i, t in enumerate(tags)}
-            server.offer(LineResult(now, readings, {}, None, False, False, ()))
+            server.offer(LineResult(now, readings, {}, {}, {}, ()))
             offered += 1
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from agent.pipeline.events.alarms import DebouncedAlarm
 from agent.pipeline.events.fusion import Fusion
 from export.evaluation import Confusion, Evaluation
 
@@ -96,23 +97,23 @@ class Candidate:
 
 def fused(alarms: Alarms, mode: str) -> BoolArray:
     """The monitor's fused decision over a replay's two alarm series."""
-    fusion = Fusion(
-        alarms.fusion if mode == "auto" else mode,
-        sustain=alarms.window,
-        raise_after=alarms.raise_after,
-        clear_after=alarms.clear_after,
-        clear_ratio=alarms.clear_ratio,
-    )
+    fusion = Fusion(alarms.fusion if mode == "auto" else mode, sustain=alarms.window)
     if alarms.shift is None or alarms.vae_ratio is None or alarms.shift_ratio is None:
         return np.array(
             [fusion.update(bool(v), bool(s)) for v, s in zip(alarms.vae, alarms.spc, strict=True)]
         )
+    # The summed score's alarm, as the line's alarm table keeps it (agent.pipeline.line).
+    summed = DebouncedAlarm(alarms.raise_after, alarms.clear_after)
     n, k = alarms.vae.size, alarms.offset
     vae = np.concatenate([np.zeros(k, dtype=bool), alarms.vae])
     spc = np.concatenate([np.zeros(k, dtype=bool), alarms.spc])
     shift = np.concatenate([np.zeros(k, dtype=bool), alarms.shift])
     rows = zip(vae, spc, shift, alarms.vae_ratio, alarms.shift_ratio, strict=True)
-    out = [fusion.update(bool(v), bool(s), bool(h), float(a), float(b)) for v, s, h, a, b in rows]
+    out = []
+    for v, s, h, a, b in rows:
+        total = fusion.summed(float(a), float(b))
+        summed.level(total.value, total.threshold, alarms.clear_ratio)
+        out.append(fusion.update(bool(v), bool(s), bool(h), plus=summed.active))
     return np.array(out[k:] if n else [], dtype=bool)
 
 

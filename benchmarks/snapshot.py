@@ -42,6 +42,7 @@ from agent.bundles.manifest import ShiftParams
 from agent.core.spc import ImrLimits
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
+from agent.pipeline.detectors.vae import VaeDetector
 from agent.pipeline.line import LineMonitor
 from agent.pipeline.replay import DEFAULT_DETECTION
 from agent.runtime.snapshot_file import encode, write_atomically
@@ -58,9 +59,6 @@ class SquareScore:
         per = (window**2).mean(axis=0)
         return Score(float(per.mean()), 1.0, tuple((per / per.sum()).tolist()))
 
-    def learn_one(self, window: np.ndarray) -> None:
-        """Frozen."""
-
 
 def monitor(channels: int) -> tuple[LineMonitor, list[Sample]]:
     """A full monitor of `channels` tags and samples to feed it."""
@@ -68,8 +66,9 @@ def monitor(channels: int) -> tuple[LineMonitor, list[Sample]]:
     ones = np.ones(channels)
     spc = SpcDetector(ImrLimits(np.zeros(channels), ones, ones * 1.128), flatline_samples=15)
     params = ShiftParams(channels, tuple(range(channels)), 0.2, 0.005, (1.0,) * channels, 4.0)
+    vae = VaeDetector(SquareScore(), WINDOW, channels)
     line = LineMonitor(
-        "bench", names, WINDOW, 1, SquareScore(), spc,
+        "bench", names, vae, spc,
         DEFAULT_DETECTION, fusion="vae-plus-shift", shift=ShiftDetector(params),
     )  # fmt: skip
     rng = np.random.default_rng(0)

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.core.spc import ImrLimits
-from agent.pipeline.detectors.spc import SpcDetector
+from agent.core.spc import ImrChart, ImrLimits
 from agent.pipeline.events.alarms import SustainedRuleAlarm
 from agent.pipeline.events.fusion import choose_fusion
 from agent.pipeline.replay import DEFAULT_DETECTION
@@ -56,10 +55,10 @@ def spc_alarm_rows(limits: ImrLimits, segments: list[FloatArray]) -> npt.NDArray
     d = DEFAULT_DETECTION
     active: list[bool] = []
     for rows in segments:
-        spc = SpcDetector(limits, d.flatline_samples)
+        chart = ImrChart(limits, flatline_samples=d.flatline_samples)
         alarm = SustainedRuleAlarm(rows.shape[1], d.spc_hits, d.spc_span, d.clear_after)
         for row in rows:
-            alarm.update(spc.update(row).out_of_control)
+            alarm.update(chart.update(row).out_of_control)
             active.append(alarm.active)
     return np.array(active, dtype=bool)
 

@@ -8,7 +8,7 @@ from agent.config import DetectionConfig, SiteConfig
 from agent.errors import BundleError
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
-from agent.pipeline.detectors.vae import VaeDetector
+from agent.pipeline.detectors.vae import VaeDetector, VaeModel
 from agent.pipeline.line import LineMonitor
 
 
@@ -34,30 +34,40 @@ def source_names(config: SiteConfig) -> dict[str, str]:
 
 
 def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
-    """The detection pipeline for a line, exactly as the live loop and replay use it."""
+    """The detection pipeline of a site's line: its detection settings, and the source whose
+    samples step detection."""
+    clock = clock_source(config, bundle.manifest.channel_names)
+    return build_line(bundle, config.detection, config.line, clock)
+
+
+def build_line(
+    bundle: Bundle, detection: DetectionConfig, line: str, clock: str | None = None
+) -> LineMonitor:
+    """The detection pipeline for a line, exactly as the live loop, a hot swap and offline
+    replay use it: the bundle's detectors with the site's `[detection]`."""
     manifest = bundle.manifest
+    smoothing = detection.smoothing if detection.smoothing is not None else manifest.smoothing
     return LineMonitor(
-        line=config.line,
+        line=line,
         channels=manifest.channel_names,
-        window=manifest.window,
-        hop=manifest.hop,
-        vae=vae_detector(bundle, config.detection),
-        spc=spc_detector(bundle, config.detection),
-        detection=config.detection,
-        clock=clock_source(config, manifest.channel_names),
-        fusion=shift_fusion(config.detection.fusion or manifest.fusion or LEGACY_FUSION, manifest),
-        smoothing=(
-            config.detection.smoothing
-            if config.detection.smoothing is not None
-            else manifest.smoothing
+        vae=VaeDetector(
+            vae_model(bundle, detection),
+            manifest.window,
+            len(manifest.channels),
+            manifest.hop,
+            smoothing,
         ),
-        shift=shift_detector(manifest, config.detection),
+        spc=spc_detector(bundle, detection),
+        detection=detection,
+        clock=clock,
+        fusion=shift_fusion(detection.fusion or manifest.fusion or LEGACY_FUSION, manifest),
+        shift=shift_detector(manifest, detection),
     )
 
 
-def vae_detector(bundle: Bundle, detection: DetectionConfig) -> VaeDetector:
-    """The bundle's VAE in onnxruntime, at the site's precision."""
-    return VaeDetector(bundle, precision=detection.precision)
+def vae_model(bundle: Bundle, detection: DetectionConfig) -> VaeModel:
+    """The bundle's VAE model in onnxruntime, at the site's precision."""
+    return VaeModel(bundle, precision=detection.precision)
 
 
 def spc_detector(bundle: Bundle, detection: DetectionConfig) -> SpcDetector:
@@ -66,12 +76,10 @@ def spc_detector(bundle: Bundle, detection: DetectionConfig) -> SpcDetector:
 
 
 def shift_detector(manifest: Manifest, detection: DetectionConfig) -> ShiftDetector | None:
-    """The bundle's shift detector with the site's debounce, or None if it carries none."""
+    """The bundle's shift detector, or None if it carries none."""
     if manifest.shift is None:
         return None
-    return ShiftDetector(
-        manifest.shift, detection.raise_after, detection.clear_after, detection.clear_ratio
-    )
+    return ShiftDetector(manifest.shift)
 
 
 def shift_fusion(mode: str, manifest: Manifest) -> str:

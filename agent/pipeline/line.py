@@ -1,7 +1,18 @@
-"""The detection pipeline of one line: window, SPC, VAE, alarms. Pure and synchronous.
+"""The detection pipeline of one line: detectors, the alarm table, the fused decision. Pure.
 
-The live agent and offline replay (`lineside score`) feed the same `LineMonitor`, so what was
-measured offline is what runs on the line.
+Every clock row goes to each detector of the line (agent.pipeline.detectors: SPC charts, the
+VAE, the drift-tolerant shift detector), and each detector's score to its alarm in one table:
+
+    spc      SustainedRuleAlarm: one channel breaking a rule in `spc_hits` of `spc_span` rows
+    vae      DebouncedAlarm on the VAE score: `raise_after` above its threshold, cleared after
+             `clear_after` below `clear_ratio` x it (the hysteresis every score alarm shares)
+    shift    DebouncedAlarm on the shift score, the same rule; while it holds, the shift
+             detector's baseline does not learn (each detector is told its alarm's state)
+    vae-plus-shift  DebouncedAlarm on the fusion's summed score (only in that fusion mode)
+
+The fusion (agent.pipeline.events.fusion) turns the alarms into the line's one decision. The
+live agent and offline replay (`lineside score`) feed the same `LineMonitor`, built by
+agent.pipeline.build, so what was measured offline is what runs on the line.
 """
 
 from __future__ import annotations
@@ -13,58 +24,80 @@ from typing import Any
 import numpy as np
 
 from agent.config import DetectionConfig
-from agent.core.window import SlidingWindow
 from agent.pipeline.detectors.base import Detector
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
+from agent.pipeline.detectors.vae import VaeDetector
 from agent.pipeline.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
 from agent.pipeline.events.fusion import LEGACY_FUSION, SHIFT_FUSIONS, Fusion
 from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
 
 ANOMALY_SEVERITY = 700
 SPC_SEVERITY = 500
+#: The summed score's alarm in the table (the vae-plus-shift fusion).
+SUMMED = "vae-plus-shift"
 
 
 @dataclass(frozen=True)
 class LineResult:
-    """What one sample did to the line: readings, per-channel SPC state, score, alarms."""
+    """What one sample did to the line: readings, per-channel SPC state, every detector's score
+    on this row (none on a row of another source, or when a detector had no verdict), every
+    alarm of the table after it, the fused decision and the alarm edges."""
 
     ts: float
     readings: dict[str, TagReading]
     spc_states: dict[str, str]
-    score: Score | None
-    anomaly_active: bool
-    spc_alarm_active: bool
+    scores: dict[str, Score]
+    alarms: dict[str, bool]
     events: tuple[Event, ...]
     #: The line's fused decision (agent.pipeline.events.fusion); None: either alarm (the old rule).
     fused: bool | None = None
-    #: The drift-tolerant shift detector's alarm and score (agent.pipeline.detectors.shift), if any.
-    shift_alarm_active: bool = False
-    shift_score: Score | None = None
+
+    @property
+    def score(self) -> Score | None:
+        """The VAE's score on this row, if it scored one."""
+        return self.scores.get("vae")
+
+    @property
+    def shift_score(self) -> Score | None:
+        """The shift detector's score on this row, if the line has one."""
+        return self.scores.get("shift")
+
+    @property
+    def anomaly_active(self) -> bool:
+        """Whether the VAE's alarm holds."""
+        return self.alarms.get("vae", False)
+
+    @property
+    def spc_alarm_active(self) -> bool:
+        """Whether the SPC rule alarm holds."""
+        return self.alarms.get("spc", False)
+
+    @property
+    def shift_alarm_active(self) -> bool:
+        """Whether the shift detector's alarm holds (False without one)."""
+        return self.alarms.get("shift", False)
 
     @property
     def alarm_active(self) -> bool:
-        """The line's anomaly decision: the two alarms fused as the bundle or site says."""
+        """The line's anomaly decision: the alarms fused as the bundle or site says."""
         if self.fused is None:
             return self.anomaly_active or self.spc_alarm_active
         return self.fused
 
 
 class LineMonitor:
-    """Keeps the window and alarm state of one line and processes samples one at a time."""
+    """Keeps the detectors and the alarm table of one line and processes samples one at a time."""
 
     def __init__(
         self,
         line: str,
         channels: list[str],
-        window: int,
-        hop: int,
-        vae: Detector | None,
+        vae: VaeDetector,
         spc: SpcDetector,
         detection: DetectionConfig,
         clock: str | None = None,
         fusion: str = LEGACY_FUSION,
-        smoothing: float = 1.0,
         shift: ShiftDetector | None = None,
     ) -> None:
         self.line = line
@@ -73,28 +106,47 @@ class LineMonitor:
         # line just refresh the latest values, so the window keeps one row per clock period.
         self.clock = clock
         self._last_states: dict[str, str] = {c: "no-data" for c in channels}
-        self.vae = vae
         self.spc = spc
-        self.window = SlidingWindow(window, len(channels), hop)
-        self.anomaly = DebouncedAlarm(detection.raise_after, detection.clear_after)
-        self.spc_alarm = SustainedRuleAlarm(
-            len(channels), detection.spc_hits, detection.spc_span, detection.clear_after
-        )
-        self.clear_ratio = detection.clear_ratio
-        # An SPC alarm counts as sustained once it has held for one window's length of rows.
-        self.fusion = Fusion(
-            fusion,
-            sustain=window,
-            raise_after=detection.raise_after,
-            clear_after=detection.clear_after,
-            clear_ratio=detection.clear_ratio,
-        )
+        self.vae = vae
         self.shift = shift
-        self.smoothing = smoothing
-        self._smoothed: float | None = None
+        self.raise_after, self.clear_after = detection.raise_after, detection.clear_after
+        self.clear_ratio = detection.clear_ratio
+        self.alarms: dict[str, DebouncedAlarm | SustainedRuleAlarm] = {
+            "spc": SustainedRuleAlarm(
+                len(channels), detection.spc_hits, detection.spc_span, detection.clear_after
+            ),
+            "vae": self._score_alarm(),
+        }
+        if shift is not None:
+            self.alarms["shift"] = self._score_alarm()
+        # An SPC alarm counts as sustained once it has held for one window's length of rows.
+        self.fusion = Fusion(fusion, sustain=vae.window.size)
+        if self.fusion.sums:
+            self.alarms[SUMMED] = self._score_alarm()
         self.fused = False
         self.latest: dict[str, TagReading] = {}
         self.last_score: Score | None = None
+
+    def _score_alarm(self) -> DebouncedAlarm:
+        return DebouncedAlarm(self.raise_after, self.clear_after)
+
+    @property
+    def detectors(self) -> dict[str, Detector]:
+        """The line's detectors by name, in the order they see a row."""
+        found: list[Detector] = [self.spc, self.vae]
+        if self.shift is not None:
+            found.insert(1, self.shift)
+        return {d.name: d for d in found}
+
+    def replace_shift(self, shift: ShiftDetector | None) -> None:
+        """A new bundle's shift detector (a hot swap), with a fresh alarm of its own."""
+        self.shift = shift
+        self.alarms.pop("shift", None)
+        if shift is not None:
+            self.alarms["shift"] = self._score_alarm()
+
+    def _active(self) -> dict[str, bool]:
+        return {name: alarm.active for name, alarm in self.alarms.items()}
 
     def process(self, sample: Sample) -> LineResult:
         """Take one sample from any source of the line and return the line's new state."""
@@ -104,104 +156,120 @@ class LineMonitor:
                 ts=sample.ts,
                 readings=dict(self.latest),
                 spc_states=dict(self._last_states),
-                score=None,
-                anomaly_active=self.anomaly.active,
-                spc_alarm_active=self.spc_alarm.active,
+                scores={},
+                alarms=self._active(),
                 events=(),
                 fused=self.fused,
-                shift_alarm_active=self.shift_active,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
         good = np.array([r.quality is Quality.GOOD for r in readings])
         row = np.array([r.value if ok else math.nan for r, ok in zip(readings, good, strict=True)])
         events: list[Event] = []
+        scores: dict[str, Score] = {}
 
-        state = self.spc.update(row)
+        scores["spc"] = self.spc.update(row)
+        state = self.spc.last
+        assert state is not None
         spc_states = {
             c: SpcDetector.describe(state, i, bool(good[i])) for i, c in enumerate(self.channels)
         }
         self._last_states = spc_states
-        edge = self.spc_alarm.update(good & state.out_of_control)
+        spc_alarm = self.alarms["spc"]
+        assert isinstance(spc_alarm, SustainedRuleAlarm)
+        edge = spc_alarm.update(good & state.out_of_control)
         if edge is not Edge.NONE:
             sustained = [
-                c
-                for c, s in zip(self.channels, self.spc_alarm.channels_sustained, strict=True)
-                if s
+                c for c, s in zip(self.channels, spc_alarm.channels_sustained, strict=True) if s
             ]
             events.append(self._spc_event(sample.ts, edge, sustained, spc_states))
 
-        shift_score = self.shift.update(row) if self.shift is not None else None
+        if self.shift is not None:
+            scores["shift"] = shift_score = self.shift.update(row)
+            self._level("shift", shift_score)
         # In a shift fusion the anomaly events follow the fused decision (AlarmActive), so an
         # alarm the shift detector carries is journaled and explained like one the VAE carries.
         follows_fusion = self.fusion.mode in SHIFT_FUSIONS
         score: Score | None = None
-        if not good.all():
-            self.window.reset()  # a gap: the next window starts fresh
-            self._smoothed = None
-        elif self.vae is not None:
-            window = self.window.push(row)
-            if window is not None:
-                score = self._smooth(self.vae.score_one(window))
-                self.last_score = score
-                edge = self.anomaly.level(score.value, score.threshold, self.clear_ratio)
-                if edge is not Edge.NONE and not follows_fusion:
-                    events.append(self._anomaly_event(sample.ts, edge, score))
+        if good.all():
+            score = self.vae.update(row)
+        else:
+            self.vae.reset()  # a gap: the next window starts fresh
+        if score is not None:
+            scores["vae"] = self.last_score = score
+            edge = self._level("vae", score)
+            if edge is not Edge.NONE and not follows_fusion:
+                events.append(self._anomaly_event(sample.ts, edge, score))
 
+        shift = scores.get("shift")
+        summed = self.fusion.summed(
+            score.ratio if score is not None else None,
+            shift.ratio if shift is not None else None,
+        )
+        if self.fusion.sums:
+            self._level(SUMMED, summed)
         was_fused = self.fused
+        alarms = self._active()
         self.fused = self.fusion.update(
-            self.anomaly.active,
-            self.spc_alarm.active,
-            shift=self.shift_active,
-            vae_ratio=score.ratio if score is not None else None,
-            shift_ratio=shift_score.ratio if shift_score is not None else None,
+            alarms["vae"],
+            alarms["spc"],
+            shift=alarms.get("shift", False),
+            plus=alarms.get(SUMMED, False),
         )
         if follows_fusion and self.fused != was_fused:
-            events.append(self._fused_event(sample.ts, shift_score))
+            events.append(self._fused_event(sample.ts, shift))
+        for name, detector in self.detectors.items():
+            detector.observe_alarm(alarms[name])
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
             spc_states=spc_states,
-            score=score,
-            anomaly_active=self.anomaly.active,
-            spc_alarm_active=self.spc_alarm.active,
+            scores=scores,
+            alarms=alarms,
             events=tuple(events),
             fused=self.fused,
-            shift_alarm_active=self.shift_active,
-            shift_score=shift_score,
         )
+
+    def _level(self, name: str, score: Score) -> Edge:
+        alarm = self.alarms[name]
+        assert isinstance(alarm, DebouncedAlarm)
+        return alarm.level(score.value, score.threshold, self.clear_ratio)
 
     def retune(self, detection: DetectionConfig) -> None:
         """Take a reloaded `[detection]`'s alarm rules in place; active alarms stay active.
 
-        Every score alarm of the line (the VAE's, the summed vae-plus-shift score's, the shift
-        detector's) takes the same debounce and hysteresis."""
-        self.anomaly.raise_after = detection.raise_after
-        self.anomaly.clear_after = detection.clear_after
+        Every score alarm of the line (the VAE's, the shift detector's, the summed score's)
+        takes the same debounce and hysteresis."""
+        self.raise_after, self.clear_after = detection.raise_after, detection.clear_after
         self.clear_ratio = detection.clear_ratio
-        self.fusion.retune(detection.raise_after, detection.clear_after, detection.clear_ratio)
-        if self.shift is not None:
-            self.shift.retune(detection.raise_after, detection.clear_after, detection.clear_ratio)
-        self.spc_alarm.retune(detection.spc_hits, detection.spc_span, detection.clear_after)
+        for alarm in self.alarms.values():
+            if isinstance(alarm, DebouncedAlarm):
+                alarm.raise_after, alarm.clear_after = detection.raise_after, detection.clear_after
+            else:
+                alarm.retune(detection.spc_hits, detection.spc_span, detection.clear_after)
 
     @property
     def shift_active(self) -> bool:
         """Whether the shift detector's alarm holds (False without one)."""
-        return self.shift is not None and self.shift.active
+        return "shift" in self.alarms and self.alarms["shift"].active
 
     def state(self) -> dict[str, object]:
-        """Every running state of the line (window, charts, alarms, fusion), JSON-able.
+        """Every running state of the line (detectors, alarms, fusion), JSON-able.
 
-        The latest readings are not in it: after a restart they come from the PLCs again."""
+        The latest readings are not in it: after a restart they come from the PLCs again. The
+        layout is the snapshot's (format 1, agent.runtime.snapshots), unchanged since it was
+        first written, so an agent upgraded in place restores the state of the one before."""
         last = self.last_score
+        vae = self.vae.state()
+        summed = self.alarms.get(SUMMED, self._score_alarm())
         return {
-            "window": self.window.state(),
+            "window": vae["window"],
             "spc": self.spc.state(),
-            "spc_alarm": self.spc_alarm.state(),
-            "anomaly": self.anomaly.state(),
-            "fusion": self.fusion.state(),
-            "shift": self.shift.state() if self.shift is not None else None,
-            "smoothed": self._smoothed,
+            "spc_alarm": self.alarms["spc"].state(),
+            "anomaly": self.alarms["vae"].state(),
+            "fusion": {**self.fusion.state(), "plus": summed.state()},
+            "shift": None if self.shift is None else self._shift_state(self.shift),
+            "smoothed": vae["smoothed"],
             "fused": self.fused,
             "spc_states": dict(self._last_states),
             "last_score": None
@@ -209,20 +277,28 @@ class LineMonitor:
             else [last.value, last.threshold, *last.contributions],
         }
 
+    def _shift_state(self, shift: ShiftDetector) -> dict[str, object]:
+        own = {k: v for k, v in shift.state().items() if k != "alarmed"}
+        return {**own, **self.alarms["shift"].state()}
+
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a saved `state()`; ValueError or KeyError if it does not fit this line
         (the monitor may then be half restored: restore a `state()` taken before to undo)."""
         if (state["shift"] is None) != (self.shift is None):
             raise ValueError("the saved state and this bundle differ in having a shift detector")
-        self.window.restore(state["window"])
+        self.vae.restore({"window": state["window"], "smoothed": state["smoothed"]})
         self.spc.restore(state["spc"])
-        self.spc_alarm.restore(state["spc_alarm"])
-        self.anomaly.restore(state["anomaly"])
-        self.fusion.restore(state["fusion"])
+        self.alarms["spc"].restore(state["spc_alarm"])
+        self.alarms["vae"].restore(state["anomaly"])
+        fusion = state["fusion"]
+        self.fusion.restore(fusion)
+        plus = fusion["plus"]
+        if not isinstance(plus, dict):
+            raise ValueError("fusion state: 'plus' must be an alarm state")
+        self.alarms.get(SUMMED, self._score_alarm()).restore(plus)
         if self.shift is not None:
-            self.shift.restore(state["shift"])
-        smoothed = state["smoothed"]
-        self._smoothed = None if smoothed is None else float(smoothed)
+            self.alarms["shift"].restore(state["shift"])
+            self.shift.restore({**state["shift"], "alarmed": self.alarms["shift"].active})
         self.fused = bool(state["fused"])
         if set(state["spc_states"]) != set(self.channels):
             raise ValueError("the saved SPC states are of other channels")
@@ -258,16 +334,6 @@ class LineMonitor:
         )
         details = {"top_contributions": share, "fusion": self.fusion.mode, "ratios": ratio}
         return self._anomaly(ts, raised, lead, message, top, score, details)
-
-    def _smooth(self, score: Score) -> Score:
-        """The EWMA of the window scores (weight `smoothing` on the newest), thresholded
-        in place of the raw score: SKAB's faults are long, a one-window spike is not one."""
-        if self.smoothing >= 1.0:
-            return score
-        prev = self._smoothed
-        value = score.value if prev is None else prev + self.smoothing * (score.value - prev)
-        self._smoothed = value
-        return Score(value=value, threshold=score.threshold, contributions=score.contributions)
 
     def _top_tags(self, score: Score) -> tuple[str, dict[str, float]]:
         """The most unusual tag and the top three tags' shares of `score`."""

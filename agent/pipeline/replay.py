@@ -39,10 +39,10 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundles.manifest import Bundle, load_bundle
-from agent.config import DetectionConfig, OpcUaConfig, SiteConfig
+from agent.config import DetectionConfig
 from agent.core.tabular import TIME_COLUMNS, detect_separator, read_csv
 from agent.errors import DataError
-from agent.pipeline.build import build_monitor
+from agent.pipeline.build import build_line
 from agent.pipeline.line import LineResult
 from agent.types import Quality, Sample, TagReading
 
@@ -75,19 +75,6 @@ class Replay:
     anomaly: npt.NDArray[np.bool_]  # the fused decision, `LineResult.alarm_active`
 
 
-def replay_config(bundle: Path, detection: DetectionConfig = DEFAULT_DETECTION) -> SiteConfig:
-    """A site config with no PLC: the detection settings and the bundle, nothing to poll."""
-    return SiteConfig(
-        path=Path("<replay>"),
-        line=SOURCE,
-        bundle=bundle,
-        detection=detection,
-        opcua=OpcUaConfig(endpoint="", namespace="", security="none", allow_anonymous=True),
-        journal_path=Path("<none>"),
-        plcs=(),
-    )
-
-
 def read_times(path: Path) -> list[str]:
     """The timestamp cell of every data row ('' for all when the file has no time column)."""
     with path.open("r", encoding="utf-8-sig", newline="") as f:
@@ -114,7 +101,7 @@ def replay_results(
 ) -> Iterator[LineResult]:
     """Feed raw rows (rows x channels, bundle order) to the live monitor, one at a time:
     yield the monitor's whole `LineResult` per row."""
-    monitor = build_monitor(replay_config(bundle.path, detection), bundle)
+    monitor = build_line(bundle, detection, SOURCE)
     names = monitor.channels
     for i, row in enumerate(values):
         readings = {

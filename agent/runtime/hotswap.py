@@ -24,21 +24,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.bundles.checks import check_compat
 from agent.bundles.manifest import Bundle, load_bundle
 from agent.bundles.store import ModelStore
 from agent.config import DetectionConfig
 from agent.errors import BundleError
-from agent.pipeline.build import shift_detector, shift_fusion, spc_detector, vae_detector
+from agent.pipeline.build import shift_detector, shift_fusion, spc_detector, vae_model
+from agent.pipeline.detectors.base import WindowModel
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.line import LineMonitor
 from agent.runtime.probation import ProbationDetector, ProbationPolicy
 
 log = logging.getLogger(__name__)
 MAX_BOOTS = 2
-Loaded = tuple[Bundle, Any, SpcDetector]  # a bundle with its VAE detector and SPC charts
+Loaded = tuple[Bundle, WindowModel, SpcDetector]  # a bundle with its VAE model and SPC charts
 
 
 @dataclass
@@ -142,15 +142,15 @@ class ModelUpdates:
             log.error("cannot resume probation, previous model unusable: %s", exc)
             return
         monitor = self.monitor
-        self._start((self.bundle, monitor.vae, monitor.spc), before, "resumed after restart")
+        self._start((self.bundle, monitor.vae.model, monitor.spc), before, "resumed after restart")
 
     def _start(self, candidate: Loaded, incumbent: Loaded, how: str) -> None:
         monitor = self.monitor
-        bundle, vae, spc = candidate
+        bundle, model, spc = candidate
         self._before, self._candidate, self._restored = incumbent, bundle, False
-        self._probation = ProbationDetector(vae, incumbent[1], self.policy)
-        monitor.vae, monitor.spc = self._probation, spc
-        monitor.shift = shift_detector(bundle.manifest, self.detection)
+        self._probation = ProbationDetector(model, incumbent[1], self.policy)
+        monitor.vae.model, monitor.spc = self._probation, spc  # the window carries on
+        monitor.replace_shift(shift_detector(bundle.manifest, self.detection))
         old = self.state.version
         self.state.version, self.state.label = bundle.manifest.model_version, bundle.manifest.label
         self._set(old, "probation", f"model {bundle.manifest.model_version} {how}, on probation")
@@ -161,19 +161,19 @@ class ModelUpdates:
         if self._pending is not None:
             candidate, self._pending = self._pending, None
             self.swaps += 1
-            self._start(candidate, (self.bundle, monitor.vae, monitor.spc), "swapped in")
+            self._start(candidate, (self.bundle, monitor.vae.model, monitor.spc), "swapped in")
         elif self._probation is not None and self._before is not None:
             if self._probation.failure is not None and not self._restored:
-                bundle, vae, spc = self._before
+                bundle, model, spc = self._before
                 spc.reset()  # its last row is from before the swap
-                monitor.vae, monitor.spc = vae, spc
-                monitor.shift = shift_detector(bundle.manifest, self.detection)
+                monitor.vae.model, monitor.spc = model, spc
+                monitor.replace_shift(shift_detector(bundle.manifest, self.detection))
                 self.bundle = bundle
                 self._restored = True
                 self._wake.set()
             elif self._probation.passed:
                 assert self._candidate is not None
-                monitor.vae = self._probation.candidate
+                monitor.vae.model = self._probation.candidate
                 self.bundle = self._candidate
                 self._probation, self._before = None, None
                 self._passed = self._candidate.manifest.model_version
@@ -192,7 +192,7 @@ class ModelUpdates:
         bundle = load_bundle(self.store.version_dir(version))
         check_compat(bundle.manifest, None, self.bundle.manifest)
         shift_fusion(self.monitor.fusion.mode, bundle.manifest)  # BundleError: refused
-        return bundle, vae_detector(bundle, self.detection), spc_detector(bundle, self.detection)
+        return bundle, vae_model(bundle, self.detection), spc_detector(bundle, self.detection)
 
     def _clear_marker(self, version: int) -> None:
         assert self.store is not None

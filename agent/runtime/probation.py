@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from agent.pipeline.detectors.base import Detector, FloatArray
+from agent.pipeline.detectors.base import FloatArray, WindowModel
 from agent.types import Score
 
 
@@ -28,9 +28,11 @@ class ProbationPolicy:
 
 
 class ProbationDetector:
-    """A Detector that runs a candidate model under watch, with the old model in shadow."""
+    """A window model that runs a candidate model under watch, with the old model in shadow."""
 
-    def __init__(self, candidate: Detector, incumbent: Detector, policy: ProbationPolicy) -> None:
+    def __init__(
+        self, candidate: WindowModel, incumbent: WindowModel, policy: ProbationPolicy
+    ) -> None:
         self.candidate = candidate
         self.incumbent = incumbent
         self.policy = policy
@@ -78,6 +80,3 @@ class ProbationDetector:
                 f"{new_rate:.1%} of {self.windows} windows above threshold against "
                 f"{old_rate:.1%} for the previous model"
             )
-
-    def learn_one(self, window: FloatArray) -> None:
-        """Frozen models: nothing to learn."""

@@ -152,7 +152,7 @@ class DetectorSnapshots:
             self.path,
             age,
             "active" if monitor.shift_active else "inactive",
-            "active" if monitor.anomaly.active else "inactive",
+            "active" if monitor.alarms["vae"].active else "inactive",
             extra={"SNAPSHOT": "restored", "SNAPSHOT_AGE_S": f"{age:.0f}"},
         )
         return True

@@ -69,8 +69,8 @@ def result(channels: list[str], value: float, events: tuple[Event, ...] = ()) ->
     readings["melt_pressure"] = TagReading(float("nan"), Quality.BAD, "timed out after 0.5 s")
     return LineResult(
         ts=time.time(), readings=readings, spc_states={c: "in-control" for c in channels},
-        score=Score(1.5, 4.0, tuple(0.1 for _ in channels)), anomaly_active=bool(events),
-        spc_alarm_active=False, events=events,
+        scores={"vae": Score(1.5, 4.0, tuple(0.1 for _ in channels))},
+        alarms={"vae": bool(events), "spc": False}, events=events,
     )  # fmt: skip
 
 

@@ -67,8 +67,8 @@ async def test_node_opcua_reads_and_subscribes_with_sign_and_encrypt(tmp_path: P
         k = 0
         while True:
             k += 1
-            server.offer(LineResult(time.time(), {"screw_speed": TagReading(50.0 + k)}, {}, None,
-                                    False, False, ()))  # fmt: skip
+            server.offer(LineResult(time.time(), {"screw_speed": TagReading(50.0 + k)}, {}, {}, {},
+                                    ()))  # fmt: skip
             await asyncio.sleep(0.1)
 
     feeder = asyncio.create_task(feed())

@@ -48,7 +48,7 @@ async def test_stalled_subscriber_does_not_slow_the_loop(tmp_path: Path) -> None
         while not stop.is_set():
             k += 1
             readings = {t.name: TagReading(float(k)) for t in tags if t.name != "line_running"}
-            server.offer(LineResult(time.time(), readings, {}, None, False, False, ()))
+            server.offer(LineResult(time.time(), readings, {}, {}, {}, ()))
             ticks.append(time.monotonic())
             await asyncio.sleep(PERIOD_S)
 

@@ -93,7 +93,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
 ) -> None:
     async with Running(bundle_dir, tmp_path) as run:
         updates = run.agent.updates
-        old_vae = run.agent.monitor.vae
+        old_vae = run.agent.monitor.vae.model
         old_shift = run.agent.monitor.shift
         await asyncio.sleep(0.5)
         before = len(run.results)
@@ -101,7 +101,7 @@ async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
         await wait_for(lambda: updates.swaps == 1, timeout=10)
         swapped_at = len(run.results)
         await wait_for(lambda: updates.state.status == "active" and updates.state.version == 2, 30)
-        assert run.agent.monitor.vae is not old_vae
+        assert run.agent.monitor.vae.model is not old_vae
         assert run.agent.bundle.manifest.model_version == 2
         # the shift detector is the new bundle's too (agent.pipeline.detectors.shift)
         shift = run.agent.monitor.shift
@@ -130,11 +130,11 @@ async def test_model_that_fails_probation_is_rolled_back(bundle_dir: Path, tmp_p
 
     async with Running(bundle_dir, tmp_path) as run:
         updates = run.agent.updates
-        old_vae = run.agent.monitor.vae
+        old_vae = run.agent.monitor.vae.model
         await run.install(2, alarm_always)
         await wait_for(lambda: updates.swaps == 1, timeout=10)
         await wait_for(lambda: updates.state.status == "rolled-back", timeout=30)
-        assert run.agent.monitor.vae is old_vae
+        assert run.agent.monitor.vae.model is old_vae
         assert run.agent.bundle.manifest.model_version == 1
         assert "above threshold" in updates.state.last_update
         await wait_for(lambda: run.store.current_version() == 1, timeout=5)

@@ -35,7 +35,7 @@ async def test_restart_during_probation_resumes_then_rolls_back(
         agent = Agent(config)
         assert agent.bundle.manifest.model_version == 2
         probation = agent.updates.probation
-        assert isinstance(probation, ProbationDetector) and agent.monitor.vae is probation
+        assert isinstance(probation, ProbationDetector) and agent.monitor.vae.model is probation
         assert agent.updates.state.status == "probation"
         assert json.loads(store.marker_file.read_text())["boots"] == boot
 

@@ -12,9 +12,9 @@ import pytest
 from agent.bundles.manifest import load_bundle
 from agent.cli.main import main
 from agent.errors import DataError
-from agent.pipeline.build import build_monitor
+from agent.pipeline.build import build_line
 from agent.pipeline.events.fusion import SHIFT_FUSIONS
-from agent.pipeline.replay import DEFAULT_DETECTION, replay_config, replay_csv, replay_rows, seconds
+from agent.pipeline.replay import DEFAULT_DETECTION, SOURCE, replay_csv, replay_rows, seconds
 from agent.types import Sample, TagReading
 
 
@@ -72,7 +72,7 @@ def test_replay_equals_the_live_monitor_sample_by_sample(bundle_dir: Path, tmp_p
     values = read_csv(source, bundle.manifest.channel_names).values
     values[60:, 0] += 50.0  # a fault, so that alarms have something to do
     replay = list(replay_rows(bundle, values))
-    live = build_monitor(replay_config(bundle_dir), bundle)
+    live = build_line(bundle, DEFAULT_DETECTION, SOURCE)
     for i, row in enumerate(values):
         readings = {c: TagReading(float(v)) for c, v in zip(live.channels, row, strict=True)}
         result = live.process(Sample(ts=float(i), source="plc", readings=readings))

@@ -17,11 +17,12 @@ import export.shift_fit as shift_fit_module
 from agent.bundles.manifest import Bundle, ShiftParams, load_bundle, parse_manifest
 from agent.core.tabular import read_csv
 from agent.errors import BundleError
-from agent.pipeline.build import build_monitor
+from agent.pipeline.build import build_line
 from agent.pipeline.detectors.shift import ShiftDetector
+from agent.pipeline.events.alarms import DebouncedAlarm, check_clear_ratio
 from agent.pipeline.events.fusion import Fusion
 from agent.pipeline.line import LineResult
-from agent.pipeline.replay import DEFAULT_DETECTION, replay_config, replay_results
+from agent.pipeline.replay import DEFAULT_DETECTION, replay_results
 from export.errors import ExportError
 from export.shift_fit import fit_shift, shift_for_bundle
 
@@ -48,12 +49,15 @@ def _params(**over: object) -> ShiftParams:
     return ShiftParams(**base)  # type: ignore[arg-type]
 
 
-def _alarms(det: ShiftDetector, rows: np.ndarray) -> np.ndarray:
-    """The alarm after each row."""
+def _alarms(det: ShiftDetector, rows: np.ndarray, clear_ratio: float = 1.0) -> np.ndarray:
+    """The line's shift alarm after each row, the detector told of it as the line does."""
+    alarm = DebouncedAlarm(raise_after=3, clear_after=3)
     out = []
     for r in rows:
-        det.update(r)
-        out.append(det.active)
+        score = det.update(r)
+        alarm.level(score.value, score.threshold, clear_ratio)
+        det.observe_alarm(alarm.active)
+        out.append(alarm.active)
     return np.array(out)
 
 
@@ -83,12 +87,12 @@ def test_the_alarm_clears_only_below_the_sites_hysteresis() -> None:
     rows = np.zeros((900, 2))
     rows[200:400, 1] = 8.0
     rows[400:600, 1] = 2.9  # the baseline froze near 0.4: z = 2.5, 0.84 x the threshold of 3
-    held = _alarms(ShiftDetector(_params(), clear_ratio=0.8), rows)
-    plain = _alarms(ShiftDetector(_params(), clear_ratio=1.0), rows)
+    held = _alarms(ShiftDetector(_params()), rows, clear_ratio=0.8)
+    plain = _alarms(ShiftDetector(_params()), rows, clear_ratio=1.0)
     assert held[210:600].all() and not held[650:].any()
     assert plain[210:400].all() and not plain[420:].any()
     with pytest.raises(ValueError, match="clear_ratio"):
-        ShiftDetector(_params(), clear_ratio=0.0)
+        check_clear_ratio(0.0, "shift")
 
 
 def test_a_permanent_change_ends_after_max_freeze_rows() -> None:
@@ -130,10 +134,10 @@ def test_nan_keeps_a_channels_levels_and_an_unseen_channel_starts_late() -> None
     for _ in range(50):
         det.update(np.array([0.0, math.nan]))
     score = det.update(np.array([math.nan, math.nan]))
-    assert math.isfinite(score.value) and not det.active
+    assert math.isfinite(score.value) and not score.anomalous
     for _ in range(50):
         last = det.update(np.array([0.0, 5.0]))  # channel b's first reading: no jump
-    assert last.value < 1.0 and not det.active
+    assert last.value < 1.0 and not last.anomalous
     with pytest.raises(ValueError, match="expected"):
         det.update(np.zeros(3))
 
@@ -213,24 +217,38 @@ def test_a_shift_fusion_without_a_watchable_channel_is_an_export_error() -> None
 def test_shift_fusion_modes() -> None:
     assert Fusion("shift").update(vae=True, spc=True, shift=False) is False
     assert Fusion("vae-or-shift").update(vae=False, spc=False, shift=True) is True
-    plus = Fusion("vae-plus-shift", raise_after=1, clear_after=1, weight=0.3)
+    plus = Fusion("vae-plus-shift", weight=0.3)
+    plus_alarm = DebouncedAlarm(raise_after=1, clear_after=1)
+
+    def summed(
+        fusion: Fusion,
+        alarm: DebouncedAlarm,
+        vae: float | None,
+        shift: float,
+        clear_ratio: float = 1.0,
+    ) -> bool:
+        """One row as the line runs it: the summed score, its alarm, the decision."""
+        score = fusion.summed(vae_ratio=vae, shift_ratio=shift)
+        alarm.level(score.value, score.threshold, clear_ratio)
+        return fusion.update(False, False, plus=alarm.active)
+
     # 0.3 x 2.0 + 0.7 x 0.6 = 1.02 > 1; a row with no VAE score keeps the last ratio
-    assert plus.update(False, False, vae_ratio=2.0, shift_ratio=0.6) is True
-    assert plus.update(False, False, vae_ratio=None, shift_ratio=0.6) is True
-    assert plus.update(False, False, vae_ratio=math.nan, shift_ratio=0.5) is False
+    assert summed(plus, plus_alarm, 2.0, 0.6) is True
+    assert summed(plus, plus_alarm, None, 0.6) is True
+    assert summed(plus, plus_alarm, math.nan, 0.5) is False
     with pytest.raises(ValueError, match="weight"):
         Fusion("vae-plus-shift", weight=1.5)
     # The summed score clears below the site's clear_ratio, and a reload can retune it.
-    held = Fusion("vae-plus-shift", raise_after=1, clear_after=1, clear_ratio=0.8)
-    assert held.update(False, False, vae_ratio=1.0, shift_ratio=1.5) is True
-    assert held.update(False, False, vae_ratio=1.0, shift_ratio=0.9) is True  # 0.93 >= 0.8
-    assert held.update(False, False, vae_ratio=1.0, shift_ratio=0.7) is False  # 0.79 < 0.8
-    held.retune(raise_after=2, clear_after=1, clear_ratio=1.0)
-    assert held.update(False, False, vae_ratio=1.0, shift_ratio=1.5) is False  # 1 of 2 rows
-    assert held.update(False, False, vae_ratio=1.0, shift_ratio=1.5) is True
-    assert held.update(False, False, vae_ratio=1.0, shift_ratio=0.9) is False  # 0.93 < 1.0
+    held, held_alarm = Fusion("vae-plus-shift"), DebouncedAlarm(raise_after=1, clear_after=1)
+    assert summed(held, held_alarm, 1.0, 1.5, 0.8) is True
+    assert summed(held, held_alarm, 1.0, 0.9, 0.8) is True  # 0.93 >= 0.8
+    assert summed(held, held_alarm, 1.0, 0.7, 0.8) is False  # 0.79 < 0.8
+    held_alarm.raise_after, held_alarm.clear_after = 2, 1
+    assert summed(held, held_alarm, 1.0, 1.5) is False  # 1 of 2 rows
+    assert summed(held, held_alarm, 1.0, 1.5) is True
+    assert summed(held, held_alarm, 1.0, 0.9) is False  # 0.93 < 1.0
     with pytest.raises(ValueError, match="clear_ratio"):
-        Fusion("vae-plus-shift", clear_ratio=1.2)
+        check_clear_ratio(1.2, "fusion")
 
 
 def _manifest(bundle_dir: Path) -> dict[str, object]:
@@ -255,9 +273,9 @@ def test_a_bad_or_missing_shift_field_is_a_bundle_error(bundle_dir: Path) -> Non
         parse_manifest({**raw, "detector": {**detector, "shift": None, "fusion": "shift"}})
     # A site override of the fusion on a bundle without the detector is refused too.
     old = replace(load_bundle(bundle_dir), manifest=replace(parse_manifest(raw), shift=None))
-    config = replay_config(bundle_dir, replace(DEFAULT_DETECTION, fusion="vae-or-shift"))
+    detection = replace(DEFAULT_DETECTION, fusion="vae-or-shift")
     with pytest.raises(BundleError, match="needs a bundle with the shift detector"):
-        build_monitor(config, old)
+        build_line(old, detection, "replay")
 
 
 def _stepped_replay(

@@ -20,9 +20,9 @@ from agent.config import DetectionConfig, load_config
 from agent.core.tabular import read_csv
 from agent.errors import ConfigError
 from agent.paths import firmware_configs
-from agent.pipeline.build import build_monitor
+from agent.pipeline.build import build_line
 from agent.pipeline.line import LineMonitor, LineResult
-from agent.pipeline.replay import DEFAULT_DETECTION, SOURCE, replay_config
+from agent.pipeline.replay import DEFAULT_DETECTION, SOURCE
 from agent.runtime.snapshot_file import fingerprint, snapshot_path, write_atomically
 from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.sinks.scada.limits import AgentCounters
@@ -55,7 +55,7 @@ def stepped(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Fault
 
 
 def monitor_of(bundle: Bundle, detection: DetectionConfig = DEFAULT_DETECTION) -> LineMonitor:
-    return build_monitor(replay_config(bundle.path, detection), bundle)
+    return build_line(bundle, detection, SOURCE)
 
 
 def feed(monitor: LineMonitor, rows: np.ndarray, start: int = 0) -> list[LineResult]:

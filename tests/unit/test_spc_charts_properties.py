@@ -306,6 +306,9 @@ def test_the_live_detector_saves_and_restores_its_chart() -> None:
     for row in (data[0], data[1], data[1]):
         first.update(row)
     second.restore(json.loads(json.dumps(first.state())))
-    a, b = first.update(data[1]), second.update(data[1])
+    first.update(data[1])
+    second.update(data[1])
+    a, b = first.last, second.last
+    assert a is not None and b is not None
     assert a.flatline.tolist() == b.flatline.tolist() == [True, True]  # the run survived
     np.testing.assert_array_equal(a.moving_range.statistic, b.moving_range.statistic)

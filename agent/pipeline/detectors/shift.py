@@ -15,11 +15,13 @@ Until a channel has `1 / w` readings, each EWMA of weight `w` is the running mea
 readings so far (weight `1 / n` at the n-th reading): a cold start does not take one noisy
 first reading as the baseline for hundreds of rows, which would raise false alarms right after
 every agent start. The baseline tracks drifts slower than about `1 / slow` rows; a step
-raises the alarm (after `raise_after` rows above the threshold), the baseline freezes at the
-level before it, and the alarm holds until the tag comes back (`clear_after` rows below
-`clear_ratio` x the threshold, the site's hysteresis, as for the VAE alarm) -- or,
-after `max_freeze` rows of alarm, the baseline accepts the new level, so a permanent change
-ends as one long alarm instead of a stuck one. O(1) per sample, numpy only.
+raises the line's shift alarm (debounced in the line's alarm table, agent.pipeline.line: after
+`raise_after` rows above the threshold), and while that alarm holds the line tells the detector
+so (`observe_alarm`): the baseline freezes at the level before the step, and the alarm holds
+until the tag comes back (`clear_after` rows below `clear_ratio` x the threshold, the site's
+hysteresis, as for the VAE alarm) -- or, after `max_freeze` rows of alarm, the baseline accepts
+the new level, so a permanent change ends as one long alarm instead of a stuck one. O(1) per
+sample, numpy only.
 
 Channels that drift too fast for any baseline (set with `--relative` at export, such as
 temperatures that climb through a run) and channels constant in training (no scale) are not
@@ -35,7 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundles.manifest import ShiftParams
-from agent.pipeline.events.alarms import DebouncedAlarm, check_clear_ratio
 from agent.types import Score
 
 FloatArray = npt.NDArray[np.float64]
@@ -46,56 +47,49 @@ class ShiftDetector:
 
     Examples
     --------
+    >>> from agent.pipeline.events.alarms import DebouncedAlarm
     >>> p = ShiftParams(channels=2, watched=(0,), fast=0.2, slow=0.01, scale=(1.0,),
     ...                 threshold=2.0)
-    >>> det = ShiftDetector(p, raise_after=3, clear_after=3)
-    >>> quiet = [det.update(np.array([0.0, 5.0])) for _ in range(50)]
-    >>> any(det.update(np.array([0.0, 9.0])).anomalous for _ in range(20))  # not watched
+    >>> det, alarm = ShiftDetector(p), DebouncedAlarm(raise_after=3, clear_after=3)
+    >>> def step(row):  # what the line does with each row: score, alarm, hold the baseline
+    ...     score = det.update(np.array(row))
+    ...     alarm.level(score.value, score.threshold, clear_ratio=1.0)
+    ...     det.observe_alarm(alarm.active)
+    ...     return alarm.active
+    >>> quiet = [step([0.0, 5.0]) for _ in range(50)]
+    >>> any(step([0.0, 9.0]) for _ in range(20))  # not watched
     False
-    >>> alarms = [det.active for _ in range(40) if det.update(np.array([5.0, 0.0]))]
-    >>> alarms[-1]  # a step of 5 scales: raised, and held (the baseline is frozen)
+    >>> [step([5.0, 0.0]) for _ in range(40)][-1]  # a step of 5 scales: raised, and held
     True
-    >>> back = [det.update(np.array([0.0, 0.0])) for _ in range(60)]
-    >>> det.active
+    >>> back = [step([0.0, 0.0]) for _ in range(60)]
+    >>> alarm.active
     False
     """
 
-    def __init__(
-        self,
-        params: ShiftParams,
-        raise_after: int = 3,
-        clear_after: int = 3,
-        clear_ratio: float = 1.0,
-    ) -> None:
-        check_clear_ratio(clear_ratio, "shift")
+    name = "shift"
+
+    def __init__(self, params: ShiftParams) -> None:
         self.params = params
-        self.clear_ratio = clear_ratio
         self._idx = np.asarray(params.watched, dtype=np.intp)
         self._scale = np.asarray(params.scale, dtype=np.float64)
-        self.alarm = DebouncedAlarm(raise_after, clear_after)
         self._fast: FloatArray | None = None
         self._base: FloatArray | None = None
         self._seen = np.zeros(len(self._idx))  # good readings per watched channel (warm-up)
+        self._alarmed = False  # the line's shift alarm after the last row
         self._frozen = 0
 
-    @property
-    def active(self) -> bool:
-        """Whether the shift alarm holds after the last row."""
-        return self.alarm.active
-
-    def retune(self, raise_after: int, clear_after: int, clear_ratio: float) -> None:
-        """New debounce and hysteresis for the alarm (a config reload); an active alarm stays
-        active and the levels are kept."""
-        check_clear_ratio(clear_ratio, "shift")
-        self.alarm.raise_after, self.alarm.clear_after = raise_after, clear_after
-        self.clear_ratio = clear_ratio
+    def observe_alarm(self, active: bool) -> None:
+        """The line's shift alarm after this row: while it holds, the baseline does not learn
+        (for at most `max_freeze` rows), so the step is not taken as the new normal."""
+        self._alarmed = active
+        self._frozen = self._frozen + 1 if active else 0
 
     def reset(self) -> None:
-        """Forget the levels and the alarm (the next row starts a new baseline)."""
+        """Forget the levels and the hold (the next row starts a new baseline)."""
         self._fast = self._base = None
         self._seen = np.zeros(len(self._idx))
+        self._alarmed = False
         self._frozen = 0
-        self.alarm.reset()
 
     def update(self, row: FloatArray) -> Score:
         """Take one raw row (all channels; NaN = no reading, that channel keeps its levels)."""
@@ -113,19 +107,15 @@ class ShiftDetector:
         warm = 1.0 / np.maximum(self._seen, 1.0)  # the running mean while warming up
         fast, slow = np.maximum(p.fast, warm), np.maximum(p.slow, warm)
         self._fast = np.where(ok, self._fast + fast * (x - self._fast), self._fast)
-        adapt = not self.alarm.active or self._frozen >= p.max_freeze
-        if adapt:
+        if not self._alarmed or self._frozen >= p.max_freeze:
             self._base = np.where(ok, self._base + slow * (x - self._base), self._base)
         z = np.abs(self._fast - self._base) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
-        value = float(z.max())
-        self.alarm.level(value, p.threshold, self.clear_ratio)
-        self._frozen = self._frozen + 1 if self.alarm.active else 0
         contributions = np.zeros(p.channels)
         total = float(z.sum())
         if total > 0:
             contributions[self._idx] = z / total
-        return Score(value=value, threshold=p.threshold, contributions=tuple(contributions))
+        return Score(float(z.max()), p.threshold, tuple(contributions))
 
     def state(self) -> dict[str, object]:
         """The running state, JSON-able (NaN levels as None), to survive a restart."""
@@ -138,7 +128,7 @@ class ShiftDetector:
             "base": levels(self._base),
             "seen": [float(n) for n in self._seen],
             "frozen": self._frozen,
-            **self.alarm.state(),
+            "alarmed": self._alarmed,
         }
 
     def restore(self, state: dict[str, object]) -> None:
@@ -160,4 +150,4 @@ class ShiftDetector:
         else:
             raise ValueError("shift state: seen must list one count per watched channel")
         self._frozen = int(str(state["frozen"]))
-        self.alarm.restore(state)
+        self._alarmed = bool(state["alarmed"])

@@ -1,4 +1,9 @@
-"""The SPC detector: an I-MR chart per channel with the limits from the bundle."""
+"""The SPC detector: an I-MR chart per channel with the limits from the bundle.
+
+Its score is the number of channels breaking a rule on this row (threshold 0.5: one is enough),
+with each breaking channel's share as its contribution; `last` keeps the chart's whole state
+of the row (which rule each channel broke), for the SPC states SCADA shows.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,23 @@ import numpy as np
 from agent.bundles.manifest import SpcLimits
 from agent.core.spc import ImrChart, ImrLimits, ImrState
 from agent.pipeline.detectors.base import FloatArray
+from agent.types import Score
 
 IN_CONTROL = "in-control"
 NO_DATA = "no-data"
+#: One channel breaking a rule is enough: the score counts them.
+SPC_THRESHOLD = 0.5
 
 
 class SpcDetector:
     """Charts every row of a line; reports, per channel, the first rule it broke."""
 
+    name = "spc"
+
     def __init__(self, limits: ImrLimits, flatline_samples: int = 0) -> None:
         self.chart = ImrChart(limits, flatline_samples=flatline_samples)
+        #: The chart's state after the last row (None before the first).
+        self.last: ImrState | None = None
 
     @classmethod
     def from_manifest(cls, spc: SpcLimits, flatline_samples: int = 0) -> SpcDetector:
@@ -29,13 +41,22 @@ class SpcDetector:
         )
         return cls(limits, flatline_samples)
 
-    def update(self, row: FloatArray) -> ImrState:
-        """Chart one row; NaN marks a channel without a good reading (a gap in its chart)."""
-        return self.chart.update(row)
+    def update(self, row: FloatArray) -> Score:
+        """Chart one row (NaN marks a channel without a good reading, a gap in its chart):
+        how many channels broke a rule, each breaking channel's share as its contribution."""
+        self.last = state = self.chart.update(row)
+        broken = state.out_of_control.astype(np.float64)
+        count = float(broken.sum())
+        shares = broken / count if count else broken
+        return Score(count, SPC_THRESHOLD, tuple(float(s) for s in shares))
+
+    def observe_alarm(self, active: bool) -> None:
+        """The limits are fixed in Phase I: the alarm changes nothing."""
 
     def reset(self) -> None:
         """Forget the previous row."""
         self.chart.reset()
+        self.last = None
 
     def state(self) -> dict[str, object]:
         """The chart's running state, JSON-able (to survive a restart)."""

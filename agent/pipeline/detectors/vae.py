@@ -1,4 +1,10 @@
-"""The VAE detector: scale a window, run the ONNX model in onnxruntime, return a Score."""
+"""The VAE detector: a sliding window of rows, scored by the bundle's ONNX model in onnxruntime.
+
+`VaeModel` scores one window (scale it, run the model, return a Score); `VaeDetector` is the
+line's detector: it keeps the window, asks its model for a score every `hop` rows once the
+window is full, starts the window over at a gap, and smooths the scores when the bundle says so.
+A hot swap replaces the model and keeps the window (agent.runtime.hotswap).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ import onnxruntime as ort
 
 from agent.bundles.manifest import Bundle, load_bundle
 from agent.core.scaler import RobustScaler
-from agent.pipeline.detectors.base import FloatArray
+from agent.core.window import SlidingWindow
+from agent.pipeline.detectors.base import FloatArray, WindowModel
 from agent.types import Score
 
 
@@ -24,13 +31,13 @@ def make_session(model: Path, threads: int = 1) -> ort.InferenceSession:
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
-class VaeDetector:
-    """Reconstruction-error detector backed by a bundle's ONNX model.
+class VaeModel:
+    """Reconstruction-error scorer of windows, backed by a bundle's ONNX model.
 
     `score_one` takes raw engineering values (window x channels in the manifest's order) and
     returns the window's score (the largest, or the mean, of the per-channel reconstruction
     errors, each in units of its normal level), with one contribution per channel, against
-    the threshold calibrated at export time. The model is frozen, so the detector has no
+    the threshold calibrated at export time. The model is frozen, so it has no
     state beyond its bundle: pickling it keeps the bundle path and reopens the session.
     """
 
@@ -70,5 +77,61 @@ class VaeDetector:
         assert isinstance(path, Path) and isinstance(precision, str) and isinstance(threads, int)
         self.__init__(load_bundle(path), precision, threads)  # type: ignore[misc]
 
-    def learn_one(self, window: FloatArray) -> None:
-        """The exported model is frozen on the device; retraining happens on the workstation."""
+
+class VaeDetector:
+    """The line's VAE: a window of rows in front of a `WindowModel`, and the score's EWMA.
+
+    `update` returns the score of the window ending at this row, every `hop` rows once the
+    window is full; a row with a NaN (a tag without a good reading) starts the window over. With
+    `smoothing` below 1 the score is the EWMA of the window scores (weight `smoothing` on the
+    newest), thresholded in place of the raw score: a one-window spike is not a fault.
+    """
+
+    name = "vae"
+
+    def __init__(
+        self, model: WindowModel, window: int, channels: int, hop: int = 1, smoothing: float = 1.0
+    ) -> None:
+        self.model = model
+        self.window = SlidingWindow(window, channels, hop)
+        self.smoothing = smoothing
+        self._smoothed: float | None = None
+
+    def update(self, row: FloatArray) -> Score | None:
+        """Push one row; the (smoothed) score when a window is due, else None."""
+        if not np.isfinite(row).all():
+            self.reset()  # a gap: the next window starts fresh
+            return None
+        window = self.window.push(row)
+        if window is None:
+            return None
+        return self._smooth(self.model.score_one(window))
+
+    def _smooth(self, score: Score) -> Score:
+        if self.smoothing >= 1.0:
+            return score
+        prev = self._smoothed
+        value = score.value if prev is None else prev + self.smoothing * (score.value - prev)
+        self._smoothed = value
+        return Score(value=value, threshold=score.threshold, contributions=score.contributions)
+
+    def observe_alarm(self, active: bool) -> None:
+        """The VAE's model is frozen: the alarm changes nothing."""
+
+    def reset(self) -> None:
+        """Forget the window and the smoothed score."""
+        self.window.reset()
+        self._smoothed = None
+
+    def state(self) -> dict[str, object]:
+        """The window's rows and the smoothed score, JSON-able."""
+        return {"window": self.window.state(), "smoothed": self._smoothed}
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Continue from a saved `state()`."""
+        window = state["window"]
+        if not isinstance(window, dict):
+            raise ValueError("vae state: 'window' must be a window state")
+        self.window.restore(window)
+        smoothed = state["smoothed"]
+        self._smoothed = None if smoothed is None else float(str(smoothed))

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundles.manifest import FUSIONS, LEGACY_FUSION, SHIFT_FUSIONS, FusionMode
-from agent.pipeline.events.alarms import DebouncedAlarm, check_clear_ratio
+from agent.types import Score
 
 __all__ = ["FUSIONS", "LEGACY_FUSION", "SHIFT_FUSIONS", "Fusion", "FusionMode", "choose_fusion"]
 
@@ -47,7 +47,10 @@ SPC_QUIET_SHARE = 0.01
 
 
 class Fusion:
-    """Fuse the two alarms row by row.
+    """Fuse a line's alarms into its one decision, row by row.
+
+    `summed` gives vae-plus-shift's one score (its alarm lives in the line's alarm table,
+    agent.pipeline.line, like every other); `update` takes the alarms' states after the row.
 
     Examples
     --------
@@ -58,98 +61,72 @@ class Fusion:
     False
     >>> Fusion("vae-or-spc").update(vae=False, spc=True)
     True
-    >>> f = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
-    >>> [f.update(False, False, vae_ratio=r, shift_ratio=1.4) for r in (0.2, 0.8, 0.8, 0.2)]
-    [False, False, True, False]
-    >>> g = Fusion("vae-plus-shift", raise_after=2, clear_after=1, weight=0.5)
-    >>> g.restore(f.state())  # the last VAE ratio (0.2) carries on: 0.1 + 0.95 is above 1
-    >>> [g.update(False, False, shift_ratio=1.9) for _ in range(2)]
-    [False, True]
+    >>> f = Fusion("vae-plus-shift", weight=0.5)
+    >>> [round(f.summed(vae_ratio=r, shift_ratio=1.4).value, 2) for r in (0.2, 0.8)]
+    [0.8, 1.1]
+    >>> g = Fusion("vae-plus-shift", weight=0.5)
+    >>> g.restore(f.state())  # the last VAE ratio (0.8) carries on when a row has none
+    >>> g.summed(vae_ratio=None, shift_ratio=1.9).value
+    1.35
+    >>> g.update(vae=False, spc=False, plus=True)  # the summed score's alarm decides
+    True
     """
 
-    def __init__(
-        self,
-        mode: str,
-        sustain: int = 1,
-        raise_after: int = 3,
-        clear_after: int = 3,
-        weight: float = VAE_WEIGHT,
-        clear_ratio: float = 1.0,
-    ) -> None:
+    def __init__(self, mode: str, sustain: int = 1, weight: float = VAE_WEIGHT) -> None:
         if mode not in FUSIONS:
             raise ValueError(f"fusion {mode!r} is not one of {', '.join(FUSIONS)}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"fusion weight {weight} must be in [0, 1]")
-        check_clear_ratio(clear_ratio, "fusion")
         self.mode = mode
         self.sustain = max(1, sustain)
         self.weight = weight
-        self.clear_ratio = clear_ratio
         self._spc_run = 0
-        self._plus = DebouncedAlarm(raise_after, clear_after)
         self._vae_ratio = 0.0
 
-    def retune(self, raise_after: int, clear_after: int, clear_ratio: float) -> None:
-        """New debounce and hysteresis for the summed score's alarm (a config reload); an
-        active alarm stays active."""
-        check_clear_ratio(clear_ratio, "fusion")
-        self._plus.raise_after, self._plus.clear_after = raise_after, clear_after
-        self.clear_ratio = clear_ratio
+    @property
+    def sums(self) -> bool:
+        """Whether the decision is the summed score's alarm (vae-plus-shift)."""
+        return self.mode == FusionMode.VAE_PLUS_SHIFT
 
     def reset(self) -> None:
-        """Forget how long the SPC alarm has been active, and the summed score's alarm."""
+        """Forget how long the SPC alarm has been active, and the last VAE ratio."""
         self._spc_run = 0
-        self._plus.reset()
         self._vae_ratio = 0.0
 
     def state(self) -> dict[str, object]:
-        """The SPC run length, the last VAE ratio and the summed alarm, JSON-able."""
-        return {
-            "mode": self.mode,
-            "spc_run": self._spc_run,
-            "vae_ratio": self._vae_ratio,
-            "plus": self._plus.state(),
-        }
+        """The SPC run length and the last VAE ratio, JSON-able."""
+        return {"mode": self.mode, "spc_run": self._spc_run, "vae_ratio": self._vae_ratio}
 
     def restore(self, state: dict[str, object]) -> None:
         """Continue from a saved `state()`; ValueError if it was saved under another mode."""
         if state["mode"] != self.mode:
             raise ValueError(f"fusion state is of mode {state['mode']!r}, not {self.mode!r}")
-        plus = state["plus"]
-        if not isinstance(plus, dict):
-            raise ValueError("fusion state: 'plus' must be an alarm state")
         self._spc_run = int(str(state["spc_run"]))
         self._vae_ratio = float(str(state["vae_ratio"]))
-        self._plus.restore(plus)
 
-    def update(
-        self,
-        vae: bool,
-        spc: bool,
-        shift: bool = False,
-        vae_ratio: float | None = None,
-        shift_ratio: float | None = None,
-    ) -> bool:
-        """The fused decision for one row, given the alarms' states after that row.
-
-        `vae_ratio` / `shift_ratio` (score / threshold) feed `vae-plus-shift`; a row without a
-        VAE score (window not full) keeps the last one, 0 before the first.
-        """
-        self._spc_run = self._spc_run + 1 if spc else 0
+    def summed(self, vae_ratio: float | None, shift_ratio: float | None) -> Score:
+        """vae-plus-shift's score for one row, against 1: `weight` x the VAE's score / its
+        threshold + (1 - weight) x the shift's. A row without a VAE score (window not full)
+        keeps the last one, 0 before the first; a row without a shift score counts 0."""
         if vae_ratio is not None and math.isfinite(vae_ratio):
             self._vae_ratio = vae_ratio
-        if self.mode == "vae-plus-shift":
-            s = shift_ratio if shift_ratio is not None and math.isfinite(shift_ratio) else 0.0
-            total = self.weight * self._vae_ratio + (1.0 - self.weight) * s
-            self._plus.level(total, 1.0, self.clear_ratio)
-            return self._plus.active
-        if self.mode == "vae":
+        s = shift_ratio if shift_ratio is not None and math.isfinite(shift_ratio) else 0.0
+        total = self.weight * self._vae_ratio + (1.0 - self.weight) * s
+        return Score(total, 1.0, (self.weight, 1.0 - self.weight))
+
+    def update(self, vae: bool, spc: bool, shift: bool = False, plus: bool = False) -> bool:
+        """The fused decision for one row, given the alarms' states after that row (`plus`:
+        the summed score's alarm)."""
+        self._spc_run = self._spc_run + 1 if spc else 0
+        if self.mode == FusionMode.VAE_PLUS_SHIFT:
+            return plus
+        if self.mode == FusionMode.VAE:
             return vae
-        if self.mode == "vae-or-spc":
+        if self.mode == FusionMode.VAE_OR_SPC:
             return vae or spc
-        if self.mode == "shift":
+        if self.mode == FusionMode.SHIFT:
             return shift
-        if self.mode == "vae-or-shift":
+        if self.mode == FusionMode.VAE_OR_SHIFT:
             return vae or shift
         return vae or self._spc_run >= self.sustain
 
