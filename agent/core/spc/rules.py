@@ -17,7 +17,7 @@ WE1   = N1;  WE2 = N5;  WE3 = N6
 WE4   eight points in a row on the same side of the centre line
 ====  =====================================================================================
 
-Conventions (the tests in `tests/unit/test_spc_rules.py` pin each one):
+Conventions (the tests in `tests/unit/core/test_spc_rules.py` pin each one):
 
 - **Index.** A hit is reported at the point that completes the pattern: the last point of the
   run or window. A run that goes on completes the pattern again at every further point, so N2
