@@ -18,7 +18,8 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.bundles import archive, signing
-from agent.bundles.manifest import MANIFEST_NAME, load_bundle
+from agent.bundles.bundle import load_bundle
+from agent.bundles.manifest import MANIFEST_NAME
 from agent.errors import BundleError
 from export.errors import ExportError
 from export.parity import score_onnx

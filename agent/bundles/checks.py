@@ -14,7 +14,8 @@ import numpy as np
 
 from agent import __version__
 from agent.bundles import archive
-from agent.bundles.manifest import Manifest, load_bundle, parse_manifest
+from agent.bundles.bundle import load_bundle
+from agent.bundles.manifest import Manifest, parse_manifest
 from agent.bundles.refusals import Refusal, UpdateRefused
 from agent.config import SiteConfig, Tag
 from agent.core.codec import DataType

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import DetectionConfig, OpcUaConfig, SiteConfig
 from agent.core.tabular import TIME_COLUMNS, detect_separator, read_csv
 from agent.errors import DataError

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import SiteConfig
 from agent.config.reload import ReloadPlan, plan_reload
 from agent.ops.logs import set_context

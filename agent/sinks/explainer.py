@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.bundles.manifest import MANIFEST_NAME, Bundle
+from agent.bundles.bundle import Bundle
+from agent.bundles.manifest import MANIFEST_NAME
 from agent.config.explain import ExplainConfig
 from agent.explain.facts import Facts, LineContext, PastEvent, Snapshot, build_facts
 from agent.explain.guard import check

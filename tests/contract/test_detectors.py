@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.bundles.manifest import load_bundle
+from agent.bundles.bundle import load_bundle
 from agent.core.tabular import read_csv
 from agent.core.window import SlidingWindow
 from agent.pipeline.detectors.shift import ShiftDetector
