@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def sign_bundle(bundle_dir: Path, key: Path, out: Path) -> str:
     except (OSError, ValueError) as exc:
         raise ExportError(f"{key}: cannot read the signing key: {exc}") from exc
     manifest = (bundle_dir / MANIFEST_NAME).read_bytes()
-    if "golden" not in json.loads(manifest):
+    if bundle.manifest.golden is None:
         raise ExportError(
             f"{bundle_dir}: the manifest has no golden inputs; re-export it with this version "
             "of lineside-export"

@@ -109,10 +109,10 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def check_models(bundle_dir: Path, raw: dict[str, Any], manifest: Manifest) -> None:
+def check_models(bundle_dir: Path, manifest: Manifest) -> None:
     """Run every ONNX model on the golden inputs and compare with the expected outputs."""
-    golden = raw.get("golden")
-    if not isinstance(golden, dict) or golden.get("file") not in manifest.files:
+    golden = manifest.golden
+    if golden is None or golden.get("file") not in manifest.files:
         raise UpdateRefused(
             Refusal.NO_GOLDEN,
             "the manifest names no golden inputs ('golden.file'); re-export the bundle",
