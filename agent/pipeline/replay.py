@@ -50,15 +50,7 @@ FloatArray = npt.NDArray[np.float64]
 SOURCE = "replay"
 
 #: The site config's defaults for `[detection]` (agent/config/site.py), used unless overridden.
-DEFAULT_DETECTION = DetectionConfig(
-    raise_after=3,
-    clear_after=10,
-    clear_ratio=0.8,
-    spc_hits=3,
-    spc_span=5,
-    flatline_samples=15,
-    precision="int8",
-)
+DEFAULT_DETECTION = DetectionConfig()
 
 
 @dataclass(frozen=True)

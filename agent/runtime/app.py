@@ -60,7 +60,7 @@ COMMIT_LOG_ENV = "LINESIDE_DEBUG_COMMIT_LOG"
 
 def retention(config: SiteConfig) -> Retention:
     """The journal's retention limits from the site config."""
-    return Retention(config.journal_retention_days * 86400.0, int(config.journal_max_mb * 2**20))
+    return Retention.of(config.journal_retention_days, config.journal_max_mb)
 
 
 def _commit_logger(path: Path) -> Callable[[list[str]], None]:
