@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.bundles.manifest import load_bundle  # noqa: E402
+from agent.bundles.bundle import load_bundle  # noqa: E402
 from agent.config.catalogue import load_catalogue  # noqa: E402
 from agent.demo.run import demo_config, write_historian  # noqa: E402
 from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.bundles.manifest import load_bundle  # noqa: E402
+from agent.bundles.bundle import load_bundle  # noqa: E402
 from agent.demo.run import demo_config, free_port, write_site_file  # noqa: E402
 from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
 from agent.pipeline.build import build_monitor  # noqa: E402

@@ -68,7 +68,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.bundles.manifest import load_bundle  # noqa: E402
+from agent.bundles.bundle import load_bundle  # noqa: E402
 from agent.config import DetectionConfig  # noqa: E402
 from agent.core.tabular import read_csv  # noqa: E402
 from agent.pipeline.events.fusion import FUSIONS, SHIFT_FUSIONS  # noqa: E402

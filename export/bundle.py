@@ -1,4 +1,5 @@
-"""Writing a model bundle: the format-1 manifest, file hashes, and an all-or-nothing publish.
+"""Writing a model bundle: the manifest (agent.bundles.manifest.Manifest), file hashes, and an
+all-or-nothing publish.
 
 Everything is written into a staging directory beside `--out` (same filesystem, so the final
 rename is atomic). Only when every file is written and `load_bundle` accepts the staging
@@ -19,18 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.bundles.manifest import BUNDLE_FORMAT, MANIFEST_NAME, Bundle, load_bundle, sha256_file
-from agent.core.scaler import RobustScaler
+from agent.bundles.bundle import Bundle, load_bundle, sha256_file
+from agent.bundles.manifest import MANIFEST_NAME, Manifest, SpcLimits
 from agent.core.spc import ImrLimits
 from agent.errors import BundleError
 from export.errors import ExportError
 from export.parity import Parity
 
-KIND = "lineside-bundle"
 MIN_AGENT_VERSION = "0.1.0"
 FP32_NAME = "vae.onnx"
 INT8_NAME = "vae.int8.onnx"
 PARITY_NAME = "parity.json"
+#: The manifest `models`: the ONNX file of each precision.
+MODEL_FILES = {"fp32": FP32_NAME, "int8": INT8_NAME}
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -63,55 +65,34 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
-def build_manifest(
-    *,
-    model_version: int,
-    label: str,
-    channels: list[dict[str, str]],
-    window: int,
-    hop: int,
-    scaler: RobustScaler,
-    spc: ImrLimits,
-    detector: dict[str, Any],
-    bundle_dir: Path,
-    training: dict[str, Any],
-    golden: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The format-1 manifest dict (agent/bundles/manifest.py), hashing the files in bundle_dir."""
+def spc_entry(spc: ImrLimits) -> SpcLimits:
+    """The manifest's SPC limits of the I-MR limits fitted at export."""
+    return SpcLimits(
+        center=spc.center.tolist(),
+        sigma=spc.sigma.tolist(),
+        mr_bar=spc.mr_bar.tolist(),
+        nsigmas=float(spc.nsigmas),
+        sigma_method=tuple(spc.sigma_method),
+    )
+
+
+def file_entries(bundle_dir: Path, golden: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest `files`: each model, parity.json and the golden file, hashed."""
     names = (FP32_NAME, INT8_NAME, PARITY_NAME) + ((str(golden["file"]),) if golden else ())
-    manifest: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "kind": KIND,
-        "model_version": model_version,
-        "label": label,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "min_agent_version": MIN_AGENT_VERSION,
-        "channels": channels,
-        "window": window,
-        "hop": hop,
-        "scaler": scaler.to_dict(),
-        "spc": {
-            "chart": "imr",
-            "center": spc.center.tolist(),
-            "sigma": spc.sigma.tolist(),
-            "mr_bar": spc.mr_bar.tolist(),
-            "nsigmas": float(spc.nsigmas),
-            "sigma_method": list(spc.sigma_method),
-        },
-        "detector": detector,
-        "models": {"fp32": FP32_NAME, "int8": INT8_NAME},
-        "files": {name: file_entry(bundle_dir / name) for name in names},
-        "training": training,
-    }
-    if golden:
-        manifest["golden"] = golden  # inputs and outputs the device replays (export/sign.py)
-    return manifest
+    return {name: file_entry(bundle_dir / name) for name in names}
 
 
-def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write manifest.json (UTF-8, indented, trailing newline)."""
-    text = json.dumps(manifest, indent=2) + "\n"
+def created_now() -> str:
+    """`created_at`: now, UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_manifest(bundle_dir: Path, manifest: Manifest) -> dict[str, Any]:
+    """Write manifest.json (UTF-8, indented, trailing newline); return the object written."""
+    raw = manifest.to_dict()
+    text = json.dumps(raw, indent=2) + "\n"
     (bundle_dir / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    return raw
 
 
 def _verify(path: Path) -> Bundle:

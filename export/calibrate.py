@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.bundles.manifest import FusionMode
 from agent.core.spc import ImrChart, ImrLimits
 from agent.pipeline.events.alarms import SustainedRuleAlarm
 from agent.pipeline.events.fusion import choose_fusion
@@ -23,7 +24,7 @@ FloatArray = npt.NDArray[np.float64]
 #: (benchmarks/skab.py prints the comparison). Every mode with SPC in it, `auto` included,
 #: raised the false-alarm rate there, so SPC keeps its own events and tags but stays out of
 #: the decision unless a site adds it with `[detection] fusion`.
-DEFAULT_FUSION = "vae-plus-shift"
+DEFAULT_FUSION: str = FusionMode.VAE_PLUS_SHIFT.value
 #: `--fusion auto`: the rule of `choose_fusion` on the held-out normal rows.
 AUTO_FUSION = "auto"
 

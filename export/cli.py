@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.pipeline.events.fusion import FUSIONS
-from export.calibrate import DEFAULT_FUSION
+from agent.bundles.manifest import FUSIONS
+from export.calibrate import AUTO_FUSION, DEFAULT_FUSION
 from export.errors import ExportError
 from export.shift_fit import MARGIN as SHIFT_MARGIN
 
@@ -114,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--fusion",
-        choices=[*FUSIONS, "auto"],
+        choices=[*FUSIONS, AUTO_FUSION],
         default=DEFAULT_FUSION,
-        help=f"how the VAE, shift and SPC alarms fuse ({DEFAULT_FUSION}; auto: VAE and SPC "
-        "chosen on held-out normal rows)",
+        help=f"how the VAE, shift and SPC alarms fuse ({DEFAULT_FUSION}; {AUTO_FUSION}: VAE "
+        "and SPC chosen on held-out normal rows)",
     )
     train.add_argument(
         "--shift-margin",

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.bundles.manifest import sha256_file
+from agent.bundles.bundle import sha256_file
 from agent.explain.llm import META_NAME, MODEL_NAME, TOKENIZER_NAME, OnnxCausalLM
 from export.bundle import check_out_dir, staging_dir
 from export.errors import ExportError

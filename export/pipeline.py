@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.bundles.manifest import Bundle
+from agent.bundles.bundle import Bundle
+from agent.bundles.manifest import FUSIONS, Channel, Manifest
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
-from agent.pipeline.events.fusion import FUSIONS
 from export import bundle as bundle_io
 from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, fusion_for, smoothed_parts
 from export.data import (
@@ -299,29 +299,30 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         check_parity(parity, options.allow_parity_loss)
         if not parity.passed:
             say("warning: int8 parity check failed; exporting anyway (--allow-parity-loss)")
-        models = {"fp32": bundle_io.FP32_NAME, "int8": bundle_io.INT8_NAME}
-        golden = write_golden(staging, windows["cal"], models)
+        golden = write_golden(staging, windows["cal"], bundle_io.MODEL_FILES)
 
-        manifest = bundle_io.build_manifest(
+        manifest = Manifest(
             model_version=options.model_version,
             label=options.label or f"{options.inputs[0].stem} v{options.model_version}",
-            channels=[{"name": c, "unit": units.get(c, "")} for c in columns],
+            created_at=bundle_io.created_now(),
+            min_agent_version=bundle_io.MIN_AGENT_VERSION,
+            channels=[Channel(name=c, unit=units.get(c, "")) for c in columns],
             window=options.window,
             hop=options.hop,
-            scaler=scaler,
-            spc=spc,
-            detector={
-                "kind": "vae",
-                "model": options.model,
-                "threshold": threshold,
-                "threshold_method": (
-                    f"quantile {q:g} of {cal_fp32.size} held-out normal windows x {margin:g}"
-                    + (f" (scores smoothed, EWMA weight {alpha:g})" if alpha < 1.0 else "")
-                ),
-                "smoothing": alpha,
-                "fusion": fusion,
-                "fusion_basis": fusion_basis,
-                "shift": shift,
+            scaler=scaler.to_dict(),
+            spc=bundle_io.spc_entry(spc),
+            model=options.model,
+            threshold=threshold,
+            threshold_method=(
+                f"quantile {q:g} of {cal_fp32.size} held-out normal windows x {margin:g}"
+                + (f" (scores smoothed, EWMA weight {alpha:g})" if alpha < 1.0 else "")
+            ),
+            smoothing=alpha,
+            fusion=fusion,
+            fusion_basis=fusion_basis,
+            shift=shift[0] if shift is not None else None,
+            shift_fit=shift[1] if shift is not None else None,
+            scoring={
                 "score": f"{reduce} over channels of the per-channel reconstruction "
                 "error / its mean on held-out normal windows"
                 + (
@@ -338,7 +339,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "latent": config.latent,
                 "hidden": config.hidden,
             },
-            bundle_dir=staging,
+            models=dict(bundle_io.MODEL_FILES),
+            files=bundle_io.file_entries(staging, golden),
             golden=golden,
             training={
                 "rows_train": rows["train"],
@@ -354,11 +356,11 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "correlation": training_correlation(train_rows),
             },
         )
-        bundle_io.write_manifest(staging, manifest)
+        written = bundle_io.write_manifest(staging, manifest)
         published = bundle_io.publish(staging, options.out, options.force)
     return TrainOutcome(
         bundle=published,
-        manifest=manifest,
+        manifest=written,
         parity=parity,
         summary=bundle_io.summary(published, parity, rows),
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from agent.bundles.manifest import ShiftParams
+from agent.bundles.manifest import SHIFT_FUSIONS, ShiftParams
 from export.data import TRAIN_FRACTION
 
 FloatArray = npt.NDArray[np.float64]
@@ -129,10 +129,9 @@ def shift_for_bundle(
     exclude: list[str],
     fusion: str,
     margin: float = MARGIN,
-) -> dict[str, object] | None:
-    """`detector.shift` for the manifest (None if no channel can be watched), with the
-    record of the fit; ExportError when the chosen fusion needs it and there is none."""
-    from agent.pipeline.events.fusion import SHIFT_FUSIONS
+) -> tuple[ShiftParams, dict[str, object]] | None:
+    """The manifest's shift detector and the record of its fit (None if no channel can be
+    watched); ExportError when the chosen fusion needs it and there is none."""
     from export.errors import ExportError
 
     streams = [np.concatenate(s) for s in segments if s]
@@ -148,4 +147,4 @@ def shift_for_bundle(
                 f"--fusion {fusion}: no channel for the shift detector ({record['not_watched']})"
             )
         return None
-    return {**params.to_dict(), "fit": record}
+    return params, record

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.bundles import archive, signing
-from agent.bundles.manifest import MANIFEST_NAME, load_bundle
+from agent.bundles.bundle import load_bundle
+from agent.bundles.manifest import MANIFEST_NAME
 from agent.errors import BundleError
 from export.errors import ExportError
 from export.parity import score_onnx
@@ -78,7 +78,7 @@ def sign_bundle(bundle_dir: Path, key: Path, out: Path) -> str:
     except (OSError, ValueError) as exc:
         raise ExportError(f"{key}: cannot read the signing key: {exc}") from exc
     manifest = (bundle_dir / MANIFEST_NAME).read_bytes()
-    if "golden" not in json.loads(manifest):
+    if bundle.manifest.golden is None:
         raise ExportError(
             f"{bundle_dir}: the manifest has no golden inputs; re-export it with this version "
             "of lineside-export"

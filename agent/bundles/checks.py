@@ -14,7 +14,8 @@ import numpy as np
 
 from agent import __version__
 from agent.bundles import archive
-from agent.bundles.manifest import Manifest, load_bundle, parse_manifest
+from agent.bundles.bundle import load_bundle
+from agent.bundles.manifest import Manifest, parse_manifest
 from agent.bundles.refusals import Refusal, UpdateRefused
 from agent.config import SiteConfig, Tag
 from agent.core.codec import DataType
@@ -108,10 +109,10 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def check_models(bundle_dir: Path, raw: dict[str, Any], manifest: Manifest) -> None:
+def check_models(bundle_dir: Path, manifest: Manifest) -> None:
     """Run every ONNX model on the golden inputs and compare with the expected outputs."""
-    golden = raw.get("golden")
-    if not isinstance(golden, dict) or golden.get("file") not in manifest.files:
+    golden = manifest.golden
+    if golden is None or golden.get("file") not in manifest.files:
         raise UpdateRefused(
             Refusal.NO_GOLDEN,
             "the manifest names no golden inputs ('golden.file'); re-export the bundle",

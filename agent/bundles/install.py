@@ -183,7 +183,7 @@ def verify_into(
     crash("extracted")
     clock["extract"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    check_models(bundle, raw, manifest)
+    check_models(bundle, manifest)
     crash("models-checked")
     clock["models"] = time.perf_counter() - t2
     copy.unlink()

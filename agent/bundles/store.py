@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.bundles.refusals import Refusal, UpdateRefused
 from agent.bundles.signing import SIGNATURE_NAME, TrustStore
 

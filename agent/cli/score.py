@@ -47,13 +47,10 @@ def write_replay(replay: Replay, out: Path | None) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Run `lineside score`; exit 2 on a bad bundle or CSV, naming what is wrong."""
-    detection = DetectionConfig(
+    detection = DetectionConfig(  # the SPC settings: the site config's defaults
         raise_after=args.raise_after,
         clear_after=args.clear_after,
         clear_ratio=args.clear_ratio,
-        spc_hits=DEFAULT_DETECTION.spc_hits,
-        spc_span=DEFAULT_DETECTION.spc_span,
-        flatline_samples=DEFAULT_DETECTION.flatline_samples,
         precision=args.precision,
         fusion=args.fusion,
         smoothing=args.smoothing,
@@ -81,9 +78,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--input", required=True, help="CSV with the bundle's channels (; or ,)")
     p.add_argument("--output", help="CSV to write (default: stdout)")
     p.add_argument("--precision", choices=["int8", "fp32"], default=d.precision)
-    p.add_argument("--raise-after", type=int, default=d.raise_after, help="debounce (3)")
-    p.add_argument("--clear-after", type=int, default=d.clear_after, help="clear after (10)")
-    p.add_argument("--clear-ratio", type=float, default=d.clear_ratio, help="hysteresis (0.8)")
+    p.add_argument(
+        "--raise-after", type=int, default=d.raise_after, help=f"debounce ({d.raise_after})"
+    )
+    p.add_argument(
+        "--clear-after", type=int, default=d.clear_after, help=f"clear after ({d.clear_after})"
+    )
+    p.add_argument(
+        "--clear-ratio", type=float, default=d.clear_ratio, help=f"hysteresis ({d.clear_ratio})"
+    )
     p.add_argument(
         "--fusion", choices=FUSIONS, help="how VAE and SPC alarms fuse (default: the bundle's)"
     )

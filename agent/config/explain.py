@@ -21,16 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.config.catalogue import Catalogue, load_catalogue
-from agent.config.reader import Section
+from agent.config.reader import Section, field_names
 from agent.errors import ConfigError
 from agent.paths import firmware_configs
 
 LANGUAGES = ("en", "zh")
 MODES = ("template", "llm")
-KEYS = {
-    "enabled", "language", "mode", "catalogue", "model", "max_new_tokens", "max_seconds",
-    "timeout_s", "queue_size", "nice", "cpu",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,10 +46,15 @@ class ExplainConfig:
     cpu: int | None = None
 
 
+#: The keys of `[explain]`: ExplainConfig's fields.
+KEYS = field_names(ExplainConfig)
+
+
 def load_explain(section: Section, base: Path, tags: set[str] | None = None) -> ExplainConfig:
     """Read `[explain]`; the catalogue is loaded and, with `tags`, its symptoms checked."""
     section.reject_unknown(KEYS)
-    catalogue = Catalogue(modes=())
+    d = ExplainConfig()
+    catalogue = d.catalogue
     if section.has("catalogue"):
         name = section.get("catalogue", str)
         if "/" in name or name.endswith(".toml"):
@@ -67,7 +68,7 @@ def load_explain(section: Section, base: Path, tags: set[str] | None = None) -> 
                 section.field("catalogue"), f"{exc.field}: {exc.problem}", exc.fix,
                 source=str(path),
             ) from None  # fmt: skip
-    mode = section.choice("mode", MODES, "template", fix="template or llm")
+    mode = section.choice("mode", MODES, d.mode, fix="template or llm")
     model = section.path_value("model", base) if section.has("model") else None
     if mode == "llm" and model is None:
         raise section.error(
@@ -79,29 +80,29 @@ def load_explain(section: Section, base: Path, tags: set[str] | None = None) -> 
         raise section.error(
             "model", f"{model} has no model.onnx", "export one with `lineside-export llm`"
         )
-    nice = section.get("nice", int, 10)
+    nice = section.get("nice", int, d.nice)
     if not 0 <= nice <= 19:
         raise section.error("nice", f"{nice} is outside 0..19")
     cpu = section.optional("cpu", int)
     if cpu is not None and cpu not in os.sched_getaffinity(0):
         raise section.error("cpu", f"CPU {cpu} is not available to this process")
-    max_seconds = section.positive("max_seconds", float, 4.0)
-    timeout = section.positive("timeout_s", float, 20.0)
+    max_seconds = section.positive("max_seconds", float, d.max_seconds)
+    timeout = section.positive("timeout_s", float, d.timeout_s)
     if timeout <= max_seconds:
         raise section.error(
             "timeout_s", f"{timeout} s must exceed max_seconds {max_seconds} s",
             "the worker needs its whole budget before it is judged hung",
         )  # fmt: skip
     return ExplainConfig(
-        enabled=section.get("enabled", bool, True),
-        language=section.choice("language", LANGUAGES, "en", fix="en or zh"),
+        enabled=section.get("enabled", bool, d.enabled),
+        language=section.choice("language", LANGUAGES, d.language, fix="en or zh"),
         mode=mode,
         catalogue=catalogue,
         model=model,
-        max_new_tokens=section.positive("max_new_tokens", int, 96),
+        max_new_tokens=section.positive("max_new_tokens", int, d.max_new_tokens),
         max_seconds=max_seconds,
         timeout_s=timeout,
-        queue_size=section.positive("queue_size", int, 8),
+        queue_size=section.positive("queue_size", int, d.queue_size),
         nice=nice,
         cpu=cpu,
     )

@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config.passwords import FORMAT_HINT, PasswordHash, parse_hash
-from agent.config.reader import Section
+from agent.config.reader import Section, field_names
 
 SERVER_POLICIES = ("Basic256Sha256", "Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep")
 SERVER_MODES = ("Sign", "SignAndEncrypt")
@@ -40,13 +40,7 @@ SECURITY_CHOICES = ("secure", "secure+none", "none")
 ROLES = ("viewer", "operator")
 DEFAULT_POLICIES = ("Basic256Sha256", "Aes256_Sha256_RsaPss")
 DEFAULT_MODES = ("Sign", "SignAndEncrypt")
-_KEYS = {
-    "endpoint", "port", "namespace", "security", "security_policies", "security_modes",
-    "allow_anonymous", "pki_dir", "certificate", "private_key", "trusted_dir", "rejected_dir",
-    "user", "limits",
-}  # fmt: skip
-_LIMIT_KEYS = {"max_connections", "max_sessions", "max_subscriptions", "max_queue_size",
-               "lockout_after", "lockout_s"}  # fmt: skip
+DEFAULT_ENDPOINT = "opc.tcp://0.0.0.0:4840/lineside"
 
 
 @dataclass(frozen=True)
@@ -74,7 +68,7 @@ class ScadaLimits:
 class OpcUaConfig:
     """The local OPC-UA server for SCADA."""
 
-    endpoint: str
+    endpoint: str = DEFAULT_ENDPOINT
     namespace: str = "urn:lineside"
     security: str = "secure"
     security_policies: tuple[str, ...] = DEFAULT_POLICIES
@@ -119,6 +113,11 @@ class OpcUaConfig:
         return self.security != "secure"
 
 
+#: `[opcua]`: OpcUaConfig's fields, its users as `[[opcua.user]]`, and `port` (the endpoint's).
+_KEYS = (field_names(OpcUaConfig) - {"users"}) | {"user", "port"}
+_LIMIT_KEYS = field_names(ScadaLimits)
+
+
 def _names(
     s: Section, key: str, allowed: tuple[str, ...], default: tuple[str, ...]
 ) -> tuple[str, ...]:
@@ -134,8 +133,8 @@ def _names(
 
 
 def _endpoint(s: Section) -> str:
-    url = s.get("endpoint", str, "opc.tcp://0.0.0.0:4840/lineside")
-    fix = 'write opc.tcp://<host>:<port>/<path>, e.g. "opc.tcp://0.0.0.0:4840/lineside"'
+    url = s.get("endpoint", str, DEFAULT_ENDPOINT)
+    fix = f'write opc.tcp://<host>:<port>/<path>, e.g. "{DEFAULT_ENDPOINT}"'
     parts = urlsplit(url)
     if parts.scheme != "opc.tcp" or not parts.hostname:
         raise s.error("endpoint", f"{url!r} is not an opc.tcp:// URL with a host", fix)
@@ -206,20 +205,21 @@ def load_opcua(s: Section, base: Path, state_dir: Path) -> OpcUaConfig:
     def path(key: str) -> Path | None:
         return s.path_value(key, base) if s.has(key) else None
 
+    d = OpcUaConfig()
     security = s.choice(
-        "security", SECURITY_CHOICES, "secure",
+        "security", SECURITY_CHOICES, d.security,
         fix='"secure" (signed and encrypted endpoints), "secure+none" (also an unencrypted '
         'one) or "none" (lab only: no encryption, and no passwords then)',
     )  # fmt: skip
     config = OpcUaConfig(
         endpoint=_endpoint(s),
-        namespace=s.get("namespace", str, "urn:lineside"),
+        namespace=s.get("namespace", str, d.namespace),
         security=security,
-        security_policies=_names(s, "security_policies", SERVER_POLICIES, DEFAULT_POLICIES),
-        security_modes=_names(s, "security_modes", SERVER_MODES, DEFAULT_MODES),
-        allow_anonymous=s.get("allow_anonymous", bool, False),
+        security_policies=_names(s, "security_policies", SERVER_POLICIES, d.security_policies),
+        security_modes=_names(s, "security_modes", SERVER_MODES, d.security_modes),
+        allow_anonymous=s.get("allow_anonymous", bool, d.allow_anonymous),
         users=_users(s),
-        pki_dir=path("pki_dir") or state_dir / "opcua-pki",
+        pki_dir=path("pki_dir") or state_dir / d.pki_dir,
         certificate=path("certificate"),
         private_key=path("private_key"),
         trusted_dir=path("trusted_dir"),

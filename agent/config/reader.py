@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+
+
+def field_names(*classes: type[DataclassInstance]) -> set[str]:
+    """The field names of dataclasses: the keys of a table whose keys are spelled as fields."""
+    return {f.name for cls in classes for f in dataclasses.fields(cls)}
+
+
+def field_default(cls: type[DataclassInstance], name: str) -> Any:
+    """The default of field `name` of a dataclass that cannot be built with no arguments."""
+    for f in dataclasses.fields(cls):
+        if f.name == name and f.default is not dataclasses.MISSING:
+            return f.default
+        if f.name == name and f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+    raise LookupError(f"{cls.__name__}.{name} has no default")
 
 
 class Section:

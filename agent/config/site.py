@@ -16,8 +16,8 @@ from typing import TypeVar
 from agent.bundles.manifest import FUSIONS
 from agent.config.explain import ExplainConfig, load_explain
 from agent.config.opcua import OpcUaConfig, load_opcua
-from agent.config.reader import Section, read_toml
-from agent.config.state import STATE_INTERVAL_S, STATE_KEYS, STATE_MAX_AGE_S, load_state_settings
+from agent.config.reader import Section, field_default, field_names, read_toml
+from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
@@ -119,15 +119,17 @@ class PlcConfig:
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    """How detector outputs become alarms: debounce, hysteresis, SPC rule window."""
+    """How detector outputs become alarms: debounce, hysteresis, SPC rule window.
 
-    raise_after: int
-    clear_after: int
-    clear_ratio: float
-    spc_hits: int
-    spc_span: int
-    flatline_samples: int
-    precision: str
+    The defaults are the site config's for `[detection]` (and `[model] precision`)."""
+
+    raise_after: int = 3
+    clear_after: int = 10
+    clear_ratio: float = 0.8
+    spc_hits: int = 3
+    spc_span: int = 5
+    flatline_samples: int = 15
+    precision: str = "int8"  # `[model] precision`
     #: How the VAE and SPC alarms fuse (agent.pipeline.events.fusion); None: the bundle's choice.
     fusion: str | None = None
     #: EWMA weight of the newest score before the threshold (1 = none); None: the bundle's.
@@ -158,16 +160,23 @@ class SiteConfig:
         return {t.name: t for plc in self.plcs for t in plc.tags}
 
 
-_PLC_KEYS = {
-    "name", "protocol", "host", "port", "serial", "timeout_s", "max_backoff_s",
-    "poll_interval_s", "unit", "tag_map", "max_gap", "max_registers", "max_bits", "device",
-    "endpoint", "mode", "sampling_interval_s", "security_policy", "security_mode",
-    "certificate", "private_key", "server_certificate", "username", "password_file",
-    "node_map",
-}  # fmt: skip
-_DEVICE_KEYS = {"name", "unit", "poll_interval_s", "tag_map", "max_gap", "max_registers",
-                "max_bits"}  # fmt: skip
-_SERIAL_KEYS = {"port", "baudrate", "parity", "bytesize", "stopbits", "inter_frame_s"}
+# A table's keys are its dataclass's field names, but where noted.
+_DEVICE_KEYS = field_names(DeviceConfig)
+_SERIAL_KEYS = field_names(SerialSettings)
+#: A `[[plc]]`: its own fields (its devices listed as `[[plc.device]]`, its OPC-UA client's
+#: fields on the table itself), and a single device's fields on the table too.
+_PLC_KEYS = (
+    (field_names(PlcConfig) - {"devices", "opcua"})
+    | {"device"}
+    | _DEVICE_KEYS
+    | field_names(OpcUaClientConfig)
+)
+#: `[detection]`: DetectionConfig but `precision`, which is `[model] precision`.
+_DETECTION_KEYS = field_names(DetectionConfig) - {"precision"}
+#: `[journal]`: SiteConfig's `journal_*` fields without the prefix.
+_JOURNAL_KEYS = {
+    name.removeprefix("journal_") for name in field_names(SiteConfig) if name.startswith("journal_")
+}
 
 
 def _included(section: Section, key: str, base: Path, loader: Callable[[Path], T]) -> T:
@@ -347,24 +356,21 @@ def load_config(path: Path) -> SiteConfig:
     model = root.table("model")
     model.reject_unknown({"bundle", "precision"})
     det = root.table("detection", required=False)
-    det.reject_unknown(
-        {"raise_after", "clear_after", "clear_ratio", "spc_hits", "spc_span", "flatline_samples"}
-        | {"fusion", "smoothing"}
-        | STATE_KEYS
-    )
+    det.reject_unknown(_DETECTION_KEYS)
     opcua = root.table("opcua", required=False)
     journal = root.table("journal", required=False)
-    journal.reject_unknown({"path", "retention_days", "max_mb"})
+    journal.reject_unknown(_JOURNAL_KEYS)
     journal_path = journal.path_value("path", base, "lineside-events.sqlite")
     state_interval_s, state_max_age_s = load_state_settings(det)
+    d = DetectionConfig()
     detection = DetectionConfig(
-        raise_after=det.positive("raise_after", int, 3),
-        clear_after=det.positive("clear_after", int, 10),
-        clear_ratio=det.positive("clear_ratio", float, 0.8),
-        spc_hits=det.positive("spc_hits", int, 3),
-        spc_span=det.positive("spc_span", int, 5),
-        flatline_samples=det.get("flatline_samples", int, 15),
-        precision=model.choice("precision", ("int8", "fp32"), "int8"),
+        raise_after=det.positive("raise_after", int, d.raise_after),
+        clear_after=det.positive("clear_after", int, d.clear_after),
+        clear_ratio=det.positive("clear_ratio", float, d.clear_ratio),
+        spc_hits=det.positive("spc_hits", int, d.spc_hits),
+        spc_span=det.positive("spc_span", int, d.spc_span),
+        flatline_samples=det.get("flatline_samples", int, d.flatline_samples),
+        precision=model.choice("precision", ("int8", "fp32"), d.precision),
         fusion=det.choice("fusion", FUSIONS) if "fusion" in det.raw else None,
         smoothing=det.optional("smoothing", float),
         state_interval_s=state_interval_s,
@@ -404,8 +410,12 @@ def load_config(path: Path) -> SiteConfig:
         opcua=load_opcua(opcua, base, state_dir=journal_path.parent),
         journal_path=journal_path,
         plcs=plcs,
-        journal_retention_days=journal.positive("retention_days", float, 90.0),
-        journal_max_mb=journal.positive("max_mb", float, 512.0),
+        journal_retention_days=journal.positive(
+            "retention_days", float, field_default(SiteConfig, "journal_retention_days")
+        ),
+        journal_max_mb=journal.positive(
+            "max_mb", float, field_default(SiteConfig, "journal_max_mb")
+        ),
         explain=load_explain(root.table("explain", required=False), base),
     )
     check_catalogue_fits(config)

@@ -21,7 +21,6 @@ from agent.config.reader import Section
 
 STATE_INTERVAL_S = 10.0
 STATE_MAX_AGE_S = 3600.0
-STATE_KEYS = {"state_interval_s", "state_max_age_s"}
 
 
 def load_state_settings(det: Section) -> tuple[float, float]:

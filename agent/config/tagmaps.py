@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config.reader import Section, read_toml
+from agent.config.reader import Section, field_default, read_toml
 from agent.core.codec import DataType, Layout, Scaling, string_registers
 from agent.core.spc.capability import spec_problem
 
@@ -138,10 +138,11 @@ def _check_name(t: Section, seen: dict[str, str]) -> str:
 
 
 def _scaling(t: Section) -> Scaling:
-    scale = t.get("scale", float, 1.0)
+    d = Scaling()
+    scale = t.get("scale", float, d.scale)
     if scale == 0:
         raise t.error("scale", "must not be 0")
-    return Scaling(scale=scale, offset=t.get("offset", float, 0.0))
+    return Scaling(scale=scale, offset=t.get("offset", float, d.offset))
 
 
 def _spec(t: Section) -> tuple[float | None, float | None, float | None]:
@@ -279,7 +280,7 @@ def load_node_map(path: Path) -> NodeMap:
         if node_id in nodes:
             raise t.error("node_id", f"{node_id} is already mapped to {nodes[node_id]}")
         nodes[node_id] = name
-        deadband = t.get("deadband", float, 0.0)
+        deadband = t.get("deadband", float, field_default(NodeTag, "deadband"))
         if deadband < 0:
             raise t.error("deadband", "must not be negative")
         lsl, usl, target = _spec(t)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from agent.bundles.manifest import load_bundle
+from agent.bundles.bundle import load_bundle
 from agent.config import OpcUaConfig, SiteConfig, load_config
 from agent.config.opcua import ScadaUser
 from agent.config.passwords import hash_password, parse_hash

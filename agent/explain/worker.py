@@ -22,22 +22,25 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from agent.config.explain import ExplainConfig
 from agent.explain.facts import Facts
 
 Explain = Callable[[Facts], "tuple[str, dict[str, Any]]"]
+#: The defaults of a spec are those of `[explain]`.
+_DEFAULT = ExplainConfig()
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
     """Everything the worker needs, picklable: mode, language, model, budgets, priority."""
 
-    mode: str = "template"
-    language: str = "en"
-    model: Path | None = None
-    max_new_tokens: int = 96
-    max_seconds: float = 4.0
-    nice: int = 10
-    cpu: int | None = None
+    mode: str = _DEFAULT.mode
+    language: str = _DEFAULT.language
+    model: Path | None = _DEFAULT.model
+    max_new_tokens: int = _DEFAULT.max_new_tokens
+    max_seconds: float = _DEFAULT.max_seconds
+    nice: int = _DEFAULT.nice
+    cpu: int | None = _DEFAULT.cpu
     factory: str = "agent.explain.worker:default_explainer"  # module:function(spec) -> Explain
 
 

@@ -3,7 +3,8 @@ replay all build their detectors here, so what was measured offline is what runs
 
 from __future__ import annotations
 
-from agent.bundles.manifest import LEGACY_FUSION, SHIFT_FUSIONS, Bundle, Manifest
+from agent.bundles.bundle import Bundle
+from agent.bundles.manifest import LEGACY_FUSION, SHIFT_FUSIONS, Manifest
 from agent.config import DetectionConfig, SiteConfig
 from agent.errors import BundleError
 from agent.pipeline.detectors.shift import ShiftDetector

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import DetectionConfig
 from agent.core.tabular import TIME_COLUMNS, detect_separator, read_csv
 from agent.errors import DataError
@@ -50,15 +50,7 @@ FloatArray = npt.NDArray[np.float64]
 SOURCE = "replay"
 
 #: The site config's defaults for `[detection]` (agent/config/site.py), used unless overridden.
-DEFAULT_DETECTION = DetectionConfig(
-    raise_after=3,
-    clear_after=10,
-    clear_ratio=0.8,
-    spc_hits=3,
-    spc_span=5,
-    flatline_samples=15,
-    precision="int8",
-)
+DEFAULT_DETECTION = DetectionConfig()
 
 
 @dataclass(frozen=True)

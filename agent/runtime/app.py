@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import SiteConfig
 from agent.config.reload import ReloadPlan, plan_reload
 from agent.ops.logs import set_context
@@ -60,7 +60,7 @@ COMMIT_LOG_ENV = "LINESIDE_DEBUG_COMMIT_LOG"
 
 def retention(config: SiteConfig) -> Retention:
     """The journal's retention limits from the site config."""
-    return Retention(config.journal_retention_days * 86400.0, int(config.journal_max_mb * 2**20))
+    return Retention.of(config.journal_retention_days, config.journal_max_mb)
 
 
 def _commit_logger(path: Path) -> Callable[[list[str]], None]:

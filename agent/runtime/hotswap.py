@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.bundles.checks import check_compat
-from agent.bundles.manifest import Bundle, load_bundle
 from agent.bundles.store import ModelStore
 from agent.config import DetectionConfig
 from agent.errors import BundleError

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import multiprocessing as mp
 import sqlite3
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.bundles.manifest import MANIFEST_NAME, Bundle
+from agent.bundles.bundle import Bundle
 from agent.config.explain import ExplainConfig
 from agent.explain.facts import Facts, LineContext, PastEvent, Snapshot, build_facts
 from agent.explain.guard import check
@@ -87,9 +86,8 @@ def line_context(bundle: Bundle, line: str) -> LineContext:
     """What the bundle says is normal: SPC centre and limits, and the training correlation."""
     m = bundle.manifest
     correlation = None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        raw = json.loads((bundle.path / MANIFEST_NAME).read_text(encoding="utf-8"))
-        matrix = np.asarray(raw["training"]["correlation"], dtype=np.float64)
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        matrix = np.asarray(m.training["correlation"], dtype=np.float64)
         if matrix.shape == (len(m.channels), len(m.channels)):
             correlation = matrix
     return LineContext(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.config import SiteConfig
+from agent.config.reader import field_default
 from agent.types import Event
 
 # Record kinds besides the alarm kinds of agent.types.EventKind ("anomaly", "spc").
@@ -117,12 +119,22 @@ def write_rows(db: sqlite3.Connection, rows: list[Row]) -> None:
     db.execute("COMMIT")
 
 
+DAY_S = 86400.0
+MIB = 1 << 20
+
+
 @dataclass(frozen=True)
 class Retention:
-    """Keep records at most `max_age_s` old and the live data under `max_bytes`."""
+    """Keep records at most `max_age_s` old and the live data under `max_bytes`; by default
+    what the site config's `[journal]` defaults to."""
 
-    max_age_s: float = 90 * 86400.0
-    max_bytes: int = 512 * 1024 * 1024
+    max_age_s: float = field_default(SiteConfig, "journal_retention_days") * DAY_S
+    max_bytes: int = int(field_default(SiteConfig, "journal_max_mb") * MIB)
+
+    @classmethod
+    def of(cls, retention_days: float, max_mb: float) -> Retention:
+        """From `[journal] retention_days` and `max_mb`."""
+        return cls(retention_days * DAY_S, int(max_mb * MIB))
 
 
 def used_bytes(db: sqlite3.Connection) -> int:

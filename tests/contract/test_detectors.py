@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.bundles.manifest import load_bundle
+from agent.bundles.bundle import load_bundle
 from agent.core.tabular import read_csv
 from agent.pipeline.detectors.base import Detector
 from agent.pipeline.detectors.shift import ShiftDetector

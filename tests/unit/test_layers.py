@@ -18,7 +18,7 @@ AGENT = Path(__file__).resolve().parents[2] / "agent"
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("agent", "agent.types", "agent.errors", "agent.paths"),
     ("agent.core", "agent.ops"),
-    ("agent.bundles.manifest",),
+    ("agent.bundles.manifest", "agent.bundles.bundle"),
     ("agent.config",),
     ("agent.explain",),
     ("agent.pipeline",),

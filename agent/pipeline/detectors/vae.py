@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.core.scaler import RobustScaler
 from agent.core.window import SlidingWindow
 from agent.pipeline.detectors.base import FloatArray, WindowModel

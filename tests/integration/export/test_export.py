@@ -14,7 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from agent.bundles.manifest import Bundle, load_bundle, sha256_file
+from agent.bundles.bundle import Bundle, load_bundle, sha256_file
+from agent.bundles.manifest import Manifest
 from agent.core.scaler import RobustScaler
 from agent.core.tabular import detect_separator
 from export.data import (
@@ -143,6 +144,14 @@ def test_bundle_loads_and_manifest_is_complete(trained: Trained) -> None:
     assert training["rows_dropped"] == 0 and training["seed"] == 3
     assert training["inputs"] == ["line1.csv"]
     assert 1 <= training["best_epoch"] <= training["epochs_run"] <= 5
+
+
+def test_manifest_is_written_through_the_schema_the_device_reads(trained: Trained) -> None:
+    text = (trained.options.out / "manifest.json").read_text(encoding="utf-8")
+    assert json.loads(text) == trained.manifest
+    parsed = Manifest.from_dict(trained.manifest)
+    assert json.dumps(parsed.to_dict(), indent=2) + "\n" == text  # key for key, in order
+    assert Manifest.from_dict(parsed.to_dict()) == parsed == trained.bundle.manifest
 
 
 def test_spc_limits_are_fitted_on_raw_train_rows(trained: Trained) -> None:

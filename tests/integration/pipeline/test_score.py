@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.bundles.manifest import load_bundle
+from agent.bundles.bundle import load_bundle
 from agent.cli.main import main
 from agent.errors import DataError
 from agent.pipeline.build import build_line

@@ -13,7 +13,8 @@ import pytest
 
 import agent.pipeline.events.fusion as fusion_module
 import export.calibrate as calibrate_module
-from agent.bundles.manifest import load_bundle, parse_manifest
+from agent.bundles.bundle import load_bundle
+from agent.bundles.manifest import parse_manifest
 from agent.cli.main import main
 from agent.config import load_config
 from agent.core.tabular import read_csv

@@ -14,7 +14,8 @@ import pytest
 
 import agent.pipeline.detectors.shift as shift_module
 import export.shift_fit as shift_fit_module
-from agent.bundles.manifest import Bundle, ShiftParams, load_bundle, parse_manifest
+from agent.bundles.bundle import Bundle, load_bundle
+from agent.bundles.manifest import ShiftParams, parse_manifest
 from agent.core.tabular import read_csv
 from agent.errors import BundleError
 from agent.pipeline.build import build_line

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.bundles.manifest import Bundle, load_bundle
+from agent.bundles.bundle import Bundle, load_bundle
 from agent.bundles.store import temp_path
 from agent.config import DetectionConfig, load_config
 from agent.core.tabular import read_csv

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from agent.bundles.bundle import load_bundle
 from agent.bundles.install import CRASH_ENV, STEPS, install_file
-from agent.bundles.manifest import load_bundle
 from agent.bundles.store import ModelStore, load_verified
 from agent.runtime.app import Agent
 from tests.bundle_kit import installed_store, make_keys, signed
