@@ -19,7 +19,9 @@ Objects, so an integrator can type them into a SCADA tag list:
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
           ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
           SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
-          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py)
+          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py); each is read,
+          when it is published, from the stats its service registered with the agent's
+          `CounterRegistry` (the table is `AGENT_VARIABLES` in limits.py)
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
