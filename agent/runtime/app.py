@@ -11,6 +11,10 @@ PLC's state and the journal's. WATCHDOG=1 comes from the detection loop itself (
 Overflow policy of the sample queue: when the detection loop falls behind, the oldest sample
 is dropped (the newest state of the line matters most) and counted in `sample_queue_drops`.
 
+Counters: each service counts in its own stats and registers them once with the agent's
+`CounterRegistry` (the loop's are `LoopStats`, as `loop`); the OPC-UA server reads them when
+it publishes Agent/ (agent/sinks/scada/limits.py), so the hot path copies nothing.
+
 Hooks for other services: add a task in `_services` and a line to `_shutdown`.
 """
 
@@ -22,12 +26,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import SiteConfig
 from agent.config.reload import ReloadPlan, plan_reload
+from agent.ops.counters import CounterRegistry
 from agent.ops.logs import set_context
 from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
 from agent.pipeline.build import build_monitor
@@ -73,6 +79,15 @@ def _commit_logger(path: Path) -> Callable[[list[str]], None]:
     return write
 
 
+@dataclass
+class LoopStats:
+    """The detection loop's own counters (Agent/LoopLatencyMs, SamplesProcessed, ...)."""
+
+    latency_ms: float = 0.0  # detection time of the last sample
+    processed: int = 0
+    queue_drops: int = 0  # samples dropped from the full sample queue
+
+
 class Agent:
     """Everything the daemon runs for one site config."""
 
@@ -84,7 +99,15 @@ class Agent:
         self.sources = [make_source(plc) for plc in config.plcs]
         manifest = bundle.manifest
         self.model_version = str(manifest.model_version)
-        self.journal = Journal(config.journal_path, line=config.line, retention=retention(config))
+        self.registry = CounterRegistry()
+        self.loop = LoopStats()
+        self.registry.register("loop", self.loop)
+        self.journal = Journal(
+            config.journal_path,
+            line=config.line,
+            retention=retention(config),
+            registry=self.registry,
+        )
         self.journal.model_version = self.model_version
         self.scada = ScadaServer(
             config.opcua,
@@ -93,9 +116,9 @@ class Agent:
             channels=manifest.channel_names,
             model_version=f"{manifest.model_version} ({manifest.label})",
             threshold=manifest.threshold,
+            registry=self.registry,
         )
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
-        self.sample_queue_drops = 0
         self.listeners: list[Callable[[LineResult], None]] = []
         # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
         # so the explainer can later cite how a similar event was resolved.
@@ -119,7 +142,7 @@ class Agent:
             snapshot_path(config.journal_path.parent, config.line),
             detection.state_interval_s,
             detection.state_max_age_s,
-            self.scada.counters,
+            self.registry,
         )
         self.snapshots.restore(self.monitor, self._owner())
         for event in self.snapshots.reopened:
@@ -161,8 +184,13 @@ class Agent:
         snapshots = self.snapshots
         return snapshots.take(self.monitor, self._owner(), snapshots.open_alarms.values())
 
+    @property
+    def sample_queue_drops(self) -> int:
+        """Samples dropped because the detection loop fell behind."""
+        return self.loop.queue_drops
+
     def _processed(self) -> int:
-        return self.scada.counters.samples_processed
+        return self.loop.processed
 
     # --- the hot path --------------------------------------------------------------------
 
@@ -171,11 +199,11 @@ class Agent:
         self.plc_states[sample.source] = f"bad ({bad} tags)" if bad else "ok"
         if self.samples.full():
             self.samples.get_nowait()
-            self.sample_queue_drops += 1
+            self.loop.queue_drops += 1
         self.samples.put_nowait(sample)
 
     async def _detect(self) -> None:
-        counters = self.scada.counters
+        loop = self.loop
         while True:
             try:
                 async with asyncio.timeout(1.0):
@@ -188,22 +216,8 @@ class Agent:
             result = self.monitor.process(sample)
             for event in result.events:
                 self._on_event(event)
-            counters.loop_latency_ms = (time.perf_counter() - started) * 1e3
-            counters.samples_processed += 1
-            counters.sample_queue_drops = self.sample_queue_drops
-            journal = self.journal.stats
-            counters.journal_ok = journal.healthy
-            counters.journal_write_errors = journal.write_errors
-            counters.journal_dropped = journal.dropped
-            if self.explainer is not None:
-                explained = self.explainer.stats
-                counters.explainer_queue_drops = explained.dropped
-                counters.explanations_llm = explained.llm_accepted
-                counters.explanations_template = explained.template_used
-                counters.explainer_rejections = sum(explained.rejected.values())
-                counters.explainer_worker_failures = (
-                    explained.worker_crashes + explained.worker_timeouts
-                )
+            loop.latency_ms = (time.perf_counter() - started) * 1e3
+            loop.processed += 1
             self.scada.offer(result)
             for listener in self.listeners:
                 listener(result)
@@ -243,7 +257,7 @@ class Agent:
         deadline = time.monotonic() + READY_WAIT_S
         while time.monotonic() < deadline:
             seen = {source.split("/")[0] for source in self.plc_states}
-            if expected <= seen and self.scada.counters.samples_processed > 0:
+            if expected <= seen and self.loop.processed > 0:
                 break
             await asyncio.sleep(0.05)
         else:

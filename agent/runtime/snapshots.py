@@ -27,9 +27,9 @@ A model hot swap (agent/runtime/hotswap.py) rebuilds the detectors in the runnin
 snapshots carry the new version and fingerprint, so a snapshot of one model is never restored
 into another, even one written in the instant of a swap or a rollback.
 
-Counters (`SnapshotStats`) go to the OPC-UA `Agent/` object: SnapshotsWritten,
-SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored, SnapshotsRefused and
-SnapshotRefusedReason.
+Counters (`SnapshotStats`, registered as `snapshots` with the agent's counter registry) are
+published in the OPC-UA `Agent/` object: SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed,
+SnapshotsRestored, SnapshotsRefused and SnapshotRefusedReason.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.ops.counters import CounterRegistry
 from agent.pipeline.line import LineMonitor, LineResult
 from agent.runtime.snapshot_file import (
     dict_of,
@@ -53,7 +54,6 @@ from agent.runtime.snapshot_file import (
     fingerprint,
     write_atomically,
 )
-from agent.sinks.scada.limits import AgentCounters
 from agent.types import Event, EventKind, EventState
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,14 @@ class DetectorSnapshots:
         path: Path,
         interval_s: float,
         max_age_s: float,
-        counters: AgentCounters | None = None,
+        registry: CounterRegistry | None = None,
     ) -> None:
         self.path = path
         self.interval_s = interval_s
         self.max_age_s = max_age_s
         self.stats = SnapshotStats()
-        self.counters = counters
+        if registry is not None:
+            registry.register("snapshots", self.stats)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshots")
         self._writing: Future[None] | None = None
         self._failing = False
@@ -146,7 +147,6 @@ class DetectorSnapshots:
         self.reopened = reopened
         self.open_alarms = {e.kind: e for e in reopened}
         self.stats.restored += 1
-        self._publish()
         log.warning(
             "detector state restored from %s (%.0f s old): shift %s, anomaly alarm %s",
             self.path,
@@ -183,7 +183,6 @@ class DetectorSnapshots:
     def _refuse(self, reason: str, text: str) -> bool:
         self.stats.refused += 1
         self.stats.refusal = reason
-        self._publish()
         log.warning(
             "detector state snapshot %s not restored (%s): %s; starting fresh",
             self.path,
@@ -234,7 +233,6 @@ class DetectorSnapshots:
         """Hand a snapshot to the writer thread; False (counted) if a write is still running."""
         if self._writing is not None and not self._writing.done():
             self.stats.skipped += 1
-            self._publish()
             return False
         self._writing = self._executor.submit(self._write, snapshot)
         return True
@@ -253,16 +251,6 @@ class DetectorSnapshots:
             if self._failing:
                 log.info("detector state snapshot %s written again", self.path)
             self._failing = False
-        self._publish()
-
-    def _publish(self) -> None:
-        """Copy the counts to the OPC-UA counters (plain attribute writes, thread-safe enough)."""
-        if self.counters is None:
-            return
-        c, s = self.counters, self.stats
-        c.snapshots_written, c.snapshots_skipped = s.written, s.skipped
-        c.snapshots_failed, c.snapshots_restored = s.failed, s.restored
-        c.snapshots_refused, c.snapshot_refused_reason = s.refused, s.refusal
 
     async def run(self, take: Callable[[], dict[str, Any]], progress: Callable[[], int]) -> None:
         """Every `interval_s`, offer `take()` if the loop has processed a sample since the last

@@ -34,6 +34,7 @@ from agent.explain.facts import Facts, LineContext, PastEvent, Snapshot, build_f
 from agent.explain.guard import check
 from agent.explain.template import render
 from agent.explain.worker import WorkerSpec, serve
+from agent.ops.counters import CounterRegistry
 from agent.pipeline.line import LineResult
 from agent.sinks.journal import read_events
 from agent.types import EventState
@@ -77,6 +78,16 @@ class ExplainerStats:
     worker_crashes: int = 0
     worker_timeouts: int = 0
     worker_pid: int | None = None
+
+    @property
+    def rejections(self) -> int:
+        """LLM answers refused by the guard or lost, whatever the reason."""
+        return sum(self.rejected.values())
+
+    @property
+    def worker_failures(self) -> int:
+        """Worker crashes and hangs (each one restarted)."""
+        return self.worker_crashes + self.worker_timeouts
 
 
 Publisher = Callable[[Explanation], Awaitable[None]]
@@ -141,6 +152,7 @@ class ExplainerSink:
         publishers: list[Publisher],
         journal: Path | None = None,
         factory: str | None = None,
+        registry: CounterRegistry | None = None,
     ) -> None:
         self.config = config
         self.context = context
@@ -152,6 +164,8 @@ class ExplainerSink:
             nice=config.nice, cpu=config.cpu, factory=factory or WorkerSpec.factory,
         )  # fmt: skip
         self.stats = ExplainerStats()
+        if registry is not None:
+            registry.register("explainer", self.stats)
         self._queue: collections.deque[Snapshot] = collections.deque()
         self._wake = asyncio.Event()
         n = len(context.channels)
@@ -355,7 +369,8 @@ def journal_publisher(journal: Journal) -> Publisher:
 def make_explainer(
     config: SiteConfig, bundle: Bundle, scada: ScadaServer, journal: Journal
 ) -> ExplainerSink | None:
-    """The agent's explainer, publishing to the OPC-UA server and the journal (None if off)."""
+    """The agent's explainer, publishing to the OPC-UA server and the journal (None if off);
+    its counters are registered with the server's registry, for Agent/."""
     if not config.explain.enabled:
         return None
 
@@ -367,4 +382,5 @@ def make_explainer(
         line_context(bundle, config.line),
         [to_scada, journal_publisher(journal)],
         journal=config.journal_path,
+        registry=scada.registry,
     )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.ops.counters import CounterRegistry
 from agent.sinks.journal_db import (
     ACK,
     EXPLANATION,
@@ -78,6 +79,7 @@ class Journal:
         retention: Retention | None = None,
         prune_interval_s: float = 600.0,
         on_commit: Callable[[list[str]], None] | None = None,
+        registry: CounterRegistry | None = None,
     ) -> None:
         self.path = path
         self.line = line
@@ -89,6 +91,8 @@ class Journal:
         self.on_commit = on_commit
         self.max_pending = max_pending
         self.stats = JournalStats()
+        if registry is not None:
+            registry.register("journal", self.stats)
         self._queue: asyncio.Queue[Row] = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None

@@ -11,10 +11,11 @@ from asyncua import Node, Server, ua
 
 from agent.config import NodeTag, Tag
 from agent.core.codec import DataType
+from agent.sinks.scada.limits import AGENT_VARIABLES
 from agent.sinks.scada.model import ModelBuilder
 
 D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
-U64, U32, T = ua.VariantType.UInt64, ua.VariantType.UInt32, ua.VariantType.DateTime
+T = ua.VariantType.DateTime
 
 
 def value_type(tag: Tag | NodeTag) -> ua.VariantType:
@@ -89,31 +90,6 @@ async def build_address_space(
     ):  # fmt: skip
         await build.variable(line, f"{base}/{name}", name, vtype, text, value)
     agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
-    for name, vtype, text in (
-        ("Health", S, "ok, or degraded with the reason"),
-        ("UptimeS", D, "Seconds since the OPC-UA server started"),
-        ("LoopLatencyMs", D, "Detection time of the last sample, milliseconds"),
-        ("SamplesProcessed", U64, "Samples through the detection loop"),
-        ("SampleQueueDrops", U64, "Samples dropped because the loop fell behind"),
-        ("PublishCoalesced", U64, "Results superseded before they were published"),
-        ("EventDrops", U64, "Alarm edges dropped from a full publish queue"),
-        ("Sessions", U32, "OPC-UA client sessions open now"),
-        ("LoginFailures", U64, "Refused logins since start"),
-        ("CertificatesRejected", U64, "Client certificates refused since start"),
-        ("JournalOk", B, "False while events cannot be journaled (disk full, read-only)"),
-        ("JournalWriteErrors", U64, "Failed journal commits since start"),
-        ("JournalDropped", U64, "Journal records refused because its queue was full"),
-        ("ExplainerQueueDrops", U64, "Alarms not explained: the oldest dropped from a full queue"),
-        ("ExplanationsLlm", U64, "Explanations phrased by the LLM and passed by the guard"),
-        ("ExplanationsTemplate", U64, "Explanations that fell back to (or were) the template"),
-        ("ExplainerRejections", U64, "LLM answers refused by the grounding guard or lost"),
-        ("ExplainerWorkerFailures", U64, "Explainer worker crashes and hangs, each restarted"),
-        ("SnapshotsWritten", U64, "Detector state snapshots written to disk"),
-        ("SnapshotsSkipped", U64, "Snapshots skipped: the previous write was still running"),
-        ("SnapshotsFailed", U64, "Snapshot writes that failed (disk full, read-only)"),
-        ("SnapshotsRestored", U64, "Detector state restored from a snapshot at start (0 or 1)"),
-        ("SnapshotsRefused", U64, "Snapshots found at start but not restored (0 or 1)"),
-        ("SnapshotRefusedReason", S, "Why: other-model, too-old, corrupt, ... ('' if none)"),
-    ):  # fmt: skip
-        await build.variable(agent, f"Agent/{name}", name, vtype, text)
+    for var in AGENT_VARIABLES:
+        await build.variable(agent, f"Agent/{var.name}", var.name, var.vtype, var.text)
     return build.nodes, line

@@ -1,13 +1,17 @@
-"""Server limits, agent counters, and how a reading's quality becomes an OPC-UA status code."""
+"""Server limits, the Agent/ variables and their sources, and a reading's status code."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 from agent.config.opcua import ScadaLimits
+from agent.ops.counters import CounterRegistry
 from agent.types import Quality, TagReading
 
 # Reason text from the sources -> the Bad status code that says it best (first match wins).
@@ -20,28 +24,105 @@ _BAD_REASONS = (
 )
 
 
-@dataclass
-class AgentCounters:
-    """Agent health figures published under Objects/Agent."""
+@dataclass(frozen=True)
+class AgentVariable:
+    """One variable of Objects/Agent: its browse name, type, description and source.
 
-    loop_latency_ms: float = 0.0
-    samples_processed: int = 0
-    sample_queue_drops: int = 0
-    health: str = "starting"
-    journal_ok: bool = True
-    journal_write_errors: int = 0
-    journal_dropped: int = 0
-    explainer_queue_drops: int = 0
-    explanations_llm: int = 0
-    explanations_template: int = 0
-    explainer_rejections: int = 0
-    explainer_worker_failures: int = 0
-    snapshots_written: int = 0
-    snapshots_skipped: int = 0
-    snapshots_failed: int = 0
-    snapshots_restored: int = 0
-    snapshots_refused: int = 0
-    snapshot_refused_reason: str = ""
+    The value is attribute `field` of the view registered as `source` in the agent's
+    `CounterRegistry`, read when the server publishes; `default` while none is registered
+    (the explainer is off, a server without an agent). `shape` turns it into what is
+    published (rounding).
+    """
+
+    name: str
+    vtype: ua.VariantType
+    text: str
+    source: str
+    field: str
+    default: object = 0
+    shape: Callable[[Any], object] | None = None
+
+    def read(self, registry: CounterRegistry) -> Any:
+        """The count as its service holds it now."""
+        return registry.read(self.source, self.field, self.default)
+
+    def value(self, registry: CounterRegistry) -> object:
+        """What is published now."""
+        value = self.read(registry)
+        return value if self.shape is None else self.shape(value)
+
+
+def _ms(value: float) -> float:
+    return round(value, 2)
+
+
+D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
+U64, U32 = ua.VariantType.UInt64, ua.VariantType.UInt32
+V = AgentVariable
+#: Objects/Agent, in browse order. Sources: `opcua` the server itself (server.py), `loop` the
+#: detection loop (agent/runtime/app.py), `journal` (agent/sinks/journal.py), `explainer`
+#: (agent/sinks/explainer.py), `snapshots` (agent/runtime/snapshots.py).
+AGENT_VARIABLES: tuple[AgentVariable, ...] = (
+    V("Health", S, "ok, or degraded with the reason", "opcua", "health", "starting"),
+    V("UptimeS", D, "Seconds since the OPC-UA server started", "opcua", "uptime_s", 0.0, round),
+    V("LoopLatencyMs", D, "Detection time of the last sample, milliseconds",
+      "loop", "latency_ms", 0.0, _ms),
+    V("SamplesProcessed", U64, "Samples through the detection loop", "loop", "processed"),
+    V("SampleQueueDrops", U64, "Samples dropped because the loop fell behind",
+      "loop", "queue_drops"),
+    V("PublishCoalesced", U64, "Results superseded before they were published",
+      "opcua", "coalesced"),
+    V("EventDrops", U64, "Alarm edges dropped from a full publish queue", "opcua", "event_drops"),
+    V("Sessions", U32, "OPC-UA client sessions open now", "opcua", "sessions"),
+    V("LoginFailures", U64, "Refused logins since start", "opcua", "login_failures"),
+    V("CertificatesRejected", U64, "Client certificates refused since start",
+      "opcua", "certificates_rejected"),
+    V("JournalOk", B, "False while events cannot be journaled (disk full, read-only)",
+      "journal", "healthy", True),
+    V("JournalWriteErrors", U64, "Failed journal commits since start", "journal", "write_errors"),
+    V("JournalDropped", U64, "Journal records refused because its queue was full",
+      "journal", "dropped"),
+    V("ExplainerQueueDrops", U64, "Alarms not explained: the oldest dropped from a full queue",
+      "explainer", "dropped"),
+    V("ExplanationsLlm", U64, "Explanations phrased by the LLM and passed by the guard",
+      "explainer", "llm_accepted"),
+    V("ExplanationsTemplate", U64, "Explanations that fell back to (or were) the template",
+      "explainer", "template_used"),
+    V("ExplainerRejections", U64, "LLM answers refused by the grounding guard or lost",
+      "explainer", "rejections"),
+    V("ExplainerWorkerFailures", U64, "Explainer worker crashes and hangs, each restarted",
+      "explainer", "worker_failures"),
+    V("SnapshotsWritten", U64, "Detector state snapshots written to disk",
+      "snapshots", "written"),
+    V("SnapshotsSkipped", U64, "Snapshots skipped: the previous write was still running",
+      "snapshots", "skipped"),
+    V("SnapshotsFailed", U64, "Snapshot writes that failed (disk full, read-only)",
+      "snapshots", "failed"),
+    V("SnapshotsRestored", U64, "Detector state restored from a snapshot at start (0 or 1)",
+      "snapshots", "restored"),
+    V("SnapshotsRefused", U64, "Snapshots found at start but not restored (0 or 1)",
+      "snapshots", "refused"),
+    V("SnapshotRefusedReason", S, "Why: other-model, too-old, corrupt, ... ('' if none)",
+      "snapshots", "refusal", ""),
+)  # fmt: skip
+_BY_KEY = {re.sub(r"(?<!^)(?=[A-Z])", "_", v.name).lower(): v for v in AGENT_VARIABLES}
+
+
+class AgentCounters:
+    """A live, read-only view of the Agent/ figures by snake-case name, for the demo view,
+    benchmarks and tests: `counters.samples_processed` is Agent/SamplesProcessed as its
+    service holds it now (unrounded)."""
+
+    __slots__ = ("_registry",)
+
+    def __init__(self, registry: CounterRegistry) -> None:
+        self._registry = registry
+
+    def __getattr__(self, key: str) -> Any:
+        variable = _BY_KEY.get(key)
+        if variable is None:
+            raise AttributeError(f"no Agent/ variable is called {key!r}")
+        return variable.read(self._registry)
 
 
 def status_of(reading: TagReading) -> int:

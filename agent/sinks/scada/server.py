@@ -19,7 +19,9 @@ Objects, so an integrator can type them into a SCADA tag list:
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
           ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
           SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
-          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py)
+          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py); each is read,
+          when it is published, from the stats its service registered with the agent's
+          `CounterRegistry` (the table is `AGENT_VARIABLES` in limits.py)
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
@@ -45,10 +47,11 @@ from asyncua.server.internal_session import InternalSession
 
 from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
+from agent.ops.counters import CounterRegistry
 from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
-from agent.sinks.scada.limits import AgentCounters, apply_limits, status_of
+from agent.sinks.scada.limits import AGENT_VARIABLES, AgentCounters, apply_limits, status_of
 from agent.sinks.scada.security import (
     ClientCertificateCheck,
     LinesideServer,
@@ -60,7 +63,7 @@ from agent.types import Event, Quality
 
 log = logging.getLogger(__name__)
 D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
-U64, U32, T = ua.VariantType.UInt64, ua.VariantType.UInt32, ua.VariantType.DateTime
+T = ua.VariantType.DateTime
 MAX_PENDING_EVENTS = 1000
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
 _POLICIES = {
@@ -98,13 +101,17 @@ class ScadaServer:
         channels: list[str],
         model_version: str,
         threshold: float,
+        registry: CounterRegistry | None = None,
     ) -> None:
         self.config = config
         self.line = line
         self.tags = tags
         self.channels = channels
         self.threshold = threshold
-        self.counters = AgentCounters()
+        # Agent/ is published from the services' own stats, registered here by name.
+        self.registry = registry if registry is not None else CounterRegistry()
+        self.counters = AgentCounters(self.registry)
+        self.health = "starting"
         self.coalesced = 0
         self.event_drops = 0
         self.users = ScadaUserManager(config)
@@ -125,6 +132,29 @@ class ScadaServer:
         self._wake = asyncio.Event()
         self.alarms: AlarmBook | None = None
         self.on_acknowledge: AckListener | None = None  # e.g. the journal's record_ack
+        self.registry.register("opcua", self)
+
+    # --- the server's own Agent/ figures (read at publish time) -----------------------------
+
+    @property
+    def uptime_s(self) -> float:
+        """Seconds since the server started."""
+        return time.monotonic() - self._started
+
+    @property
+    def sessions(self) -> int:
+        """Client sessions open now (asyncua counts them per process)."""
+        return InternalSession._current_connections
+
+    @property
+    def login_failures(self) -> int:
+        """Refused logins since start."""
+        return self.users.login_failures
+
+    @property
+    def certificates_rejected(self) -> int:
+        """Client certificates refused since start."""
+        return self.certificates.refused
 
     @property
     def server(self) -> Server:
@@ -315,38 +345,13 @@ class ScadaServer:
             await self._write(f"{base}/{name}", flag, B, judged, when)
         if result.events:
             await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
-        self.counters.health = f"degraded: no good reading of {', '.join(blind)}" if blind else "ok"
+        self.health = f"degraded: no good reading of {', '.join(blind)}" if blind else "ok"
         await self._publish_agent()
 
     async def _publish_agent(self) -> None:
-        c = self.counters
-        for name, value, vtype in (
-            ("Health", c.health, S),
-            ("UptimeS", round(time.monotonic() - self._started), D),
-            ("LoopLatencyMs", round(c.loop_latency_ms, 2), D),
-            ("SamplesProcessed", c.samples_processed, U64),
-            ("SampleQueueDrops", c.sample_queue_drops, U64),
-            ("PublishCoalesced", self.coalesced, U64),
-            ("EventDrops", self.event_drops, U64),
-            ("Sessions", InternalSession._current_connections, U32),
-            ("LoginFailures", self.users.login_failures, U64),
-            ("CertificatesRejected", self.certificates.refused, U64),
-            ("JournalOk", c.journal_ok, B),
-            ("JournalWriteErrors", c.journal_write_errors, U64),
-            ("JournalDropped", c.journal_dropped, U64),
-            ("ExplainerQueueDrops", c.explainer_queue_drops, U64),
-            ("ExplanationsLlm", c.explanations_llm, U64),
-            ("ExplanationsTemplate", c.explanations_template, U64),
-            ("ExplainerRejections", c.explainer_rejections, U64),
-            ("ExplainerWorkerFailures", c.explainer_worker_failures, U64),
-            ("SnapshotsWritten", c.snapshots_written, U64),
-            ("SnapshotsSkipped", c.snapshots_skipped, U64),
-            ("SnapshotsFailed", c.snapshots_failed, U64),
-            ("SnapshotsRestored", c.snapshots_restored, U64),
-            ("SnapshotsRefused", c.snapshots_refused, U64),
-            ("SnapshotRefusedReason", c.snapshot_refused_reason, S),
-        ):
-            await self._write(f"Agent/{name}", value, vtype)
+        registry = self.registry
+        for var in AGENT_VARIABLES:
+            await self._write(f"Agent/{var.name}", var.value(registry), var.vtype)
 
     async def _publish_model(self) -> None:
         if self._model is None:

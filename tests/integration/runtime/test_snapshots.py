@@ -19,6 +19,7 @@ from agent.bundles.store import temp_path
 from agent.config import DetectionConfig, load_config
 from agent.core.tabular import read_csv
 from agent.errors import ConfigError
+from agent.ops.counters import CounterRegistry
 from agent.paths import firmware_configs
 from agent.pipeline.build import build_line
 from agent.pipeline.line import LineMonitor, LineResult
@@ -139,8 +140,9 @@ def test_a_snapshot_of_another_model_line_or_channel_list_is_refused(
     for who, reason in cases:
         monitor = monitor_of(bundle)
         fresh = state_text(monitor)
-        counters = AgentCounters()
-        snapshots = DetectorSnapshots(path, 10.0, 3600.0, counters)
+        registry = CounterRegistry()
+        snapshots = DetectorSnapshots(path, 10.0, 3600.0, registry)
+        counters = AgentCounters(registry)
         assert not snapshots.restore(monitor, who)
         assert snapshots.stats.refusal == reason and snapshots.stats.refused == 1
         assert counters.snapshots_refused == 1 and counters.snapshot_refused_reason == reason
@@ -222,8 +224,9 @@ async def test_a_write_still_running_skips_the_next_and_a_failed_one_is_counted(
     # A FIFO where the temp file goes: the writer's open() blocks until someone reads it,
     # a real write held in progress.
     os.mkfifo(temp_path(path))
-    counters = AgentCounters()
-    snapshots = DetectorSnapshots(path, 10.0, 3600.0, counters)
+    registry = CounterRegistry()
+    snapshots = DetectorSnapshots(path, 10.0, 3600.0, registry)
+    counters = AgentCounters(registry)
     assert snapshots.offer({"n": 1})
     assert not snapshots.offer({"n": 2})  # returns at once; the loop never waits on the disk
     assert snapshots.stats.skipped == 1 and counters.snapshots_skipped == 1
