@@ -152,6 +152,17 @@ def test_the_core_and_the_pipeline_stay_pure(path: Path) -> None:
     assert bad == [], f"{module_name(path)} imports {bad}"
 
 
+def test_sources_and_sinks_never_import_each_other() -> None:
+    """I/O in and I/O out meet only in the runtime, which wires them to the pipeline."""
+    crossing = [
+        f"{a} -> {b}"
+        for a, targets in graph().items()
+        for b in sorted(targets)
+        if {(a.split(".") + [""])[1], (b.split(".") + [""])[1]} == {"sources", "sinks"}
+    ]
+    assert crossing == []
+
+
 def test_the_checker_sees_a_cycle_and_an_upward_import() -> None:
     edges = {"agent.core.a": {"agent.runtime.b"}, "agent.runtime.b": {"agent.core.a"}}
     assert cycles(edges) == [["agent.core.a", "agent.runtime.b"]]
