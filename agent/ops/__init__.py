@@ -1,1 +1,1 @@
-"""Operations at the edge of the device: bundles, systemd, USB."""
+"""What tells a supervisor the truth: sd_notify and the heartbeat, journald fields, counters."""

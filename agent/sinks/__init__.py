@@ -1,1 +1,1 @@
-"""I/O at the edge: where results go (SCADA server, journal). The hot loop never waits on them."""
+"""I/O out: where results go (SCADA server, journal, explainer). The hot loop never waits."""

@@ -1,1 +1,1 @@
-"""Detectors: score windows or rows of a line. Pure apart from onnxruntime inference."""
+"""Detectors: score the rows of a line, one contract (base.py). Pure apart from onnxruntime."""
