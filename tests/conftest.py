@@ -1,4 +1,9 @@
-"""Shared fixtures: a small real bundle trained on simulator data through the export path."""
+"""Shared fixtures: a small real bundle trained on simulator data through the export path, and
+the demo's failure-mode catalogue.
+
+Plain helpers live in modules beside this file (helpers.py, bundle_kit.py, ...), never in a
+test module: no test module imports another.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config.catalogue import Catalogue
 from agent.paths import firmware_configs
 
 
@@ -31,3 +37,11 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    """The demo extruder's failure-mode catalogue, its symptoms checked against the line's tags."""
+    from tests.explain_helpers import demo_catalogue
+
+    return demo_catalogue()
