@@ -1,5 +1,5 @@
-"""Shared fixtures: a small real bundle trained on simulator data through the export path, and
-the demo's failure-mode catalogue.
+"""Shared fixtures: a small real bundle trained on simulator data through the export path, the
+update tests' signed kit of it, and the demo's failure-mode catalogue.
 
 Plain helpers live in modules beside this file (helpers.py, bundle_kit.py, ...), never in a
 test module: no test module imports another.
@@ -8,6 +8,7 @@ test module: no test module imports another.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,24 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def kit_via_cli() -> bool:
+    """Whether `kit` makes its key and bundle files with `lineside-export keygen|sign`.
+
+    A module that tests those commands overrides this fixture to return True."""
+    return False
+
+
+@pytest.fixture(scope="module")
+def kit(
+    bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, kit_via_cli: bool
+) -> dict[str, Any]:
+    """Keys and signed bundle files of `bundle_dir`, one kit per module (see build_kit)."""
+    from tests.bundle_kit import build_kit
+
+    return build_kit(bundle_dir, tmp_path_factory.mktemp("kit"), cli=kit_via_cli)
 
 
 @pytest.fixture(scope="module")
