@@ -1,4 +1,6 @@
-"""Helpers for update tests: keys, signed bundle files built from a real exported bundle."""
+"""Helpers for update tests: keys, signed bundle files built from a real exported bundle.
+
+`build_kit` is what the `kit` fixture (tests/conftest.py) hands every update test."""
 
 from __future__ import annotations
 
@@ -50,6 +52,60 @@ def signed(
     src = variant(bundle_dir, work / f"dir-v{version}-{len(list(work.iterdir()))}", version, edit)
     out = work / f"model-v{version}-{len(list(work.iterdir()))}.bundle"
     sign_bundle(src, key, out)
+    return out
+
+
+def build_kit(bundle_dir: Path, work: Path, *, cli: bool = False) -> dict[str, Any]:
+    """Keys and signed bundle files of `bundle_dir`: what the update tests start from.
+
+    - `key` signs; `other_key` is a second key that nothing trusts;
+    - `trust` (a TrustStore) and `trust_dir` (its folder) hold the public key of `key`;
+    - `v1`, `v2`, `v3`: bundle files of `bundle_dir` as models 1, 2 and 3, signed with `key`;
+    - `template`: the root of a store with v1 installed (copy it, never change it);
+    - `files`: the folder the bundle files are in (sign more into it); `bundle`: `bundle_dir`;
+    - `bytes`: how many bytes installing v2 writes (the copy of the file, then its members).
+
+    With `cli`, the key and v1..v3 come from `lineside-export keygen` and `sign` themselves
+    (each must exit 0), as an operator makes them."""
+    files = work / "files"
+    files.mkdir()
+    if cli:
+        key, trust, trust_dir = _cli_keys(work)
+        bundles = {v: _cli_signed(bundle_dir, key, files, v) for v in (1, 2, 3)}
+    else:
+        key, trust, trust_dir = make_keys(work)
+        bundles = {v: signed(bundle_dir, key, files, v) for v in (1, 2, 3)}
+    other_key, _, _ = make_keys(work, "other")
+    template = installed_store(work / "template", bundles[1], trust)
+    with tarfile.open(bundles[2]) as tar:
+        extracted = sum(m.size for m in tar.getmembers())
+    return {
+        "bundle": bundle_dir, "work": work, "key": key, "other_key": other_key,
+        "trust": trust, "trust_dir": trust_dir, "files": files, "template": template.root,
+        **{f"v{v}": path for v, path in bundles.items()},
+        "bytes": bundles[2].stat().st_size + extracted,
+    }  # fmt: skip
+
+
+def _cli_keys(work: Path) -> tuple[Path, TrustStore, Path]:
+    """`lineside-export keygen`; returns (private key, trust store, trust dir) like make_keys."""
+    from export.cli import main as lineside_export
+
+    assert lineside_export(["keygen", "--out", str(work / "keys")]) == 0
+    (key,) = (work / "keys").glob("*.key")
+    trust_dir = work / "keys-trust"
+    trust_dir.mkdir()
+    shutil.copy(key.with_suffix(".pub"), trust_dir)
+    return key, TrustStore.load(trust_dir), trust_dir
+
+
+def _cli_signed(bundle_dir: Path, key: Path, work: Path, version: int) -> Path:
+    """`lineside-export sign` of `bundle_dir` as model `version`."""
+    from export.cli import main as lineside_export
+
+    src = variant(bundle_dir, work / f"dir{version}", version)
+    out = work / f"model-{version}.bundle"
+    assert lineside_export(["sign", str(src), "--key", str(key), "--out", str(out)]) == 0
     return out
 
 

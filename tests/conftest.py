@@ -1,11 +1,18 @@
-"""Shared fixtures: a small real bundle trained on simulator data through the export path."""
+"""Shared fixtures: a small real bundle trained on simulator data through the export path, the
+update tests' signed kit of it, and the demo's failure-mode catalogue.
+
+Plain helpers live in modules beside this file (helpers.py, bundle_kit.py, ...), never in a
+test module: no test module imports another.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.config.catalogue import Catalogue
 from agent.paths import firmware_configs
 
 
@@ -31,3 +38,29 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def kit_via_cli() -> bool:
+    """Whether `kit` makes its key and bundle files with `lineside-export keygen|sign`.
+
+    A module that tests those commands overrides this fixture to return True."""
+    return False
+
+
+@pytest.fixture(scope="module")
+def kit(
+    bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, kit_via_cli: bool
+) -> dict[str, Any]:
+    """Keys and signed bundle files of `bundle_dir`, one kit per module (see build_kit)."""
+    from tests.bundle_kit import build_kit
+
+    return build_kit(bundle_dir, tmp_path_factory.mktemp("kit"), cli=kit_via_cli)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    """The demo extruder's failure-mode catalogue, its symptoms checked against the line's tags."""
+    from tests.explain_helpers import demo_catalogue
+
+    return demo_catalogue()

@@ -1,25 +1,42 @@
-"""Helpers for SCADA server tests: client certificates, secure clients, server configs."""
+"""Helpers for SCADA server tests: client certificates, secure clients, server configs, the
+demo line's tags and a node by its browse path."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
-from asyncua import Client, ua
+from asyncua import Client, Node, ua
 from asyncua.crypto import cert_gen, security_policies
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from agent.config import load_config
 from agent.config.opcua import OpcUaConfig, ScadaLimits, ScadaUser
 from agent.config.passwords import hash_password, parse_hash
+from agent.paths import firmware_configs
 
 POLICIES = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
 }
 PASSWORDS = {"ada": "viewer-pass-1", "otto": "operator-pass-1"}
+LINE = "extruder-1"
+
+
+def site_tags() -> list[Any]:
+    """Every tag of the demo site's PLCs."""
+    site = load_config(firmware_configs() / "sites" / "demo-extruder.toml")
+    return [t for plc in site.plcs for t in plc.tags]
+
+
+async def node(client: Client, path: str) -> Node:
+    """The node of our server at `path` (e.g. `Lines/extruder-1/AlarmActive`)."""
+    ns = await client.get_namespace_index("urn:lineside")
+    return client.get_node(f"ns={ns};s={path}")
 
 
 def client_certificate(folder: Path, name: str) -> tuple[Path, Path, str]:

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.helpers import REPO
-from tests.system.test_packaging import parse_udev_rules, require
+from tests.packaging_helpers import parse_udev_rules, require
 
 PACKAGING = REPO / "packaging"
 RULE = PACKAGING / "99-lineside-usb.rules"

@@ -173,3 +173,93 @@ def test_the_checker_sees_a_cycle_and_an_upward_import() -> None:
     edges = {"agent.core.a": {"agent.runtime.b"}, "agent.runtime.b": {"agent.core.a"}}
     assert cycles(edges) == [["agent.core.a", "agent.runtime.b"]]
     assert level("agent.runtime.b") > level("agent.core.a")
+
+
+# --- tests/unit/ needs neither torch nor a subprocess --------------------------------------
+
+TESTS = AGENT.parent / "tests"
+#: What a unit test never imports (itself, or through the helper modules under tests/ it uses).
+NOT_IN_UNIT = ("torch", "export.train", "export.pipeline", "subprocess")
+
+
+def imports_in_tests(path: Path) -> set[str]:
+    """Every module a file under tests/ imports (lazy imports count; `from a import b` counts
+    as both `a` and `a.b`, so `from export import pipeline` is `export.pipeline`)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def trained_fixtures() -> set[str]:
+    """`bundle_dir` (trained by torch) and every shared fixture that requests it, at any depth."""
+    fixtures: dict[str, set[str]] = {}
+    for conftest in (TESTS / "conftest.py", TESTS / "unit" / "conftest.py"):
+        if conftest.exists():
+            for node in ast.walk(ast.parse(conftest.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    fixtures[node.name] = {a.arg for a in node.args.args + node.args.kwonlyargs}
+    trained = {"bundle_dir"}
+    while True:
+        more = {name for name, args in fixtures.items() if args & trained} - trained
+        if not more:
+            return trained
+        trained |= more
+
+
+def unit_test_problems(path: Path, trained: set[str]) -> list[str]:
+    """Why a file may not be a unit test: what it imports or requests that needs torch or a
+    subprocess, following the helper modules under tests/ that it imports."""
+    problems: list[str] = []
+    seen: set[Path] = set()
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        via = "" if current == path else f" (through {current.relative_to(TESTS.parent)})"
+        for module in sorted(imports_in_tests(current)):
+            if any(module == x or module.startswith(x + ".") for x in NOT_IN_UNIT):
+                problems.append(f"imports {module}{via}")
+            helper = TESTS.parent / (module.replace(".", "/") + ".py")
+            if module.startswith("tests.") and helper.is_file():
+                todo.append(helper)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            problems += [f"{node.name} requests {a.arg}" for a in args if a.arg in trained]
+        elif isinstance(node, ast.Call):  # usefixtures("bundle_dir"), getfixturevalue(...)
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if name in ("usefixtures", "getfixturevalue"):
+                problems += [
+                    f"{name}({a.value!r})"
+                    for a in node.args
+                    if isinstance(a, ast.Constant) and a.value in trained
+                ]
+    return problems
+
+
+def test_unit_tests_need_neither_torch_nor_a_subprocess(tmp_path: Path) -> None:
+    trained = trained_fixtures()
+    assert {"bundle_dir", "kit"} <= trained
+    # The checker sees each kind of problem before it is trusted to see none.
+    sample = tmp_path / "test_sample.py"
+    sample.write_text(
+        "import subprocess\nfrom export import pipeline\nimport pytest\n\n"
+        "@pytest.mark.usefixtures('bundle_dir')\ndef test_a(kit):\n    import torch.nn\n"
+    )
+    assert unit_test_problems(sample, trained) == [
+        "imports export.pipeline", "imports subprocess", "imports torch.nn",
+        "test_a requests kit", "usefixtures('bundle_dir')",
+    ]  # fmt: skip
+    found = {
+        str(path.relative_to(TESTS.parent)): problems
+        for path in sorted((TESTS / "unit").rglob("*.py"))
+        if (problems := unit_test_problems(path, trained))
+    }
+    assert found == {}, "these belong under tests/integration/: " + str(found)

@@ -19,19 +19,9 @@ from tests.bundle_kit import flip_member_byte, variant
 
 
 @pytest.fixture(scope="module")
-def kit(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("cli")
-    assert lineside_export(["keygen", "--out", str(work / "keys")]) == 0
-    (key,) = (work / "keys").glob("*.key")
-    trust = work / "trust"
-    trust.mkdir()
-    shutil.copy(key.with_suffix(".pub"), trust)
-    files: dict[int, Path] = {}
-    for v in (1, 2, 3):
-        src = variant(bundle_dir, work / f"dir{v}", v)
-        files[v] = work / f"model-{v}.bundle"
-        assert lineside_export(["sign", str(src), "--key", str(key), "--out", str(files[v])]) == 0
-    return {"work": work, "key": key, "trust": trust, "files": files}
+def kit_via_cli() -> bool:
+    """The kit's key and bundle files come from `lineside-export keygen|sign` themselves."""
+    return True
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads(kit: dict[str, Any]) -> None:
@@ -52,11 +42,11 @@ def test_sign_refuses_a_directory_that_is_not_a_bundle(
 def test_verify_accepts_then_refuses_a_tampered_file(
     kit: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = kit["files"][2]
-    assert lineside(["bundle", "verify", str(good), "--trust", str(kit["trust"])]) == 0
+    good = kit["v2"]
+    assert lineside(["bundle", "verify", str(good), "--trust", str(kit["trust_dir"])]) == 0
     assert "ok: model 2" in capsys.readouterr().out
     bad = flip_member_byte(good, tmp_path / "bad.bundle", "vae.int8.onnx")
-    assert lineside(["bundle", "verify", str(bad), "--trust", str(kit["trust"])]) == 3
+    assert lineside(["bundle", "verify", str(bad), "--trust", str(kit["trust_dir"])]) == 3
     err = capsys.readouterr().err
     assert err.startswith("lineside bundle: refused (hash-mismatch): vae.int8.onnx")
     assert err.count("\n") == 1
@@ -68,27 +58,27 @@ def test_usage_errors_exit_2(kit: dict[str, Any], tmp_path: Path) -> None:
     assert usage.value.code == 2
     empty = tmp_path / "empty-trust"
     empty.mkdir()
-    assert lineside(["bundle", "verify", str(kit["files"][1]), "--trust", str(empty)]) == 2
+    assert lineside(["bundle", "verify", str(kit["v1"]), "--trust", str(empty)]) == 2
     bad_site = tmp_path / "site.toml"
     bad_site.write_text("[line]\nname = 3\n")
-    argv = ["bundle", "verify", str(kit["files"][1]), "--trust", str(kit["trust"])]
+    argv = ["bundle", "verify", str(kit["v1"]), "--trust", str(kit["trust_dir"])]
     assert lineside([*argv, "--config", str(bad_site)]) == 2
 
 
 def test_install_then_downgrade_refused(
     kit: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust"])]
-    assert lineside(["bundle", "install", str(kit["files"][2]), *state]) == 0
+    state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust_dir"])]
+    assert lineside(["bundle", "install", str(kit["v2"]), *state]) == 0
     assert "installed model 2" in capsys.readouterr().out
-    assert lineside(["bundle", "install", str(kit["files"][1]), *state]) == 3
+    assert lineside(["bundle", "install", str(kit["v1"]), *state]) == 3
     assert "refused (downgrade)" in capsys.readouterr().err
-    assert lineside(["bundle", "install", str(kit["files"][1]), *state, "--allow-downgrade"]) == 0
+    assert lineside(["bundle", "install", str(kit["v1"]), *state, "--allow-downgrade"]) == 0
     assert ModelStore(tmp_path / "state").current_version() == 1
 
 
 def test_a_real_process_exits_3_with_one_line(kit: dict[str, Any], tmp_path: Path) -> None:
-    bad = flip_member_byte(kit["files"][1], tmp_path / "bad.bundle", "manifest.json")
+    bad = flip_member_byte(kit["v1"], tmp_path / "bad.bundle", "manifest.json")
     argv = [
         sys.executable,
         "-m",
@@ -97,7 +87,7 @@ def test_a_real_process_exits_3_with_one_line(kit: dict[str, Any], tmp_path: Pat
         "verify",
         str(bad),
         "--trust",
-        str(kit["trust"]),
+        str(kit["trust_dir"]),
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3
@@ -110,11 +100,11 @@ def test_usb_stick_installs_the_newest_valid_bundle_and_says_so(
 ) -> None:
     stick = tmp_path / "stick"
     (stick / "lineside").mkdir(parents=True)
-    flip_member_byte(kit["files"][3], stick / "lineside" / "model-3.bundle", "vae.onnx")
-    shutil.copy(kit["files"][2], stick / "lineside" / "model-2.bundle")
-    shutil.copy(kit["files"][1], stick / "lineside" / "model-1.bundle")
+    flip_member_byte(kit["v3"], stick / "lineside" / "model-3.bundle", "vae.onnx")
+    shutil.copy(kit["v2"], stick / "lineside" / "model-2.bundle")
+    shutil.copy(kit["v1"], stick / "lineside" / "model-1.bundle")
     (stick / "lineside" / "notes.txt").write_text("not a bundle")
-    state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust"])]
+    state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust_dir"])]
     assert lineside(["bundle", "usb", str(stick), *state]) == 0
     result = (stick / "lineside" / RESULT_NAME).read_text().splitlines()
     assert "INSTALLED" in result[0]
@@ -132,7 +122,7 @@ def test_usb_stick_installs_the_newest_valid_bundle_and_says_so(
 def test_usb_stick_without_bundles(kit: dict[str, Any], tmp_path: Path) -> None:
     stick = tmp_path / "stick"
     (stick / "lineside").mkdir(parents=True)
-    state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust"])]
+    state = ["--state-dir", str(tmp_path / "state"), "--trust", str(kit["trust_dir"])]
     assert lineside(["bundle", "usb", str(stick), *state]) == 3
     assert "no *.bundle files" in (stick / "lineside" / RESULT_NAME).read_text()
 
@@ -146,13 +136,13 @@ def test_key_rotation_two_trusted_keys_and_a_removed_one(
     new_file = tmp_path / "new.bundle"
     assert lineside_export(["sign", str(src), "--key", str(new_key), "--out", str(new_file)]) == 0
     trust = tmp_path / "trust"
-    shutil.copytree(kit["trust"], trust)
+    shutil.copytree(kit["trust_dir"], trust)
     assert lineside(["bundle", "verify", str(new_file), "--trust", str(trust)]) == 3  # unknown
     shutil.copy(new_key.with_suffix(".pub"), trust)
-    for bundle in (new_file, kit["files"][1]):  # both keys trusted during the rotation
+    for bundle in (new_file, kit["v1"]):  # both keys trusted during the rotation
         assert lineside(["bundle", "verify", str(bundle), "--trust", str(trust)]) == 0
     (trust / kit["key"].with_suffix(".pub").name).unlink()  # the old key retired
-    assert lineside(["bundle", "verify", str(kit["files"][1]), "--trust", str(trust)]) == 3
+    assert lineside(["bundle", "verify", str(kit["v1"]), "--trust", str(trust)]) == 3
     (trust / "junk.pub").write_text("not a key")
     assert lineside(["bundle", "verify", str(new_file), "--trust", str(trust)]) == 2
 
@@ -164,9 +154,9 @@ def test_root_does_not_write_into_the_agents_store(kit: dict[str, Any], tmp_path
     state.mkdir()
     if os.geteuid() == 0:
         os.chown(state, 4242, 4242)
-        argv = ["bundle", "install", str(kit["files"][1]), "--state-dir", str(state)]
-        assert lineside([*argv, "--trust", str(kit["trust"])]) == 2
+        argv = ["bundle", "install", str(kit["v1"]), "--state-dir", str(state)]
+        assert lineside([*argv, "--trust", str(kit["trust_dir"])]) == 2
         assert list(state.iterdir()) == []
     else:  # an ordinary user installs into its own store
-        argv = ["bundle", "install", str(kit["files"][1]), "--state-dir", str(state)]
-        assert lineside([*argv, "--trust", str(kit["trust"])]) == 0
+        argv = ["bundle", "install", str(kit["v1"]), "--state-dir", str(state)]
+        assert lineside([*argv, "--trust", str(kit["trust_dir"])]) == 0

@@ -12,7 +12,7 @@ import pytest
 from agent.bundles.install import CrashPoints, install_file, verify_file
 from agent.bundles.refusals import Refusal, UpdateRefused
 from agent.bundles.store import ModelStore, load_verified
-from tests.bundle_kit import flip_member_byte, make_keys, signed
+from tests.bundle_kit import flip_member_byte
 
 
 class AfterCopy(CrashPoints):
@@ -25,18 +25,6 @@ class AfterCopy(CrashPoints):
     def __call__(self, step: str) -> None:
         if step == "copied":
             self.action()
-
-
-@pytest.fixture(scope="module")
-def kit(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("install")
-    key, trust, _ = make_keys(work)
-    files = work / "files"
-    files.mkdir()
-    return {
-        "trust": trust, "v2": signed(bundle_dir, key, files, 2),
-        "v3": signed(bundle_dir, key, files, 3),
-    }  # fmt: skip
 
 
 def stick_copy(kit: dict[str, Any], tmp_path: Path) -> Path:

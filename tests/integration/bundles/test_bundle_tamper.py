@@ -27,27 +27,11 @@ from agent.config import load_config
 from agent.paths import firmware_configs
 from tests.bundle_kit import (
     flip_member_byte,
-    installed_store,
-    make_keys,
     members,
     rewrite,
     signed,
     variant,
 )
-
-
-@pytest.fixture(scope="module")
-def kit(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("tamper")
-    key, trust, _ = make_keys(work)
-    other_key, _, _ = make_keys(work, "other")
-    files = work / "files"
-    files.mkdir()
-    template = installed_store(work / "template", signed(bundle_dir, key, files, 1), trust)
-    return {
-        "bundle": bundle_dir, "key": key, "other_key": other_key, "trust": trust,
-        "files": files, "good": signed(bundle_dir, key, files, 2), "template": template.root,
-    }  # fmt: skip
 
 
 @pytest.fixture
@@ -99,18 +83,18 @@ def with_dir(kit: dict[str, Any], out: Path, change: Callable[[Path], None]) -> 
 
 
 def _flip_signature(kit: dict[str, Any], out: Path) -> Path:
-    items = members(kit["good"])
+    items = members(kit["v2"])
     doc = json.loads(items[1][1])
     raw = bytearray(base64.b64decode(doc["signature"]))
     raw[10] ^= 0x01
     doc["signature"] = base64.b64encode(bytes(raw)).decode()
     data = json.dumps(doc).encode()
     items[1][0].size = len(data)
-    return rewrite(kit["good"], out, [items[0], (items[1][0], data), *items[2:]])
+    return rewrite(kit["v2"], out, [items[0], (items[1][0], data), *items[2:]])
 
 
 def _extra(kit: dict[str, Any], out: Path, make: Callable[[], tarfile.TarInfo]) -> Path:
-    return rewrite(kit["good"], out, [*members(kit["good"]), (make(), b"x")])
+    return rewrite(kit["v2"], out, [*members(kit["v2"]), (make(), b"x")])
 
 
 def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
@@ -120,9 +104,9 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tar
 
 
 def _truncated(kit: dict[str, Any], out: Path) -> Path:
-    with tarfile.open(kit["good"]) as tar:
+    with tarfile.open(kit["v2"]) as tar:
         cut = tar.getmember("vae.onnx").offset_data + 1000
-    out.write_bytes(kit["good"].read_bytes()[:cut])
+    out.write_bytes(kit["v2"].read_bytes()[:cut])
     return out
 
 
@@ -140,20 +124,20 @@ def _no_golden(kit: dict[str, Any], out: Path) -> Path:
 
 
 def _move_to_end(kit: dict[str, Any], out: Path, name: str) -> Path:
-    items = members(kit["good"])
-    return rewrite(kit["good"], out, [i for i in items if i[0].name != name] + [
+    items = members(kit["v2"])
+    return rewrite(kit["v2"], out, [i for i in items if i[0].name != name] + [
         i for i in items if i[0].name == name])  # fmt: skip
 
 
 def _bad_size(kit: dict[str, Any], out: Path) -> Path:
-    items = members(kit["good"])
+    items = members(kit["v2"])
     fixed = []
     for info, data in items:
         if info.name == "parity.json":
             data = data + b" "
             info.size = len(data)
         fixed.append((info, data))
-    return rewrite(kit["good"], out, fixed)
+    return rewrite(kit["v2"], out, fixed)
 
 
 def _edit(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any], Path], Path]:
@@ -165,7 +149,7 @@ def _edit(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any],
 
 
 def _flip(name: str) -> Callable[[dict[str, Any], Path], Path]:
-    return lambda kit, out: flip_member_byte(kit["good"], out, name)
+    return lambda kit, out: flip_member_byte(kit["v2"], out, name)
 
 
 def _not_tar(kit: dict[str, Any], out: Path) -> Path:
@@ -181,9 +165,9 @@ CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Path], Refusal]] = {
     "flip parity.json": (_flip("parity.json"), Refusal.HASH_MISMATCH),
     "flip golden.npz": (_flip("golden.npz"), Refusal.HASH_MISMATCH),
     "garbage signature file": (
-        lambda k, o: rewrite(k["good"], o, [members(k["good"])[0],
+        lambda k, o: rewrite(k["v2"], o, [members(k["v2"])[0],
                                             (_member("manifest.sig"), b"x"),
-                                            *members(k["good"])[2:]]),
+                                            *members(k["v2"])[2:]]),
         Refusal.SIGNATURE_MALFORMED),
     "unknown key": (
         lambda k, o: signed(k["bundle"], k["other_key"], o.parent, 2), Refusal.UNKNOWN_KEY),
@@ -220,10 +204,10 @@ CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Path], Refusal]] = {
     "unlisted file": (
         lambda k, o: _extra(k, o, lambda: _member("extra.bin")), Refusal.UNLISTED_FILE),
     "duplicate file": (
-        lambda k, o: rewrite(k["good"], o, [*members(k["good"]), members(k["good"])[2]]),
+        lambda k, o: rewrite(k["v2"], o, [*members(k["v2"]), members(k["v2"])[2]]),
         Refusal.DUPLICATE_MEMBER),
     "missing file": (
-        lambda k, o: rewrite(k["good"], o, [i for i in members(k["good"])
+        lambda k, o: rewrite(k["v2"], o, [i for i in members(k["v2"])
                                             if i[0].name != "parity.json"]),
         Refusal.MISSING_FILE),
     "size differs": (_bad_size, Refusal.SIZE_MISMATCH),
@@ -271,7 +255,7 @@ def test_incompatible_with_the_site_config(kit: dict[str, Any], store: ModelStor
         install_file(bundle, ModelStore(store.root / "empty"), kit["trust"], site=site)
     assert refused.value.reason is Refusal.INCOMPATIBLE
     assert "ghost_tag" in refused.value.detail
-    install_file(kit["good"], store, kit["trust"], site=site)  # the real one fits the site
+    install_file(kit["v2"], store, kit["trust"], site=site)  # the real one fits the site
     assert store.current_version() == 2
 
 
@@ -282,7 +266,7 @@ def test_size_limits_and_free_space(kit: dict[str, Any], store: ModelStore) -> N
         (Limits(reserve_bytes=1 << 60), Refusal.NO_SPACE),
     ):
         with pytest.raises(UpdateRefused) as refused:
-            install_file(kit["good"], store, kit["trust"], limits=limits)
+            install_file(kit["v2"], store, kit["trust"], limits=limits)
         assert refused.value.reason is reason
         assert_untouched(store, kit["trust"])
 

@@ -6,17 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from agent.config.catalogue import load_catalogue
 from agent.explain.template import build_prompt, render
-from agent.paths import firmware_configs
 from export.distil import FAULTS, simulated_facts, skab_facts
-
-
-@pytest.fixture(scope="module")
-def catalogue():
-    return load_catalogue(firmware_configs() / "failure-modes" / "demo-extruder.toml")
+from tests.explain_helpers import demo_catalogue
 
 
 def test_simulated_faults_give_the_facts_of_their_fault(catalogue) -> None:
@@ -54,9 +47,7 @@ def test_skab_csvs_become_facts(tmp_path: Path) -> None:
         )
     (folder / "1.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "broken.csv").write_text("no;labels\n1;2\n")
-    facts = skab_facts(
-        tmp_path, load_catalogue(firmware_configs() / "failure-modes" / "demo-extruder.toml")
-    )
+    facts = skab_facts(tmp_path, demo_catalogue())
     assert facts
     first = facts[0]
     assert first.line == "valve1" and first.tags[0].tag == "pressure"

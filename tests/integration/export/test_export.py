@@ -29,39 +29,12 @@ from export.data import (
 from export.errors import ExportError
 from export.parity import compare
 from export.pipeline import TrainOptions, run_train
+from tests.export_data import CHANNELS, normal_rows, write_csv
 
 REPO = Path(__file__).resolve().parents[3]
-CHANNELS = ["flow", "pressure", "temp", "current"]
 UNITS = {"flow": "m3/h", "pressure": "bar", "current": "A"}  # temp deliberately missing
-LOADINGS = np.array([1.0, 0.6, -0.8, 1.4])
-OFFSETS = np.array([50.0, 4.0, 70.0, 12.0])
 ROWS = 900
 WINDOW = 16
-
-
-def normal_rows(n: int, seed: int) -> np.ndarray:
-    """Four channels driven by one shared slow process plus small independent noise."""
-    rng = np.random.default_rng(seed)
-    ar = np.zeros(n)
-    shocks = rng.normal(0.0, 0.3, n)
-    for i in range(1, n):
-        ar[i] = 0.95 * ar[i - 1] + shocks[i]
-    base = np.sin(2 * np.pi * np.arange(n) / 150.0) + ar
-    rows: np.ndarray = OFFSETS + LOADINGS * base[:, None] + rng.normal(0.0, 0.1, (n, 4))
-    return rows
-
-
-def write_csv(
-    path: Path, data: np.ndarray, sep: str = ",", columns: list[str] | None = None
-) -> Path:
-    """A historian-like CSV: timestamp, the channels, and an `anomaly` label column."""
-    names = columns or CHANNELS
-    lines = [sep.join(["Timestamp", *names, "anomaly"])]
-    for i, row in enumerate(data):
-        cells = [f"2025-01-01 00:{i // 60:02d}:{i % 60:02d}", *(f"{v:.5f}" for v in row), "0"]
-        lines.append(sep.join(cells))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def write_tag_map(path: Path) -> Path:

@@ -18,18 +18,8 @@ import pytest
 from agent.explain.llm import OnnxCausalLM
 from export.distil import model_from_config
 from export.llm import export_llm
+from tests.tiny_llm import CORPUS, TINY
 
-CORPUS = [
-    "Anomaly on line extruder-1 since 10:00:00 (12.0 s): score 12.0 against threshold 8.0.",
-    "melt_pressure is 204.1 bar, above its normal range 181.0–199.0 bar, after a step up.",
-    "Likely cause: clogged screen pack; check the differential pressure across F-101.",
-    "可能原因：过滤网堵塞；建议检查换网器 F-101 前后压差。",
-] * 10
-TINY = {
-    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
-    "tokenizer_vocab": 400,
-}  # fmt: skip
 PROMPTS = ["melt_pressure is 204.1 bar", "Likely cause:", "可能原因：过滤网"]
 MORE_PROMPTS = [
     "Anomaly on line extruder-1 since",

@@ -13,34 +13,17 @@ from agent.pipeline.replay import replay_csv
 from export.errors import ExportError
 from export.onnx_export import export_onnx, prepare, scoring_module
 from export.parity import compare, quantize_best, score_onnx
-from export.pipeline import TrainOptions, floored_scaler, run_train
+from export.pipeline import TrainOptions, run_train
 from export.progress import ProgressBar, wants_bar
 from export.train import TrainConfig, train_vae
-from tests.integration.export.test_export import CHANNELS, normal_rows, write_csv
+from tests.export_data import CHANNELS, TRAIN_WINDOW, normal_rows, split_windows, write_csv
 
 WINDOW = 12
-#: Bundles need 16 x 4 inputs at least: smaller layers are all kept fp32 and int8 is refused.
-TRAIN_WINDOW = 16
-
-
-def _windows(rows: np.ndarray, window: int = WINDOW) -> np.ndarray:
-    from agent.core.window import sliding_windows
-
-    scaler = floored_scaler(rows, rows)
-    return sliding_windows(scaler.transform(rows), window).astype(np.float32)
-
-
-def _split(window: int) -> dict[str, np.ndarray]:
-    rows = normal_rows(700, seed=2)
-    faulty = rows.copy()
-    faulty[:, 1] += np.where(np.arange(700) > 350, 4.0, 0.0)
-    w = _windows(np.concatenate([rows, faulty]), window)
-    return {"train": w[:400], "val": w[400:520], "test": w[520:]}
 
 
 @pytest.fixture(scope="module")
 def windows() -> dict[str, np.ndarray]:
-    return _split(WINDOW)
+    return split_windows(WINDOW)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +57,7 @@ def test_onnx_fp32_matches_torch_within_1e4(
 def test_int8_decisions_agree_with_fp32_on_99_percent(tmp_path: Path) -> None:
     # A window of 24 x 4 channels makes the first and last layers large enough to be
     # quantised (small MatMuls stay fp32, see export/quantize.py).
-    windows = _split(24)
+    windows = split_windows(24)
     model = train_vae(windows["train"], windows["val"], TrainConfig(epochs=6, seed=0)).model
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
     export_onnx(model, fp32)

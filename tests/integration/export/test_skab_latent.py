@@ -20,15 +20,14 @@ from export.onnx_export import export_onnx, fit_latent, prepare, scoring_module
 from export.parity import score_onnx
 from export.pipeline import TrainOptions, run_train
 from export.train import TrainConfig, Vae, train_vae
-from tests.integration.export.test_export import CHANNELS, normal_rows, write_csv
-from tests.integration.export.test_skab_export import TRAIN_WINDOW, _split
+from tests.export_data import CHANNELS, TRAIN_WINDOW, normal_rows, split_windows, write_csv
 
 WINDOW = 12
 
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[Vae, dict[str, np.ndarray]]:
-    windows = _split(WINDOW)
+    windows = split_windows(WINDOW)
     model = train_vae(
         prepare(windows["train"]), prepare(windows["val"]), TrainConfig(epochs=6, seed=3)
     ).model

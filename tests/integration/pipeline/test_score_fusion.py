@@ -24,7 +24,7 @@ from agent.pipeline.replay import DEFAULT_DETECTION, replay_rows
 from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, ewma
 from export.errors import ExportError
 from export.pipeline import TrainOptions, validate
-from tests.unit.config.test_config import SITE, write_site
+from tests.config_helpers import SITE, write_site
 
 
 def _faulty(bundle_dir: Path, tmp_path: Path) -> np.ndarray:

@@ -24,7 +24,8 @@ import pytest
 
 from agent.demo.run import write_site_file
 from agent.ops.logs import decode_fields
-from tests.helpers import REPO, free_port
+from tests.agent_rig import spawn
+from tests.helpers import free_port
 
 
 class Listener:
@@ -82,17 +83,6 @@ def fast_site(tmp_path: Path, bundle: Path, plc_port: int, opcua_port: int) -> P
     text = text.replace("poll_interval_s = 1.0", "poll_interval_s = 0.05")
     site.write_text(text.replace("timeout_s = 0.5", "timeout_s = 0.04"))
     return site
-
-
-def spawn(args: list[str], env: dict[str, str], stderr: Any, prefix: tuple[str, ...] = ()) -> Any:
-    return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "agent", *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        text=True,
-    )
 
 
 async def trusted_anonymous_client(site: Path, folder: Path) -> Any:
@@ -322,12 +312,12 @@ async def test_agent_runs_under_mdwe_and_the_units_syscall_filter(
     """MemoryDenyWriteExecute=yes + SystemCallFilter=@system-service ~@privileged, by the kernel.
 
     systemd-run needs systemd as PID 1, which this machine may not have; the sandbox applies
-    the same kernel rules itself (see daemon_sandbox.py beside this file for what it covers).
+    the same kernel rules itself (see tests/daemon_sandbox.py for what it covers).
     """
     opcua_port = free_port()
     site = fast_site(tmp_path, bundle_dir, simulator, opcua_port)
     err_path = tmp_path / "stderr.log"
-    prefix = (sys.executable, "-m", "tests.integration.runtime.daemon_sandbox", "--")
+    prefix = (sys.executable, "-m", "tests.daemon_sandbox", "--")
     with err_path.open("w") as err:
         agent = spawn(
             ["run", "--config", str(site)], {"NOTIFY_SOCKET": notify.address}, err, prefix

@@ -25,13 +25,11 @@ from agent.config import SiteConfig, load_config
 from agent.demo.run import write_site_file
 from agent.demo.simulator.plc import SimulatedPlc
 from agent.demo.simulator.process import ExtrusionLine, Fault, FaultKind
-from agent.pipeline.line import LineResult
 from agent.runtime.app import Agent
 from agent.runtime.snapshot_file import fingerprint, snapshot_path
 from agent.sinks.journal import read_events
+from tests.agent_rig import AgentRun, UpdateRig, spawn
 from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
-from tests.integration.runtime.test_daemon import spawn
-from tests.integration.runtime.test_update_hotswap import Running as SwapRun
 from tests.scada_helpers import viewer_client
 
 SPEEDUP = 10.0
@@ -45,29 +43,6 @@ def config_for(bundle_dir: Path, state: Path, plc_port: int, max_age_s: float) -
     return dataclasses.replace(config, detection=detection)
 
 
-class Running:
-    """One run of the agent, collecting every line result."""
-
-    def __init__(self, config: SiteConfig) -> None:
-        self.agent = Agent(config)
-        self.results: list[LineResult] = []
-        self.agent.listeners.append(self.results.append)
-        self.ready = asyncio.Event()
-        self.task = asyncio.create_task(self.agent.run(self.ready))
-
-    async def started(self) -> Running:
-        await asyncio.wait_for(self.ready.wait(), 15)
-        return self
-
-    async def stop(self) -> None:
-        """A clean stop: cancel, as SIGTERM does, and let the drain finish."""
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-    def shift(self) -> list[bool]:
-        return [r.shift_alarm_active for r in self.results if r.shift_score is not None]
-
-
 @pytest.mark.parametrize("restore", [True, False], ids=["restored", "restore-off"])
 async def test_a_restart_during_a_fault_keeps_the_alarm_only_with_the_state_restored(
     bundle_dir: Path, tmp_path: Path, restore: bool
@@ -79,7 +54,7 @@ async def test_a_restart_during_a_fault_keeps_the_alarm_only_with_the_state_rest
     plc_task = asyncio.create_task(plc.run())
     config = config_for(bundle_dir, tmp_path, plc_port, 3600.0 if restore else 0.0)
     try:
-        first = await Running(config).started()
+        first = await AgentRun(config).started()
         await wait_for(lambda: len(first.shift()) >= 60, timeout=20)  # 60 rows, 6 s
         assert not any(first.shift()), "shift alarm on the healthy line"
         line.inject(Fault(FaultKind.STEP, "melt_pressure", 15.0))
@@ -91,7 +66,7 @@ async def test_a_restart_during_a_fault_keeps_the_alarm_only_with_the_state_rest
         assert written >= 2 and first.agent.snapshots.stats.failed == 0
         assert snapshot_path(tmp_path, config.line).exists()
 
-        second = await Running(config).started()
+        second = await AgentRun(config).started()
         stats = second.agent.snapshots.stats
         assert (stats.restored, stats.refused) == ((1, 0) if restore else (0, 1))
         await wait_for(lambda: len(second.shift()) >= 30, timeout=10)  # 30 rows of fault
@@ -137,7 +112,7 @@ async def test_a_restart_during_a_fault_keeps_the_alarm_only_with_the_state_rest
 async def test_a_snapshot_follows_a_hot_swap_and_never_crosses_a_model_change(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
-    async with SwapRun(bundle_dir, tmp_path) as run:
+    async with UpdateRig(bundle_dir, tmp_path) as run:
         old = fingerprint(run.agent.monitor)
         await run.install(2, lambda m: m["spc"].update(nsigmas=3.5))  # new SPC limits
         await wait_for(lambda: run.agent.updates.state.version == 2, timeout=15)
@@ -210,7 +185,7 @@ async def test_a_kill_9_during_a_fault_restores_the_last_periodic_snapshot(
                 agent.kill()
                 agent.wait()
 
-        second = await Running(config).started()
+        second = await AgentRun(config).started()
         stats = second.agent.snapshots.stats
         assert (stats.restored, stats.refused) == (1, 0)
         await wait_for(lambda: len(second.shift()) >= 30, timeout=10)

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,10 @@ from agent.bundles.bundle import load_bundle
 from agent.bundles.install import CRASH_ENV, STEPS, install_file
 from agent.bundles.store import ModelStore, load_verified
 from agent.runtime.app import Agent
-from tests.bundle_kit import installed_store, make_keys, signed
+from tests.bundle_kit import signed
 from tests.helpers import free_port, site_config
 
 FLIP = STEPS.index("flipped")
-
-
-@pytest.fixture(scope="module")
-def kit(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("crash")
-    key, trust, trust_dir = make_keys(work)
-    files = work / "files"
-    files.mkdir()
-    template = installed_store(work / "template", signed(bundle_dir, key, files, 1), trust)
-    v2 = signed(bundle_dir, key, files, 2)
-    with tarfile.open(v2) as tar:
-        extracted = sum(m.size for m in tar.getmembers())
-    return {
-        "bundle": bundle_dir, "key": key, "trust": trust, "trust_dir": trust_dir,
-        "files": files, "template": template.root, "v2": v2,
-        "bytes": v2.stat().st_size + extracted,
-    }  # fmt: skip
 
 
 def crash_install(kit: dict[str, Any], state: Path, spec: str) -> subprocess.CompletedProcess[str]:

@@ -11,87 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from agent.bundles.install import install_file
 from agent.bundles.refusals import Refusal, UpdateRefused
 from agent.bundles.store import ModelStore
-from agent.demo.simulator.plc import SimulatedPlc
-from agent.demo.simulator.process import ExtrusionLine
-from agent.pipeline.line import LineResult
-from agent.runtime.app import Agent
-from agent.runtime.probation import ProbationPolicy
 from agent.sinks.journal import read_events
-from tests.bundle_kit import installed_store, make_keys, signed
-from tests.helpers import SCADA_PASSWORD, free_port, site_config, wait_for
-from tests.scada_helpers import viewer_client
-
-SPEEDUP = 10.0
-
-
-class Running:
-    """An agent and its simulated PLC on loopback, with every line result recorded."""
-
-    def __init__(self, bundle_dir: Path, tmp_path: Path) -> None:
-        self.key, self.trust, _ = make_keys(tmp_path)
-        self.files = tmp_path / "files"
-        self.files.mkdir()
-        self.bundle_dir = bundle_dir
-        self.scada_dir = tmp_path / "scada"
-        self.store = installed_store(
-            tmp_path / "state", signed(bundle_dir, self.key, self.files, 1), self.trust
-        )
-        plc_port, opcua_port = free_port(), free_port()
-        self.config = site_config(self.store.current_link, tmp_path, plc_port, opcua_port, SPEEDUP)
-        self.plc = SimulatedPlc(ExtrusionLine(seed=5), port=plc_port, period_s=1.0 / SPEEDUP)
-        self.agent = Agent(self.config)
-        self.agent.updates.policy = ProbationPolicy(windows=60, min_windows=20)
-        self.agent.updates.poll_s = 0.1
-        self.results: list[tuple[float, LineResult]] = []
-        self.agent.listeners.append(lambda r: self.results.append((time.monotonic(), r)))
-        self.tasks: list[asyncio.Task[Any]] = []
-
-    async def __aenter__(self) -> Running:
-        await self.plc.start()
-        ready = asyncio.Event()
-        self.tasks = [
-            asyncio.create_task(self.plc.run()),
-            asyncio.create_task(self.agent.run(ready)),
-        ]
-        await asyncio.wait_for(ready.wait(), 10)
-        await wait_for(lambda: self.agent.monitor.last_score is not None, timeout=15)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.plc.stop()
-
-    async def install(self, version: int, edit: Any = None) -> None:
-        bundle = signed(self.bundle_dir, self.key, self.files, version, edit)
-        await asyncio.to_thread(install_file, bundle, self.store, self.trust)
-
-    async def model_tags(self) -> tuple[str, str]:
-        """ModelVersion and ModelStatus as a SCADA client reads them (SignAndEncrypt, viewer)."""
-        client = await viewer_client(self.config.opcua, self.scada_dir, SCADA_PASSWORD)
-        await client.connect()
-        try:
-            ns = await client.get_namespace_index("urn:lineside")
-            base = f"ns={ns};s=Lines/{self.config.line}"
-            version = await client.get_node(f"{base}/ModelVersion").read_value()
-            status = await client.get_node(f"{base}/ModelStatus").read_value()
-            return str(version), str(status)
-        finally:
-            await client.disconnect()
+from tests.agent_rig import UpdateRig
+from tests.helpers import wait_for
 
 
 async def test_swap_under_load_keeps_every_cycle_and_passes_probation(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
-    async with Running(bundle_dir, tmp_path) as run:
+    async with UpdateRig(bundle_dir, tmp_path) as run:
         updates = run.agent.updates
         old_vae = run.agent.monitor.vae.model
         old_shift = run.agent.monitor.shift
@@ -128,7 +61,7 @@ async def test_model_that_fails_probation_is_rolled_back(bundle_dir: Path, tmp_p
     def alarm_always(manifest: dict[str, Any]) -> None:
         manifest["detector"]["threshold"] = 1e-6  # signed and golden-correct, but useless
 
-    async with Running(bundle_dir, tmp_path) as run:
+    async with UpdateRig(bundle_dir, tmp_path) as run:
         updates = run.agent.updates
         old_vae = run.agent.monitor.vae.model
         await run.install(2, alarm_always)

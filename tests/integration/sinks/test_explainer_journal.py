@@ -5,16 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from agent.config.catalogue import load_catalogue
-from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import build_facts
 from agent.explain.template import render
-from agent.paths import firmware_configs
 from agent.sinks.explainer import past_events
 from agent.sinks.journal import Journal
 from agent.types import Event, EventKind, EventState
-from tests.integration.sinks.test_explainer_worker import pressure_snapshot
-from tests.unit.explain.test_explain_facts import CHANNELS, context
+from tests.explain_helpers import CHANNELS, context, demo_catalogue, pressure_snapshot
 
 
 def anomaly(ts: float, contributions: dict[str, float], **details: str) -> Event:
@@ -44,9 +40,7 @@ async def test_past_events_from_the_journal_with_the_operators_note(tmp_path: Pa
     past = past_events(path, exclude=snap.event.event_id)
     assert {p.event_id for p in past} == {alike.event_id, other.event_id}  # raised ones only
     assert next(p for p in past if p.event_id == alike.event_id).note == "changed the screen"
-    catalogue = load_catalogue(
-        firmware_configs() / "failure-modes" / "demo-extruder.toml", set(SIGNAL_NAMES)
-    )
+    catalogue = demo_catalogue()
     facts = build_facts(snap, context(), catalogue, past)
     assert [s.event_id for s in facts.similar] == [alike.event_id]
     assert facts.similar[0].note == "changed the screen"

@@ -7,23 +7,18 @@ name, behind our own factory interface (`WorkerSpec.factory`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from typing import Any
 
-import numpy as np
 import pytest
 
-from agent.config.catalogue import load_catalogue
 from agent.config.explain import ExplainConfig
-from agent.demo.simulator.process import SIGNAL_NAMES
-from agent.explain.facts import Facts, Snapshot, build_facts
+from agent.explain.facts import Facts, build_facts
 from agent.explain.template import render
-from agent.paths import firmware_configs
-from agent.sinks.explainer import ExplainerSink, Explanation
+from agent.sinks.explainer import ExplainerSink
+from tests.explain_helpers import Collector, context, pressure_snapshot, run_sink
 from tests.helpers import wait_for
-from tests.unit.explain.test_explain_facts import N, context, normal_rows, snapshot
 
 FAULTS = "tests.integration.sinks.test_explainer_worker:faulty_explainer"
 
@@ -43,39 +38,6 @@ def faulty_explainer(spec: Any):
         return "LLM: " + render(facts, spec.language), {"tokens": 1}
 
     return explain
-
-
-@pytest.fixture(scope="module")
-def catalogue():
-    return load_catalogue(
-        firmware_configs() / "failure-modes" / "demo-extruder.toml", set(SIGNAL_NAMES)
-    )
-
-
-def pressure_snapshot(line: str = "extruder-1") -> Snapshot:
-    rows = normal_rows()
-    rows[16:, 3] += 15.0
-    rows[:, 1] -= np.linspace(0.0, 9.0, N)
-    snap = snapshot(rows, (0.9, 4.0, 1.0, 12.0, 0.8))
-    return dataclasses.replace(snap, event=dataclasses.replace(snap.event, line=line))
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.items: list[Explanation] = []
-
-    async def __call__(self, explanation: Explanation) -> None:
-        self.items.append(explanation)
-
-
-async def run_sink(sink: ExplainerSink, collector: Collector, count: int, timeout: float = 60):
-    task = asyncio.create_task(sink.run())
-    try:
-        await wait_for(lambda: len(collector.items) >= count, timeout)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    return collector.items
 
 
 async def test_template_worker_runs_niced_in_its_own_process(catalogue) -> None:

@@ -1,6 +1,6 @@
 """The journal's promises on a real file, in a real process: kill -9, SIGTERM, full disk, read-only.
 
-The worker (tests/integration/sinks/journal_worker.py) drives the real Journal the way the agent's
+The worker (tests/journal_worker.py) drives the real Journal the way the agent's
 detection loop does and logs every id *after* its commit, so "committed" is what the journal
 itself reported, not a guess.
 """
@@ -22,7 +22,7 @@ import pytest
 
 from tests.helpers import REPO
 
-WORKER = "tests.integration.sinks.journal_worker"
+WORKER = "tests.journal_worker"
 
 
 def start_worker(db: Path, log: Path | str, *extra: str, user: int | None = None) -> Any:

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config.catalogue import load_catalogue
 from agent.config.explain import ExplainConfig
-from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import build_facts
 from agent.explain.template import render
-from agent.paths import firmware_configs
 from agent.sinks.explainer import ExplainerSink
 from export.distil import model_from_config
 from export.llm import export_llm
-from tests.integration.export.test_llm_export import CORPUS, TINY
-from tests.integration.sinks.test_explainer_worker import Collector, pressure_snapshot, run_sink
-from tests.unit.explain.test_explain_facts import context
+from tests.explain_helpers import Collector, context, demo_catalogue, pressure_snapshot, run_sink
+from tests.tiny_llm import CORPUS, TINY
 
 GUARD_REASONS = {"deny-list", "unknown-tag", "unknown-cause", "wrong-number", "no-tag", "empty"}
 
@@ -31,9 +27,7 @@ async def test_llm_worker_decodes_and_the_guard_judges(tmp_path: Path) -> None:
     hf = model_from_config(dict(TINY), CORPUS, tmp_path / "hf", seed=1)
     model = tmp_path / "onnx"
     export_llm(hf, model, "int8")
-    catalogue = load_catalogue(
-        firmware_configs() / "failure-modes" / "demo-extruder.toml", set(SIGNAL_NAMES)
-    )
+    catalogue = demo_catalogue()
     config = ExplainConfig(
         mode="llm", model=model, catalogue=catalogue, max_new_tokens=24, max_seconds=5.0,
         timeout_s=60.0,

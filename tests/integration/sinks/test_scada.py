@@ -11,18 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadUserAccessDenied, UaStatusCodeError
 
-from agent.config import load_config
-from agent.paths import firmware_configs
 from agent.pipeline.line import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import Event, EventKind, EventState, Quality, Score, TagReading
 from tests.helpers import free_port
-from tests.scada_helpers import PASSWORDS, client_certificate, scada_config, secure_client, trust
+from tests.scada_helpers import (
+    LINE,
+    PASSWORDS,
+    client_certificate,
+    node,
+    scada_config,
+    secure_client,
+    site_tags,
+    trust,
+)
 
-LINE = "extruder-1"
 ACK = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
 
 
@@ -39,11 +45,6 @@ class Rig:
             self.server.config.endpoint, self.cert, self.key, self.uri, user,
             PASSWORDS.get(user or "", "") if password is None else password, **kw,
         )  # fmt: skip
-
-
-def site_tags() -> list[Any]:
-    site = load_config(firmware_configs() / "sites" / "demo-extruder.toml")
-    return [t for plc in site.plcs for t in plc.tags]
 
 
 @pytest.fixture
@@ -79,11 +80,6 @@ def anomaly(state: EventState) -> Event:
         ts=time.time(), line=LINE, kind=EventKind.ANOMALY, state=state, detector="vae",
         severity=700, message=f"anomaly {state.value}", tag="melt_temp",
     )  # fmt: skip
-
-
-async def node(client: Client, path: str) -> Node:
-    ns = await client.get_namespace_index("urn:lineside")
-    return client.get_node(f"ns={ns};s={path}")
 
 
 class Changes:

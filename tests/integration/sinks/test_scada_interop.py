@@ -21,8 +21,7 @@ from agent.pipeline.line import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import TagReading
 from tests.helpers import REPO, free_port
-from tests.integration.sinks.test_scada import LINE, site_tags
-from tests.scada_helpers import PASSWORDS, client_certificate, scada_config, trust
+from tests.scada_helpers import LINE, PASSWORDS, client_certificate, scada_config, site_tags, trust
 
 NODE_OPCUA_VERSION = "2.186.4"
 PREFIX = REPO / "build" / "node-opcua"

@@ -17,8 +17,16 @@ from agent.pipeline.line import LineResult
 from agent.sinks.scada import ScadaServer
 from agent.types import TagReading
 from tests.helpers import free_port
-from tests.integration.sinks.test_scada import LINE, node, site_tags
-from tests.scada_helpers import PASSWORDS, client_certificate, scada_config, secure_client, trust
+from tests.scada_helpers import (
+    LINE,
+    PASSWORDS,
+    client_certificate,
+    node,
+    scada_config,
+    secure_client,
+    site_tags,
+    trust,
+)
 
 PERIOD_S = 0.02
 STALL_S = 4.0

@@ -9,38 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import DeviceConfig, PlcConfig, Tag, TagMap, load_tag_map
+from agent.config import Tag, load_tag_map
 from agent.demo.simulator.plc import SimulatedPlc, Tick, default_tag_map
 from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine
 from agent.sources.backoff import Backoff
 from agent.sources.modbus import ModbusHub
 from agent.types import Quality, Sample
 from tests.helpers import free_port, wait_for
-
-
-def plc_config(
-    port: int, tag_map: TagMap | None = None, timeout: float = 2.0, poll_s: float = 0.5
-) -> PlcConfig:
-    device = DeviceConfig(
-        name="extruder",
-        unit=1,
-        poll_interval_s=poll_s,
-        tag_map=tag_map or load_tag_map(default_tag_map()),
-        max_gap=8,
-        max_registers=125,
-        max_bits=2000,
-    )
-    return PlcConfig(
-        name="test-plc",
-        protocol="modbus-tcp",
-        host="127.0.0.1",
-        port=port,
-        serial=None,
-        timeout_s=timeout,
-        max_backoff_s=0.4,
-        poll_interval_s=poll_s,
-        devices=(device,),
-    )
+from tests.plc_configs import modbus_plc_config
 
 
 async def test_hub_decodes_what_the_plc_encoded() -> None:
@@ -49,7 +25,7 @@ async def test_hub_decodes_what_the_plc_encoded() -> None:
     plc = SimulatedPlc(ExtrusionLine(seed=5), port=port, period_s=10.0, on_tick=ticks.append)
     await plc.start()
     try:
-        hub = ModbusHub(plc_config(port))
+        hub = ModbusHub(modbus_plc_config(port))
         sample = await hub.poll_once()
     finally:
         await plc.stop()
@@ -68,7 +44,7 @@ async def test_hub_decodes_what_the_plc_encoded() -> None:
 
 async def test_dead_plc_gives_bad_tags_then_recovers_without_restart() -> None:
     port = free_port()  # nothing listens here yet
-    hub = ModbusHub(plc_config(port))
+    hub = ModbusHub(modbus_plc_config(port))
     samples: list[Sample] = []
     task = asyncio.create_task(hub.run(samples.append))
     plc = SimulatedPlc(ExtrusionLine(seed=1), port=port, period_s=0.1)
@@ -101,7 +77,7 @@ async def test_illegal_address_marks_only_that_block_bad(tmp_path: Path) -> None
     plc = SimulatedPlc(ExtrusionLine(seed=2), port=port, period_s=10.0)
     await plc.start()
     try:
-        hub = ModbusHub(plc_config(port, load_tag_map(path)))
+        hub = ModbusHub(modbus_plc_config(port, load_tag_map(path)))
         sample = await hub.poll_once()
     finally:
         await plc.stop()
@@ -126,7 +102,7 @@ async def test_silent_plc_times_out_within_the_deadline() -> None:
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        hub = ModbusHub(plc_config(port, timeout=0.2))
+        hub = ModbusHub(modbus_plc_config(port, timeout=0.2))
         loop = asyncio.get_running_loop()
         started = loop.time()
         sample = await hub.poll_once()
@@ -155,6 +131,6 @@ def test_backoff_grows_caps_and_resets() -> None:
 
 
 def test_plc_config_is_frozen() -> None:
-    config = plc_config(502)
+    config = modbus_plc_config(502)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.port = 1  # type: ignore[misc]

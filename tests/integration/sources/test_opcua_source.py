@@ -149,7 +149,7 @@ async def running(port: int, security: tuple[Path, Path] | None = None) -> Async
         await oven.server.stop()
 
 
-def plc_config(tmp_path: Path, port: int, mode: str, **opcua: Any) -> PlcConfig:
+def oven_plc_config(tmp_path: Path, port: int, mode: str, **opcua: Any) -> PlcConfig:
     path = tmp_path / "oven.toml"
     path.write_text(NODE_MAP.format(ns=2, uri=NS_URI))
     client = OpcUaClientConfig(
@@ -222,7 +222,7 @@ async def test_subscription_maps_values_and_follows_changes(tmp_path: Path) -> N
     port = free_port()
     async with (
         running(port) as oven,
-        source_running(plc_config(tmp_path, port, "subscription")) as (
+        source_running(oven_plc_config(tmp_path, port, "subscription")) as (
             source,
             samples,
         ),
@@ -251,7 +251,7 @@ async def test_subscription_deadband_holds_small_changes(tmp_path: Path) -> None
     port = free_port()
     async with (
         running(port) as oven,
-        source_running(plc_config(tmp_path, port, "subscription")) as (
+        source_running(oven_plc_config(tmp_path, port, "subscription")) as (
             _source,
             samples,
         ),
@@ -285,7 +285,7 @@ async def test_poll_reads_every_node_in_one_call(tmp_path: Path) -> None:
 
     async with running(port) as oven:
         oven.server.subscribe_server_callback(CallbackType.PreRead, on_read)
-        async with source_running(plc_config(tmp_path, port, "poll")) as (source, samples):
+        async with source_running(oven_plc_config(tmp_path, port, "poll")) as (source, samples):
             await wait_for(lambda: len(samples) >= 4, timeout=5)
             assert_oven_values(samples[-1])
             await oven.write("Oven.Temp", 175.0)
@@ -307,7 +307,7 @@ async def test_server_restart_gives_bad_then_good_without_restarting(
     replacement = await make_oven(port)  # built ahead: init() takes over a second
     started = False
     try:
-        async with source_running(plc_config(tmp_path, port, mode)) as (source, samples):
+        async with source_running(oven_plc_config(tmp_path, port, mode)) as (source, samples):
             await wait_for(shows(samples, "temp", lambda r: r.quality is Quality.GOOD), timeout=5)
             await oven.server.stop()
             took = await wait_for(shows(samples, "temp", lambda r: r.quality is Quality.BAD), 3)
@@ -364,7 +364,7 @@ async def test_signed_and_encrypted_with_username(
     password_file = tmp_path / "password"
     password_file.write_text(password + "\n")
     port = free_port()
-    plc = plc_config(
+    plc = oven_plc_config(
         tmp_path, port, "subscription", security_policy="Basic256Sha256",
         security_mode="SignAndEncrypt", certificate=client_cert, private_key=client_key,
         # pinned for the good password; taken from the endpoint for the wrong one

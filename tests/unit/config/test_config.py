@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from agent.bundles.checks import check_bundle_fits
 from agent.config import load_config, load_tag_map
-from agent.errors import ConfigError
 from agent.paths import firmware_configs
-
-SITE = firmware_configs() / "sites" / "demo-extruder.toml"
-TAG_MAP = firmware_configs() / "plc" / "simulated-extruder.toml"
-
-
-def write_site(tmp_path: Path, text: str | None = None, tag_map: str | None = None) -> Path:
-    """A copy of the example site in tmp_path, optionally edited, with its own tag map."""
-    (tmp_path / "map.toml").write_text(tag_map if tag_map is not None else TAG_MAP.read_text())
-    site = text if text is not None else SITE.read_text()
-    site = site.replace('tag_map = "../plc/simulated-extruder.toml"', 'tag_map = "map.toml"')
-    path = tmp_path / "site.toml"
-    path.write_text(site)
-    return path
-
-
-def error_of(path: Path, check_bundle: bool = False) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        config = load_config(path)
-        if check_bundle:
-            check_bundle_fits(config)
-    return info.value
+from tests.config_helpers import SITE, TAG_MAP, error_of, write_site
 
 
 def test_shipped_configs_are_valid() -> None:
@@ -87,38 +61,3 @@ def test_wrong_type_says_what_was_given(tmp_path: Path) -> None:
     error = error_of(path)
     assert error.field == "plc[0].port"
     assert "must be a int, got str" in error.problem
-
-
-def test_bundle_channels_must_be_tags(tmp_path: Path, bundle_dir: Path) -> None:
-    # Drop melt_pressure from the tag map: the model needs it, the line no longer has it.
-    text = TAG_MAP.read_text()
-    start = text.index('name = "melt_pressure"') - len("[[tag]]\n")
-    end = text.index("[[tag]]", start + 10)
-    site_text = SITE.read_text().replace("../../.demo/bundle", str(bundle_dir))
-    # The site's failure-mode catalogue names melt_pressure too, and load_config checks that
-    # before anyone opens the bundle: take the catalogue out to reach the bundle's check.
-    site_text = site_text.replace('catalogue = "demo-extruder"', "")
-    error = error_of(write_site(tmp_path, site_text, text[:start] + text[end:]), True)
-    assert error.field == "model.bundle"
-    assert "melt_pressure" in error.problem
-
-
-def test_check_config_cli_exit_codes(tmp_path: Path, bundle_dir: Path) -> None:
-    good = write_site(tmp_path, SITE.read_text().replace("../../.demo/bundle", str(bundle_dir)))
-    ok = subprocess.run(
-        [sys.executable, "-m", "agent", "check-config", str(good)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert ok.returncode == 0, ok.stderr
-    assert "ok (site, line extruder-1, 1 connection(s), 10 tags)" in ok.stdout
-    bad = write_site(tmp_path, SITE.read_text().replace("unit = 1\n", "unit = 300\n"))
-    failed = subprocess.run(
-        [sys.executable, "-m", "agent", "check-config", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert failed.returncode == 2
-    assert "plc[0].unit" in failed.stderr and "Traceback" not in failed.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,19 +9,9 @@ import pytest
 from agent.config import load_config
 from agent.config.catalogue import load_catalogue
 from agent.errors import ConfigError
-from agent.paths import firmware_configs
+from tests.config_helpers import SITE, catalogue_file, explain_site
 
-SITE = firmware_configs() / "sites" / "demo-extruder.toml"
 UP = 'symptoms = [{tag = "throughput", direction = "up"}]\n'
-CATALOGUE = firmware_configs() / "failure-modes" / "demo-extruder.toml"
-
-
-def site_with(tmp_path: Path, explain: str) -> Path:
-    text = SITE.read_text().split("[explain]")[0]
-    text = text.replace('"../plc/', f'"{SITE.parent.parent}/plc/')
-    path = tmp_path / "site.toml"
-    path.write_text(text + "[explain]\n" + explain)
-    return path
 
 
 def test_demo_site_explains_with_its_catalogue() -> None:
@@ -33,7 +21,7 @@ def test_demo_site_explains_with_its_catalogue() -> None:
 
 
 def test_without_the_section_the_template_explains(tmp_path: Path) -> None:
-    path = site_with(tmp_path, "")
+    path = explain_site(tmp_path, "")
     config = load_config(path)
     assert config.explain.enabled and config.explain.mode == "template"
     assert config.explain.catalogue.modes == ()
@@ -54,15 +42,9 @@ def test_without_the_section_the_template_explains(tmp_path: Path) -> None:
 )
 def test_bad_explain_settings_name_the_field(tmp_path, explain, field, words) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(site_with(tmp_path, explain))
+        load_config(explain_site(tmp_path, explain))
     assert caught.value.field == field
     assert words in str(caught.value)
-
-
-def _catalogue(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "modes.toml"
-    path.write_text(body)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -95,22 +77,5 @@ def _catalogue(tmp_path: Path, body: str) -> Path:
 def test_bad_catalogue_names_the_field(tmp_path, body, field) -> None:
     tags = {"melt_pressure", "throughput"}
     with pytest.raises(ConfigError) as caught:
-        load_catalogue(_catalogue(tmp_path, body), tags)
+        load_catalogue(catalogue_file(tmp_path, body), tags)
     assert caught.value.field == field
-
-
-def test_site_reports_a_catalogue_error_under_explain_catalogue(tmp_path: Path) -> None:
-    bad = _catalogue(
-        tmp_path,
-        '[[mode]]\nid = "a"\ncause = "x"\ncheck = "y"\n'
-        'symptoms = [{tag = "nope", direction = "up"}]\n',
-    )
-    path = site_with(tmp_path, f'catalogue = "{bad}"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "check-config", "--no-bundle", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "explain.catalogue: mode[0].symptoms[0].tag: 'nope' is not a tag" in result.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +9,8 @@ import pytest
 from agent.config import load_config
 from agent.config.passwords import hash_password, parse_hash, verify_password
 from agent.errors import ConfigError
-from agent.paths import firmware_configs
+from tests.config_helpers import SITE, TAG_MAP
 
-SITE = firmware_configs() / "sites" / "demo-extruder.toml"
-TAG_MAP = firmware_configs() / "plc" / "simulated-extruder.toml"
 HASH = hash_password("correct horse")
 
 
@@ -128,23 +124,3 @@ def test_hash_format_round_trip_and_cost_in_the_hash() -> None:
     assert (parsed.n, parsed.r, parsed.p) == (16384, 8, 1) and len(parsed.salt) == 16
     assert hash_password("correct horse") != HASH  # salted: a new hash every time
     assert not verify_password("correct hors", HASH)
-
-
-def test_hash_password_reads_stdin_never_argv() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "agent", "hash-password"], input="s3cret-enough\n",
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert verify_password("s3cret-enough", run.stdout.strip())
-    assert "s3cret-enough" not in run.stdout + run.stderr
-    short = subprocess.run(
-        [sys.executable, "-m", "agent", "hash-password"], input="short\n",
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert short.returncode == 2 and "at least 8 characters" in short.stderr
-    with_arg = subprocess.run(
-        [sys.executable, "-m", "agent", "hash-password", "s3cret-enough"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert with_arg.returncode == 2 and "unrecognized arguments" in with_arg.stderr

@@ -5,61 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.config.catalogue import load_catalogue
-from agent.demo.simulator.process import SIGNAL_NAMES
-from agent.explain.facts import LineContext, PastEvent, Snapshot, build_facts, direction
+from agent.explain.facts import PastEvent, build_facts, direction
 from agent.explain.template import render
-from agent.paths import firmware_configs
-from agent.types import Event, EventKind, EventState
-
-CHANNELS = ("screw_speed", "throughput", "motor_current", "melt_pressure", "vibration_rms")
-UNITS = ("rpm", "kg/h", "A", "bar", "mm/s")
-N = 32
-
-
-@pytest.fixture(scope="module")
-def catalogue():
-    path = firmware_configs() / "failure-modes" / "demo-extruder.toml"
-    return load_catalogue(path, tags=set(SIGNAL_NAMES))
-
-
-def context(correlation: np.ndarray | None = None) -> LineContext:
-    return LineContext(
-        line="extruder-1",
-        channels=CHANNELS,
-        units=UNITS,
-        center=np.array([80.0, 100.0, 60.0, 190.0, 1.0]),
-        sigma=np.array([1.0, 2.0, 1.0, 3.0, 0.1]),
-        mr_bar=np.array([0.3, 0.5, 0.3, 0.9, 0.06]),
-        correlation=correlation,
-    )
-
-
-def normal_rows(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ctx = context()
-    return ctx.center + rng.normal(size=(N, len(CHANNELS))) * (ctx.mr_bar / 1.128)
-
-
-def event(contrib: tuple[float, ...], tag: str = "", score: float = 12.0) -> Event:
-    return Event(
-        ts=1000.0 + N - 1,
-        line="extruder-1",
-        kind=EventKind.ANOMALY,
-        state=EventState.RAISED,
-        detector="vae",
-        severity=700,
-        message="anomaly",
-        tag=tag,
-        score=score,
-        threshold=8.0,
-    )
-
-
-def snapshot(rows, contrib, rules=None) -> Snapshot:
-    ts = 1000.0 + np.arange(N, dtype=np.float64)
-    top = CHANNELS[int(np.argmax(contrib))]
-    return Snapshot(event(contrib, top), ts, rows, contrib, rules or {})
+from tests.explain_helpers import CHANNELS, N, context, normal_rows, snapshot
 
 
 def test_clogged_filter_pressure_up_and_flow_down(catalogue) -> None:

@@ -5,22 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.config.catalogue import load_catalogue
-from agent.demo.simulator.process import SIGNAL_NAMES
 from agent.explain.facts import build_facts, fmt
 from agent.explain.guard import check
 from agent.explain.template import render
-from agent.paths import firmware_configs
-from tests.unit.explain.test_explain_facts import N, context, normal_rows, snapshot
+from tests.explain_helpers import N, context, normal_rows, snapshot
 
 NO_TAG = "names none of the event's tags"
-
-
-@pytest.fixture(scope="module")
-def catalogue():
-    return load_catalogue(
-        firmware_configs() / "failure-modes" / "demo-extruder.toml", set(SIGNAL_NAMES)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from agent.sources.base import raise_if_cancelled
 from agent.sources.modbus import ModbusHub
 from agent.types import Sample
-from tests.integration.sources.test_modbus_hub import plc_config
+from tests.plc_configs import modbus_plc_config
 
 
 class SwallowingTransport:
@@ -61,7 +61,7 @@ class SwallowingTransport:
 
 async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_hub() -> None:
     transport = SwallowingTransport()
-    hub = ModbusHub(plc_config(port=1, timeout=1.0, poll_s=0.001), transport)
+    hub = ModbusHub(modbus_plc_config(port=1, timeout=1.0, poll_s=0.001), transport)
     samples: list[Sample] = []
     task = asyncio.create_task(hub.run(samples.append))
     while transport.reads < 5:

@@ -1,6 +1,6 @@
 """Run a command under the kernel rules lineside.service asks systemd for, without systemd.
 
-    python -m tests.integration.runtime.daemon_sandbox -- COMMAND...
+    python -m tests.daemon_sandbox -- COMMAND...
 
 Applies, in this order, then execs COMMAND (both rules survive execve):
 - PR_SET_NO_NEW_PRIVS (NoNewPrivileges=yes; also required to load a seccomp filter);

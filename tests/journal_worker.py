@@ -1,6 +1,6 @@
 """A process that drives the real Journal like the detection loop does, for crash tests.
 
-    python -m tests.integration.sinks.journal_worker DB COMMITTED_LOG [--rate N] [--fsize BYTES]
+    python -m tests.journal_worker DB COMMITTED_LOG [--rate N] [--fsize BYTES]
 
 A "hot loop" ticks every 1 ms and sends events (`--rate` per tick) without ever waiting on the
 journal; each commit appends the committed event ids to COMMITTED_LOG (after the commit, so

@@ -1,0 +1,109 @@
+"""`lineside check-config` in a subprocess: exit codes, and what it says for every shipped file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.config_helpers import (
+    CATALOGUES,
+    FIRMWARE,
+    SITE,
+    SITES,
+    catalogue_file,
+    explain_site,
+    file_ids,
+    write_site,
+)
+
+
+def _check_config(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "check-config", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path, bundle_dir: Path) -> None:
+    good = write_site(tmp_path, SITE.read_text().replace("../../.demo/bundle", str(bundle_dir)))
+    ok = subprocess.run(
+        [sys.executable, "-m", "agent", "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "ok (site, line extruder-1, 1 connection(s), 10 tags)" in ok.stdout
+    bad = write_site(tmp_path, SITE.read_text().replace("unit = 1\n", "unit = 300\n"))
+    failed = subprocess.run(
+        [sys.executable, "-m", "agent", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 2
+    assert "plc[0].unit" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_site_reports_a_catalogue_error_under_explain_catalogue(tmp_path: Path) -> None:
+    bad = catalogue_file(
+        tmp_path,
+        '[[mode]]\nid = "a"\ncause = "x"\ncheck = "y"\n'
+        'symptoms = [{tag = "nope", direction = "up"}]\n',
+    )
+    path = explain_site(tmp_path, f'catalogue = "{bad}"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "check-config", "--no-bundle", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "explain.catalogue: mode[0].symptoms[0].tag: 'nope' is not a tag" in result.stderr
+
+
+@pytest.mark.parametrize("path", SITES, ids=file_ids(SITES))
+def test_check_config_cli_accepts_site_without_bundle(path: Path) -> None:
+    result = _check_config("--no-bundle", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: ok (site, " in result.stdout
+
+
+@pytest.mark.parametrize("path", SITES, ids=file_ids(SITES))
+def test_check_config_cli_only_complains_about_the_bundle(path: Path, tmp_path: Path) -> None:
+    # A copy beside the real map directories, pointing at a bundle that does not exist: the full
+    # check must fail on model.bundle and on nothing else.
+    for folder in ("plc", "opcua"):
+        (tmp_path / folder).symlink_to(FIRMWARE / folder, target_is_directory=True)
+    (tmp_path / "sites").mkdir()
+    text, count = re.subn(
+        r'(?m)^bundle\s*=\s*"[^"]*"', 'bundle = "no-such-bundle"', path.read_text(), count=1
+    )
+    assert count == 1, "the site has no model.bundle line"
+    copy = tmp_path / "sites" / path.name
+    copy.write_text(text)
+
+    result = _check_config(str(copy))
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"lineside check-config: {copy}: model.bundle: "), lines[0]
+    assert "does not exist" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("path", CATALOGUES, ids=file_ids(CATALOGUES))
+def test_failure_mode_catalogue_loads_and_checks(path: Path) -> None:
+    from agent.config.catalogue import load_catalogue
+
+    assert load_catalogue(path).modes
+    result = _check_config(str(path))
+    assert result.returncode == 0, result.stderr
+    assert "failure-mode catalogue" in result.stdout
