@@ -48,11 +48,11 @@ def crc16(data: bytes) -> int:
     return crc
 
 
-def with_crc(body: bytes) -> bytes:
+def _with_crc(body: bytes) -> bytes:
     return body + crc16(body).to_bytes(2, "little")
 
 
-def check_request(unit: int, function: int, start: int, count: int) -> None:
+def _check_request(unit: int, function: int, start: int, count: int) -> None:
     if function not in MAX_COUNT:
         raise ValueError(f"function {function} is not a read (1, 2, 3 or 4)")
     if not 0 <= unit <= 255:
@@ -71,8 +71,8 @@ def build_read_request(unit: int, function: int, start: int, count: int) -> byte
     >>> build_read_request(0x11, 3, 0x6B, 3).hex(" ")
     '11 03 00 6b 00 03 76 87'
     """
-    check_request(unit, function, start, count)
-    return with_crc(bytes((unit, function)) + start.to_bytes(2, "big") + count.to_bytes(2, "big"))
+    _check_request(unit, function, start, count)
+    return _with_crc(bytes((unit, function)) + start.to_bytes(2, "big") + count.to_bytes(2, "big"))
 
 
 def data_length(function: int, count: int) -> int:
@@ -90,6 +90,7 @@ def expected_length(function: int, count: int) -> int:
 
 
 def request_text(unit: int, function: int, count: int, start: int | None) -> str:
+    """A request in words for errors: `unit 3 holding 100+10` (no start: `unit 3 holding (10)`)."""
     table = TABLE_OF_FUNCTION.get(function, f"function {function}")
     if start is None:
         return f"unit {unit} {table} ({count})"
@@ -111,7 +112,7 @@ def parse_read_response(
     [44609, 22098, 17216]
     >>> parse_read_response(bytes.fromhex("11 01 05 cd 6b b2 0e 1b 45 e6"), 0x11, 1, 37)[:9]
     [True, False, True, True, False, False, True, True, True]
-    >>> parse_read_response(with_crc(bytes.fromhex("01 03 02 00 07")), 2, 3, 1, start=0)
+    >>> parse_read_response(_with_crc(bytes.fromhex("01 03 02 00 07")), 2, 3, 1, start=0)
     Traceback (most recent call last):
     ...
     agent.sources.transport.LinkError: unit 2 holding 0+1: answer from unit 1
@@ -161,6 +162,7 @@ def parse_read_response(
 
 
 def function_for(table: str, kind: tuple[int, ...]) -> int:
+    """The read function code of `table`; ValueError unless it is one of `kind` (bits/words)."""
     function = READ_FUNCTION.get(table)
     if function not in kind:
         names = [TABLE_OF_FUNCTION[f] for f in kind]
