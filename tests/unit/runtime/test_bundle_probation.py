@@ -32,9 +32,6 @@ class Scripted:
         assert isinstance(value, float)
         return Score(value, self.threshold, (value, 0.0))
 
-    def learn_one(self, window: FloatArray) -> None:
-        pass
-
 
 POLICY = ProbationPolicy(windows=10, min_windows=5, alarm_ratio=5.0, alarm_floor=0.2)
 
