@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from agent.config import DetectionConfig
-from agent.pipeline.detectors.base import Detector
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.detectors.vae import VaeDetector
@@ -130,14 +129,6 @@ class LineMonitor:
     def _score_alarm(self) -> DebouncedAlarm:
         return DebouncedAlarm(self.raise_after, self.clear_after)
 
-    @property
-    def detectors(self) -> dict[str, Detector]:
-        """The line's detectors by name, in the order they see a row."""
-        found: list[Detector] = [self.spc, self.vae]
-        if self.shift is not None:
-            found.insert(1, self.shift)
-        return {d.name: d for d in found}
-
     def replace_shift(self, shift: ShiftDetector | None) -> None:
         """A new bundle's shift detector (a hot swap), with a fresh alarm of its own."""
         self.shift = shift
@@ -190,11 +181,9 @@ class LineMonitor:
         # In a shift fusion the anomaly events follow the fused decision (AlarmActive), so an
         # alarm the shift detector carries is journaled and explained like one the VAE carries.
         follows_fusion = self.fusion.mode in SHIFT_FUSIONS
-        score: Score | None = None
-        if good.all():
-            score = self.vae.update(row)
-        else:
-            self.vae.reset()  # a gap: the next window starts fresh
+        # A row with a tag not good holds NaN there (every good reading is finite: the sources
+        # and replay mark a non-finite value otherwise), and the VAE starts its window over.
+        score = self.vae.update(row)
         if score is not None:
             scores["vae"] = self.last_score = score
             edge = self._level("vae", score)
@@ -218,8 +207,10 @@ class LineMonitor:
         )
         if follows_fusion and self.fused != was_fused:
             events.append(self._fused_event(sample.ts, shift))
-        for name, detector in self.detectors.items():
-            detector.observe_alarm(alarms[name])
+        self.spc.observe_alarm(alarms["spc"])
+        self.vae.observe_alarm(alarms["vae"])
+        if self.shift is not None:
+            self.shift.observe_alarm(alarms["shift"])
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),

@@ -45,10 +45,11 @@ class SpcDetector:
         """Chart one row (NaN marks a channel without a good reading, a gap in its chart):
         how many channels broke a rule, each breaking channel's share as its contribution."""
         self.last = state = self.chart.update(row)
-        broken = state.out_of_control.astype(np.float64)
-        count = float(broken.sum())
-        shares = broken / count if count else broken
-        return Score(count, SPC_THRESHOLD, tuple(float(s) for s in shares))
+        broken = state.out_of_control
+        count = int(np.count_nonzero(broken))
+        # tolist() gives Python floats in one call: this runs on every row of the hot loop.
+        shares = (broken / count if count else broken.astype(np.float64)).tolist()
+        return Score(float(count), SPC_THRESHOLD, tuple(shares))
 
     def observe_alarm(self, active: bool) -> None:
         """The limits are fixed in Phase I: the alarm changes nothing."""
