@@ -9,12 +9,13 @@ import doctest
 from pathlib import Path
 
 import agent.sources.fake as fake_module
-from agent.config import DeviceConfig, PlcConfig, Tag, TagMap
+from agent.config import Tag, TagMap
 from agent.core.codec import DataType, Layout, Scaling, encode
 from agent.sources.fake import FakeTransport
 from agent.sources.modbus import ModbusHub
 from agent.sources.transport import LinkError
 from agent.types import Quality
+from tests.plc_configs import modbus_plc_config
 
 PRESSURE = Tag("melt_pressure", "holding", 0, DataType.FLOAT32, Layout(), Scaling(), "bar", "")
 SPEED = Tag("screw_speed", "holding", 2, DataType.INT16, Layout(), Scaling(0.1), "rpm", "")
@@ -23,15 +24,8 @@ RUNNING = Tag("running", "coil", 0, DataType.BOOL, Layout(), Scaling(), "", "")
 
 def hub_on(transport: FakeTransport, *tags: Tag) -> ModbusHub:
     """A one-device hub polling `tags` through `transport`."""
-    device = DeviceConfig(
-        name="press", unit=1, poll_interval_s=0.1, max_gap=8, max_registers=125, max_bits=2000,
-        tag_map=TagMap(Path("fake.toml"), "test", "fake", tags),
-    )  # fmt: skip
-    plc = PlcConfig(
-        name="fake-plc", protocol="modbus-tcp", host="127.0.0.1", port=1, serial=None,
-        timeout_s=0.5, max_backoff_s=0.2, poll_interval_s=0.1, devices=(device,),
-    )  # fmt: skip
-    return ModbusHub(plc, transport)
+    tag_map = TagMap(Path("fake.toml"), "test", "fake", tags)
+    return ModbusHub(modbus_plc_config(port=1, tag_map=tag_map, timeout=0.5, poll_s=0.1), transport)
 
 
 def memory() -> dict[tuple[int, str], dict[int, int | bool]]:
@@ -69,7 +63,7 @@ async def test_a_link_lost_under_a_read_marks_every_tag_bad_and_the_hub_reconnec
     lost = await hub.poll_once()
     assert {r.quality for r in lost.readings.values()} == {Quality.BAD}
     assert {r.reason for r in lost.readings.values()} == {"connection reset by peer"}
-    await asyncio.sleep(0.25)  # past the hub's reconnect backoff (max_backoff_s 0.2)
+    await asyncio.sleep(0.45)  # past the hub's reconnect backoff (max_backoff_s 0.4)
     back = await hub.poll_once()
     assert back.readings["melt_pressure"].value == 182.5 and transport.connects == 2
 
@@ -82,5 +76,5 @@ async def test_a_refused_connection_is_bad_until_the_device_is_back() -> None:
     assert refused.quality is Quality.BAD and "connection refused" in refused.reason
     assert hub.link.failures == 1
     transport.link_up()
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.45)
     assert (await hub.poll_once()).readings["melt_pressure"].quality is Quality.GOOD
