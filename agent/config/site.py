@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from agent.bundles.manifest import FUSIONS
 from agent.config.explain import ExplainConfig, load_explain
+from agent.config.learning import LearningConfig, load_learning
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import Section, field_default, field_names, read_toml
 from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
@@ -145,7 +146,8 @@ class SiteConfig:
 
     path: Path
     line: str
-    bundle: Path
+    #: The model bundle; None: no `[model]`, the line runs in commissioning mode.
+    bundle: Path | None
     detection: DetectionConfig
     opcua: OpcUaConfig
     journal_path: Path
@@ -153,6 +155,18 @@ class SiteConfig:
     journal_retention_days: float = 90.0
     journal_max_mb: float = 512.0
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the agent keeps its state: the journal's directory."""
+        return self.journal_path.parent
+
+    @property
+    def model_store(self) -> Path:
+        """The store a line in commissioning mode watches for its first bundle (the
+        `--state-dir` of `lineside bundle install`)."""
+        return self.state_dir
 
     @property
     def tags(self) -> dict[str, Tag | NodeTag]:
@@ -349,11 +363,14 @@ def load_config(path: Path) -> SiteConfig:
     path = path.resolve()
     base = path.parent
     root = read_toml(path)
-    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc", "explain"})
+    root.reject_unknown(
+        {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
+    )
     line_table = root.table("line")
     line_table.reject_unknown({"name"})
     line = line_table.get("name", str)
-    model = root.table("model")
+    # No [model]: commissioning mode (agent.pipeline.commissioning) until a bundle is installed.
+    model = root.table("model", required=False)
     model.reject_unknown({"bundle", "precision"})
     det = root.table("detection", required=False)
     det.reject_unknown(_DETECTION_KEYS)
@@ -405,7 +422,7 @@ def load_config(path: Path) -> SiteConfig:
     config = SiteConfig(
         path=path,
         line=line,
-        bundle=model.path_value("bundle", base),
+        bundle=model.path_value("bundle", base) if model.has("bundle") else None,
         detection=detection,
         opcua=load_opcua(opcua, base, state_dir=journal_path.parent),
         journal_path=journal_path,
@@ -417,6 +434,7 @@ def load_config(path: Path) -> SiteConfig:
             "max_mb", float, field_default(SiteConfig, "journal_max_mb")
         ),
         explain=load_explain(root.table("explain", required=False), base),
+        learning=load_learning(root.table("learning", required=False)),
     )
     check_catalogue_fits(config)
     return config

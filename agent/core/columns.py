@@ -41,8 +41,6 @@ def classify_column(values: npt.NDArray[np.float64]) -> ColumnClass:
     return ColumnClass(ColumnKind.PROCESS, "varies")
 
 
-def classify_columns(
-    matrix: npt.NDArray[np.float64], names: list[str]
-) -> dict[str, ColumnClass]:
+def classify_columns(matrix: npt.NDArray[np.float64], names: list[str]) -> dict[str, ColumnClass]:
     """Classify every column."""
     return {n: classify_column(matrix[:, i]) for i, n in enumerate(names)}

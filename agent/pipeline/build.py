@@ -1,15 +1,19 @@
 """The one factory of a line's detection pipeline: the live agent, a hot swap and offline
-replay all build their detectors here, so what was measured offline is what runs on the line."""
+replay all build their detectors here, so what was measured offline is what runs on the line.
+A line with no bundle gets its commissioning pipeline here too (`build_commissioning`)."""
 
 from __future__ import annotations
 
 from agent.bundles.bundle import Bundle
 from agent.bundles.manifest import LEGACY_FUSION, SHIFT_FUSIONS, Manifest
 from agent.config import DetectionConfig, SiteConfig
-from agent.errors import BundleError
+from agent.core.codec import DataType
+from agent.errors import BundleError, ConfigError
+from agent.pipeline.commissioning import CommissioningLine
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.detectors.vae import VaeDetector, VaeModel
+from agent.pipeline.learning import LearnedLimits
 from agent.pipeline.line import LineMonitor
 
 
@@ -91,3 +95,39 @@ def shift_fusion(mode: str, manifest: Manifest) -> str:
             "re-export the bundle with this version or set [detection] fusion to 'vae'"
         )
     return mode
+
+
+def candidate_channels(config: SiteConfig) -> tuple[list[str], dict[str, str]]:
+    """The tags a line without a model learns on, and the others with why not: strings and
+    bits are never charted, and a tag-map entry can say `detect = false`."""
+    learn: list[str] = []
+    skipped: dict[str, str] = {}
+    for tag in config.tags.values():
+        dtype = getattr(tag, "dtype", None)
+        if not getattr(tag, "detect", True):
+            skipped[tag.name] = "detect = false in the tag map"
+        elif dtype is DataType.STRING:
+            skipped[tag.name] = "a string tag"
+        elif dtype is DataType.BOOL:
+            skipped[tag.name] = "a bit (coil, discrete input or register bit)"
+        else:
+            learn.append(tag.name)
+    return learn, skipped
+
+
+def build_commissioning(config: SiteConfig, learned: LearnedLimits | None) -> CommissioningLine:
+    """The pipeline of a line with no bundle: learn on the device (or resume what was learnt),
+    then SPC and shift alarms on the learnt limits."""
+    channels, _ = candidate_channels(config)
+    if not channels:
+        raise ConfigError(
+            "plc",
+            "no tag of the line can be learnt from: every tag is a string, a bit or has "
+            "detect = false",
+            "give at least one numeric tag detect = true (the default)",
+            source=str(config.path),
+        )
+    clock = clock_source(config, channels)
+    return CommissioningLine(
+        config.line, channels, config.detection, config.learning, clock, learned
+    )

@@ -10,6 +10,9 @@ VAE, the drift-tolerant shift detector), and each detector's score to its alarm 
              detector's baseline does not learn (each detector is told its alarm's state)
     vae-plus-shift  DebouncedAlarm on the fusion's summed score (only in that fusion mode)
 
+A line in commissioning mode (no bundle yet, agent.pipeline.commissioning) has no VAE: its
+`vae` alarm never rises, and SPC and the shift detector run on the limits learned on the device.
+
 The fusion (agent.pipeline.events.fusion) turns the alarms into the line's one decision. The
 live agent and offline replay (`lineside score`) feed the same `LineMonitor`, built by
 agent.pipeline.build, so what was measured offline is what runs on the line.
@@ -92,7 +95,7 @@ class LineMonitor:
         self,
         line: str,
         channels: list[str],
-        vae: VaeDetector,
+        vae: VaeDetector | None,
         spc: SpcDetector,
         detection: DetectionConfig,
         clock: str | None = None,
@@ -118,13 +121,22 @@ class LineMonitor:
         }
         if shift is not None:
             self.alarms["shift"] = self._score_alarm()
-        # An SPC alarm counts as sustained once it has held for one window's length of rows.
-        self.fusion = Fusion(fusion, sustain=vae.window.size)
+        # An SPC alarm counts as sustained once it has held for one window's length of rows
+        # (a line without a VAE, in commissioning: its rule span).
+        sustain = vae.window.size if vae is not None else detection.spc_span
+        self.fusion = Fusion(fusion, sustain=sustain)
         if self.fusion.sums:
             self.alarms[SUMMED] = self._score_alarm()
         self.fused = False
         self.latest: dict[str, TagReading] = {}
         self.last_score: Score | None = None
+
+    @property
+    def bundle_vae(self) -> VaeDetector:
+        """The VAE detector of a line built from a bundle (a hot swap replaces its model)."""
+        if self.vae is None:
+            raise RuntimeError(f"line {self.line} has no VAE: it runs in commissioning mode")
+        return self.vae
 
     def _score_alarm(self) -> DebouncedAlarm:
         return DebouncedAlarm(self.raise_after, self.clear_after)
@@ -183,7 +195,7 @@ class LineMonitor:
         follows_fusion = self.fusion.mode in SHIFT_FUSIONS
         # A row with a tag not good holds NaN there (every good reading is finite: the sources
         # and replay mark a non-finite value otherwise), and the VAE starts its window over.
-        score = self.vae.update(row)
+        score = self.vae.update(row) if self.vae is not None else None
         if score is not None:
             scores["vae"] = self.last_score = score
             edge = self._level("vae", score)
@@ -208,7 +220,8 @@ class LineMonitor:
         if follows_fusion and self.fused != was_fused:
             events.append(self._fused_event(sample.ts, shift))
         self.spc.observe_alarm(alarms["spc"])
-        self.vae.observe_alarm(alarms["vae"])
+        if self.vae is not None:
+            self.vae.observe_alarm(alarms["vae"])
         if self.shift is not None:
             self.shift.observe_alarm(alarms["shift"])
         return LineResult(
@@ -251,7 +264,7 @@ class LineMonitor:
         layout is the snapshot's (format 1, agent.runtime.snapshots), unchanged since it was
         first written, so an agent upgraded in place restores the state of the one before."""
         last = self.last_score
-        vae = self.vae.state()
+        vae = self.vae.state() if self.vae is not None else {"window": None, "smoothed": None}
         summed = self.alarms.get(SUMMED, self._score_alarm())
         return {
             "window": vae["window"],
@@ -277,7 +290,8 @@ class LineMonitor:
         (the monitor may then be half restored: restore a `state()` taken before to undo)."""
         if (state["shift"] is None) != (self.shift is None):
             raise ValueError("the saved state and this bundle differ in having a shift detector")
-        self.vae.restore({"window": state["window"], "smoothed": state["smoothed"]})
+        if self.vae is not None:
+            self.vae.restore({"window": state["window"], "smoothed": state["smoothed"]})
         self.spc.restore(state["spc"])
         self.alarms["spc"].restore(state["spc_alarm"])
         self.alarms["vae"].restore(state["anomaly"])
@@ -317,7 +331,11 @@ class LineMonitor:
         if score is None:
             score = Score(0.0, 1.0, (0.0,) * len(self.channels))
         top, share = self._top_tags(score)
-        seen = f"VAE {ratio['vae']:.2f}, shift {ratio['shift']:.2f} of their thresholds"
+        seen = (
+            f"VAE {ratio['vae']:.2f}, shift {ratio['shift']:.2f} of their thresholds"
+            if self.vae is not None
+            else f"shift {ratio['shift']:.2f} of its threshold (limits learnt on the device)"
+        )
         message = (
             f"Anomaly on line {self.line} ({self.fusion.mode}): {seen}, most unusual tag {top}"
             if raised

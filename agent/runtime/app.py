@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -36,8 +37,16 @@ from agent.config.reload import ReloadPlan, plan_reload
 from agent.ops.counters import CounterRegistry
 from agent.ops.logs import set_context
 from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
-from agent.pipeline.build import build_monitor
-from agent.pipeline.line import LineResult
+from agent.pipeline.build import build_commissioning, build_monitor, candidate_channels
+from agent.pipeline.commissioning import CommissioningLine
+from agent.pipeline.line import LineMonitor, LineResult
+from agent.runtime.commissioning import (
+    FirstModelWatch,
+    ModelArrived,
+    learned_path,
+    load_learned,
+    save_learned,
+)
 from agent.runtime.hotswap import ModelState, ModelUpdates, boot_check
 from agent.runtime.snapshot_file import snapshot_path
 from agent.runtime.snapshots import DetectorSnapshots, Owner
@@ -93,13 +102,20 @@ class Agent:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
-        boot_check(config.bundle)  # an update that never passed probation goes back first
-        bundle = load_bundle(config.bundle)
-        self.monitor = build_monitor(config, bundle)
         self.sources = [make_source(plc) for plc in config.plcs]
+        self.registry = CounterRegistry()
+        if config.bundle is None:
+            self._init_commissioning(config)
+        else:
+            self._init_with_bundle(config, config.bundle)
+
+    def _init_with_bundle(self, config: SiteConfig, bundle_path: Path) -> None:
+        boot_check(bundle_path)  # an update that never passed probation goes back first
+        bundle = load_bundle(bundle_path)
+        self.monitor: LineMonitor | CommissioningLine = build_monitor(config, bundle)
+        self.commissioning: CommissioningLine | None = None
         manifest = bundle.manifest
         self.model_version = str(manifest.model_version)
-        self.registry = CounterRegistry()
         self.loop = LoopStats()
         self.registry.register("loop", self.loop)
         self.journal = Journal(
@@ -124,10 +140,11 @@ class Agent:
         # so the explainer can later cite how a similar event was resolved.
         self.scada.on_acknowledge = self._record_ack
         # Hot swap + probation when model.bundle is a store's `current` link.
-        self.updates = ModelUpdates(
+        assert isinstance(self.monitor, LineMonitor)
+        self.updates: ModelUpdates | None = ModelUpdates(
             self.monitor,
             bundle,
-            config.bundle,
+            bundle_path,
             config.detection,
             on_change=self._model_changed,
             publish=self._publish_model,
@@ -138,7 +155,7 @@ class Agent:
         # The detector state of the last run, if it is safe to restore, and SCADA's alarm
         # conditions (they start inactive) opened again for the alarms it still holds.
         detection = config.detection
-        self.snapshots = DetectorSnapshots(
+        self.snapshots: DetectorSnapshots | None = DetectorSnapshots(
             snapshot_path(config.journal_path.parent, config.line),
             detection.state_interval_s,
             detection.state_max_age_s,
@@ -148,6 +165,45 @@ class Agent:
         for event in self.snapshots.reopened:
             self.scada.offer_event(event)
         self.listeners.append(self.snapshots.observe)
+        self._init_common(config)
+
+    def _init_commissioning(self, config: SiteConfig) -> None:
+        """No bundle: learn on the device (agent.pipeline.commissioning), watch for a model."""
+        channels, skipped = candidate_channels(config)
+        self.learned_file = learned_path(config.state_dir, config.line)
+        learned = load_learned(self.learned_file, channels)
+        self.commissioning = build_commissioning(config, learned)
+        self.monitor = self.commissioning
+        self.model_version = "none"
+        self.loop = LoopStats()
+        self.registry.register("loop", self.loop)
+        self.journal = Journal(
+            config.journal_path, line=config.line, retention=retention(config),
+            registry=self.registry,
+        )  # fmt: skip
+        self.journal.model_version = self.model_version
+        self.scada = ScadaServer(
+            config.opcua,
+            config.line,
+            tags=[t for plc in config.plcs for t in plc.tags],
+            channels=channels,
+            model_version="none (commissioning: limits learnt on the device)",
+            threshold=math.nan,
+            registry=self.registry,
+        )
+        self.samples = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
+        self.listeners = []
+        self.scada.on_acknowledge = self._record_ack
+        self.updates = None
+        self.explainer = None  # it explains a model's alarms; there is no model yet
+        self.snapshots = None
+        self.first_model = FirstModelWatch(config.model_store)
+        self._learning_shown: tuple[str, float] | None = None
+        if skipped:
+            log.info("not learnt from: %s", "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+        self._init_common(config)
+
+    def _init_common(self, config: SiteConfig) -> None:
         self.watchdog = Watchdog()
         self.heartbeat = Heartbeat(
             config.journal_path.parent / "heartbeat.json",
@@ -156,6 +212,10 @@ class Agent:
         # Source (`plc/device` or `plc`) -> "ok" or "bad (n tags)", from the latest sample.
         self.plc_states: dict[str, str] = {}
         self.ready = asyncio.Event()
+        #: Set when a first bundle was installed for a line in commissioning mode: the daemon
+        #: starts the agent again on it (agent.runtime.commissioning).
+        self.model_arrived: Path | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._stall_after = float(os.environ.get(STALL_ENV) or 0.0)
         self._stall_at: float | None = None
         self._burst = int(os.environ.get(BURST_ENV) or 0)
@@ -165,6 +225,8 @@ class Agent:
     @property
     def bundle(self) -> Bundle:
         """The bundle the line runs on now (a hot swap changes it)."""
+        if self.updates is None:
+            raise RuntimeError("the line runs in commissioning mode: no bundle")
         return self.updates.bundle
 
     def _model_changed(self, old: str, new: str, text: str, status: str) -> None:
@@ -176,12 +238,14 @@ class Agent:
 
     def _owner(self) -> Owner:
         """Who a snapshot belongs to: the line, its model (as hot swaps leave it), channels."""
+        assert self.updates is not None
         state = self.updates.state
         return Owner(self.config.line, state.version, state.label, list(self.monitor.channels))
 
     def snapshot(self) -> dict[str, Any]:
         """The line's snapshot dict, taken on the loop between two samples."""
         snapshots = self.snapshots
+        assert snapshots is not None and isinstance(self.monitor, LineMonitor)
         return snapshots.take(self.monitor, self._owner(), snapshots.open_alarms.values())
 
     @property
@@ -212,8 +276,11 @@ class Agent:
                 self._progress()  # idle but alive: no PLC answering is not a hung loop
                 continue
             started = time.perf_counter()
-            self.updates.at_boundary()  # a model swap happens between two samples, never inside
+            if self.updates is not None:
+                self.updates.at_boundary()  # a model swap happens between two samples only
             result = self.monitor.process(sample)
+            if self.commissioning is not None:
+                self._learning_progress(self.commissioning)
             for event in result.events:
                 self._on_event(event)
             loop.latency_ms = (time.perf_counter() - started) * 1e3
@@ -227,6 +294,40 @@ class Agent:
             if self._stall_at is not None and time.monotonic() >= self._stall_at:
                 log.warning("%s is set: the detection loop hangs now (test hook)", STALL_ENV)
                 await asyncio.Event().wait()
+
+    def _learning_progress(self, line: CommissioningLine) -> None:
+        """Publish learning's state when it moves by 0.1 %; keep what was learnt, once."""
+        status = line.status()
+        shown = (status.state, round(status.progress, 3))
+        if shown != self._learning_shown:
+            self._learning_shown = shown
+            self.scada.publish_learning(status.state, status.progress, status.eta_s)
+        learned = line.just_learned
+        if learned is not None:
+            ignored = {k: v for k, v in learned.classes.items() if k not in learned.modelled}
+            text = (
+                f"limits learnt on the device from {learned.rows} rows "
+                f"({learned.learned_s:.0f} s): SPC and shift alarms on "
+                f"{', '.join(learned.modelled) or 'no tag'}"
+                + (
+                    "; not modelled: "
+                    + "; ".join(f"{k} ({kind}: {why})" for k, (kind, why) in ignored.items())
+                    if ignored
+                    else ""
+                )
+            )
+            log.warning("%s", text)
+            self.journal.record_model_change("none", "learned", text, status="learned")
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(save_learned, self.learned_file, learned), name="save-learned"
+            )
+            self._background.add(task)
+            task.add_done_callback(self._saved)
+
+    def _saved(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not keep the learnt limits: %s", task.exception())
 
     def _progress(self) -> None:
         self.watchdog.kick()
@@ -264,12 +365,23 @@ class Agent:
             silent = sorted(expected - {s.split("/")[0] for s in self.plc_states})
             log.warning("ready without a first poll from %s", ", ".join(silent) or "the loop")
         notify(f"READY=1\nSTATUS={self.status()}")
-        log.info(
-            "agent ready: line %s, model %s, %d PLC(s)",
-            self.config.line,
-            self.model_version,
-            len(self.sources),
-        )
+        if self.commissioning is not None:
+            learning = self.config.learning
+            log.warning(
+                "agent ready: line %s has no model: commissioning mode, %s; %d PLC(s)",
+                self.config.line,
+                "running on the limits learnt before"
+                if self.commissioning.learned is not None
+                else f"learning for {learning.period_s:g} s of good data",
+                len(self.sources),
+            )
+        else:
+            log.info(
+                "agent ready: line %s, model %s, %d PLC(s)",
+                self.config.line,
+                self.model_version,
+                len(self.sources),
+            )
         self.ready.set()
         if self._stall_after > 0:
             self._stall_at = time.monotonic() + self._stall_after
@@ -293,12 +405,16 @@ class Agent:
         for source in self.sources:
             tg.create_task(source.run(self._emit), name=f"plc:{source.name}")
         tg.create_task(self._detect(), name="detection")
-        tg.create_task(self.updates.run(), name="model-updates")
+        if self.updates is not None:
+            tg.create_task(self.updates.run(), name="model-updates")
+        else:
+            tg.create_task(self.first_model.run(), name="first-model")
         if self.explainer is not None:
             tg.create_task(self.explainer.run(), name="explainer")
         tg.create_task(self._report_status(), name="status")
         tg.create_task(self.heartbeat.run(), name="heartbeat")
-        tg.create_task(self.snapshots.run(self.snapshot, self._processed), name="snapshots")
+        if self.snapshots is not None:
+            tg.create_task(self.snapshots.run(self.snapshot, self._processed), name="snapshots")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
@@ -306,9 +422,14 @@ class Agent:
         try:
             await self.journal.open()  # a failure is alarmed; detection runs without it
             await self.scada.start()
-            async with asyncio.TaskGroup() as tg:
-                self._services(tg)
-                tg.create_task(self._announce_ready(ready), name="ready")
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    self._services(tg)
+                    tg.create_task(self._announce_ready(ready), name="ready")
+            except* ModelArrived as arrived:
+                first = arrived.exceptions[0]
+                assert isinstance(first, ModelArrived)
+                self.model_arrived = first.bundle
         finally:
             notify("STOPPING=1")
             with contextlib.suppress(Exception):
@@ -327,7 +448,10 @@ class Agent:
         if delay > 0:
             log.warning("%s is set: the drain hangs for %g s (test hook)", DRAIN_DELAY_ENV, delay)
             await asyncio.sleep(delay)
-        await self.snapshots.aclose(self.snapshot, self._processed)
+        if self.snapshots is not None:
+            await self.snapshots.aclose(self.snapshot, self._processed)
+        if self._background:
+            await asyncio.wait(self._background)  # the learnt limits reach the disk first
         if self.explainer is not None:
             await self.explainer.aclose()
         await self.journal.aclose()

@@ -18,12 +18,17 @@ opcua.*, journal.path and every [[plc]] (connections are opened at start).
 
 A reload that fails to load, or that changes anything of the second list, is refused as a
 whole and the running config stays; the log says why.
+
+A line with no model (commissioning mode) runs until a first bundle is installed in its state
+directory's store (`lineside bundle install ... --state-dir`); the agent then drains and is
+built again on that bundle in the same process, within seconds (agent.runtime.commissioning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -31,7 +36,7 @@ import threading
 from pathlib import Path
 
 from agent.bundles.checks import check_bundle_fits
-from agent.config import load_config
+from agent.config import SiteConfig, load_config
 from agent.errors import LinesideError
 from agent.ops.systemd import notify, reloading
 from agent.runtime.app import Agent
@@ -56,10 +61,13 @@ async def reload_config(agent: Agent, path: Path) -> bool:
 
 
 async def run_daemon(config_path: Path) -> None:
-    """Build the agent from `config_path` and run it until a stop signal."""
+    """Build the agent from `config_path` and run it until a stop signal.
+
+    A line in commissioning mode (no `[model] bundle`) runs until its first bundle is
+    installed; the agent is then built again on that bundle, in the same process."""
     config = load_config(config_path)
     check_bundle_fits(config)
-    agent = Agent(config)
+    agents = [Agent(config)]  # the running one last
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
@@ -81,7 +89,7 @@ async def run_daemon(config_path: Path) -> None:
         task.cancel()
 
     def on_hup() -> None:
-        t = loop.create_task(reload_config(agent, config_path), name="reload")
+        t = loop.create_task(reload_config(agents[-1], config_path), name="reload")
         reloads.add(t)
         t.add_done_callback(reloads.discard)
 
@@ -90,11 +98,30 @@ async def run_daemon(config_path: Path) -> None:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         with contextlib.suppress(asyncio.CancelledError):
-            await agent.run()
+            while True:
+                agent = agents[-1]
+                await agent.run()
+                if agent.model_arrived is None:
+                    break
+                agents[-1] = on_first_model(agent.config, agent.model_arrived)
     finally:
         # SIGTERM/SIGINT stay with the loop through asyncio.run's own shutdown (it closes the
         # loop, which removes them): a second signal there must still force the exit.
         loop.remove_signal_handler(signal.SIGHUP)
+
+
+def on_first_model(config: SiteConfig, bundle: Path) -> Agent:
+    """The agent of a commissioning line again, on its first installed bundle; if that does
+    not fit the site, the line stays in commissioning mode and says why."""
+    with_model = dataclasses.replace(config, bundle=bundle)
+    try:
+        check_bundle_fits(with_model)
+        return Agent(with_model)
+    except LinesideError as exc:
+        log.error("the installed bundle cannot run this line, still commissioning: %s", exc)
+        agent = Agent(config)
+        agent.first_model.ignore(bundle)
+        return agent
 
 
 def stop_overrun(loop: asyncio.AbstractEventLoop) -> None:

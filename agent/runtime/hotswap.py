@@ -142,14 +142,16 @@ class ModelUpdates:
             log.error("cannot resume probation, previous model unusable: %s", exc)
             return
         monitor = self.monitor
-        self._start((self.bundle, monitor.vae.model, monitor.spc), before, "resumed after restart")
+        self._start(
+            (self.bundle, monitor.bundle_vae.model, monitor.spc), before, "resumed after restart"
+        )
 
     def _start(self, candidate: Loaded, incumbent: Loaded, how: str) -> None:
         monitor = self.monitor
         bundle, model, spc = candidate
         self._before, self._candidate, self._restored = incumbent, bundle, False
         self._probation = ProbationDetector(model, incumbent[1], self.policy)
-        monitor.vae.model, monitor.spc = self._probation, spc  # the window carries on
+        monitor.bundle_vae.model, monitor.spc = self._probation, spc  # the window carries on
         monitor.replace_shift(shift_detector(bundle.manifest, self.detection))
         old = self.state.version
         self.state.version, self.state.label = bundle.manifest.model_version, bundle.manifest.label
@@ -161,19 +163,21 @@ class ModelUpdates:
         if self._pending is not None:
             candidate, self._pending = self._pending, None
             self.swaps += 1
-            self._start(candidate, (self.bundle, monitor.vae.model, monitor.spc), "swapped in")
+            self._start(
+                candidate, (self.bundle, monitor.bundle_vae.model, monitor.spc), "swapped in"
+            )
         elif self._probation is not None and self._before is not None:
             if self._probation.failure is not None and not self._restored:
                 bundle, model, spc = self._before
                 spc.reset()  # its last row is from before the swap
-                monitor.vae.model, monitor.spc = model, spc
+                monitor.bundle_vae.model, monitor.spc = model, spc
                 monitor.replace_shift(shift_detector(bundle.manifest, self.detection))
                 self.bundle = bundle
                 self._restored = True
                 self._wake.set()
             elif self._probation.passed:
                 assert self._candidate is not None
-                monitor.vae.model = self._probation.candidate
+                monitor.bundle_vae.model = self._probation.candidate
                 self.bundle = self._candidate
                 self._probation, self._before = None, None
                 self._passed = self._candidate.manifest.model_version

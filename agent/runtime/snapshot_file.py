@@ -27,7 +27,7 @@ def snapshot_path(state_dir: Path, line: str) -> Path:
 
 def fingerprint(monitor: LineMonitor) -> str:
     """A digest of what the saved state is only valid for: limits, shift parameters, shape."""
-    key = (monitor.spc, monitor.shift, monitor.fusion.mode, monitor.vae.window)
+    key = (monitor.spc, monitor.shift, monitor.fusion.mode, monitor.bundle_vae.window)
     cached = _last_fingerprint[0]
     if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
         return cached[1]  # the same detector objects: their parameters never change in place
@@ -47,7 +47,7 @@ def _digest(monitor: LineMonitor) -> str:
         "nsigmas": limits.nsigmas,
         "flatline": monitor.spc.chart.flatline_samples,
         "shift": monitor.shift.params.to_dict() if monitor.shift is not None else None,
-        "window": [monitor.vae.window.size, monitor.vae.window.hop],
+        "window": [monitor.bundle_vae.window.size, monitor.bundle_vae.window.hop],
         "fusion": monitor.fusion.mode,
     }
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]

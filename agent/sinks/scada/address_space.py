@@ -87,6 +87,10 @@ async def build_address_space(
         ("ModelVersion", S, None, "Version of the running model bundle"),
         ("ModelStatus", S, None, "Model bundle status: running, updating, rolled back, ..."),
         ("ModelLastUpdate", S, None, "When the model bundle was last installed (ISO 8601)"),
+        ("Learning", B, False, "True while the line learns its limits on the device (no model)"),
+        ("LearningState", S, "model", "waiting for good data | learning | learned | model"),
+        ("LearningProgress", D, None, "Share of the learning period done, in percent"),
+        ("LearningEtaS", D, None, "Seconds of good data still to learn (NaN while waiting)"),
     ):  # fmt: skip
         await build.variable(line, f"{base}/{name}", name, vtype, text, value)
     agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")

@@ -13,6 +13,10 @@ Objects, so an integrator can type them into a SCADA tag list:
                 /LastEvent, LastExplanation         String (+ LastExplanationTime, DateTime,
                                                     LastExplanationEvent, the alarm's id)
                 /ModelVersion, ModelStatus          String (+ ModelLastUpdate, String)
+                /Learning                           Boolean: learning on the device (no model)
+                /LearningState                      String: waiting for good data | learning |
+                                                    learned | model
+                /LearningProgress, LearningEtaS     Double: percent done, seconds left
                 /Alarms/Anomaly, /Alarms/Spc        alarm conditions (see alarms.py)
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
           PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
@@ -37,6 +41,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -128,6 +133,7 @@ class ScadaServer:
         self._events: deque[Event] = deque()
         self._explanation: tuple[str, float, str] | None = None
         self._model: tuple[str, str, str] | None = (model_version, "running", "")
+        self._learning: tuple[str, float, float] | None = None
         self._started = time.monotonic()
         self._wake = asyncio.Event()
         self.alarms: AlarmBook | None = None
@@ -276,6 +282,21 @@ class ScadaServer:
         self._model = (version, status, last_update)
         self._wake.set()
 
+    def publish_learning(self, state: str, progress: float, eta_s: float | None) -> None:
+        """Publish a commissioning line's learning state, progress (0..1) and seconds left."""
+        self._learning = (state, progress, math.nan if eta_s is None else eta_s)
+        self._wake.set()
+
+    async def _publish_learning(self) -> None:
+        if self._learning is None:
+            return
+        (state, progress, eta_s), self._learning = self._learning, None
+        base = f"Lines/{self.line}"
+        await self._write(f"{base}/Learning", state not in ("learned", "model"), B)
+        await self._write(f"{base}/LearningState", state, S)
+        await self._write(f"{base}/LearningProgress", round(100.0 * progress, 2), D)
+        await self._write(f"{base}/LearningEtaS", round(eta_s, 1), D)
+
     async def _write(
         self,
         path: str,
@@ -390,6 +411,7 @@ class ScadaServer:
             await self._publish_events()
             await self._publish_explanation()
             await self._publish_model()
+            await self._publish_learning()
 
     async def stop(self) -> None:
         """Stop the server and close client sessions."""

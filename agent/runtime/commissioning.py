@@ -1,0 +1,96 @@
+"""Commissioning mode at run time: keep what the line learnt, and watch for its first bundle.
+
+A site with no `[model] bundle` runs `agent.pipeline.commissioning.CommissioningLine`. What it
+learnt is written to `learned-limits.<line>.json` in the state directory (atomically, once,
+off the loop), and read back at the next start when it covers the same tags, so a restart does
+not learn again; delete the file to learn anew (e.g. after a changeover).
+
+The first bundle arrives by the normal update path: `lineside bundle install ... --state-dir
+<the journal's directory>` makes the store's `current` link there. `FirstModelWatch` polls for
+it (a stat a second); when it appears the agent stops its services and the daemon starts it
+again on that bundle (agent.runtime.daemon): the service stays up, SCADA clients reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from pathlib import Path
+
+from agent.bundles.store import ModelStore, write_atomic
+from agent.pipeline.learning import LearnedLimits
+
+log = logging.getLogger(__name__)
+WATCH_INTERVAL_S = 1.0
+
+
+class ModelArrived(Exception):
+    """A bundle was installed for a line in commissioning mode: restart the agent on it."""
+
+    def __init__(self, bundle: Path) -> None:
+        super().__init__(f"a model bundle was installed at {bundle}")
+        self.bundle = bundle
+
+
+def learned_path(state_dir: Path, line: str) -> Path:
+    """Where a line's learnt limits live: `learned-limits.<line>.json` in the state directory."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", line)
+    return state_dir / f"learned-limits.{safe}.json"
+
+
+def load_learned(path: Path, channels: list[str]) -> LearnedLimits | None:
+    """The limits learnt before, if the file exists and covers exactly these tags."""
+    try:
+        raw = json.loads(path.read_bytes())
+        learned = LearnedLimits.from_dict(raw)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("learning again: %s is unreadable (%s)", path, exc)
+        return None
+    if learned.channels != channels:
+        log.warning(
+            "learning again: %s was learnt on other tags (%s); the site now has %s",
+            path, ", ".join(learned.channels), ", ".join(channels),
+        )  # fmt: skip
+        return None
+    return learned
+
+
+def save_learned(path: Path, learned: LearnedLimits) -> None:
+    """Write the learnt limits atomically (temp file, fsync, rename)."""
+    payload = json.dumps(learned.to_dict(), indent=1, sort_keys=True).encode()
+    write_atomic(path, payload, mode=0o640)
+
+
+def installed_version(state_dir: Path) -> int | None:
+    """The version the store's `current` link under `state_dir` points at, if any."""
+    return ModelStore(state_dir).current_version()
+
+
+class FirstModelWatch:
+    """Polls the state directory's model store until a first bundle is installed."""
+
+    def __init__(self, state_dir: Path, interval_s: float = WATCH_INTERVAL_S) -> None:
+        self.state_dir = state_dir
+        self.interval_s = interval_s
+        self.ignored: set[int] = set()  # versions that were installed but did not fit
+
+    def ignore(self, bundle: Path) -> None:
+        """Do not restart again for the version installed now (it did not fit the site)."""
+        version = installed_version(self.state_dir)
+        if version is not None:
+            self.ignored.add(version)
+
+    async def run(self) -> None:
+        """Return never; raise ModelArrived once a (new) bundle is installed."""
+        store = ModelStore(self.state_dir)
+        while True:
+            version = await asyncio.to_thread(installed_version, self.state_dir)
+            if version is not None and version not in self.ignored:
+                bundle = store.current_link
+                log.warning("model %d installed at %s: restarting the agent on it", version, bundle)
+                raise ModelArrived(bundle)
+            await asyncio.sleep(self.interval_s)
