@@ -35,7 +35,10 @@ def classify_column(values: npt.NDArray[np.float64]) -> ColumnClass:
         return ColumnClass(ColumnKind.CONSTANT, "never changes")
     if distinct.size <= 2:
         return ColumnClass(ColumnKind.BINARY, "2 distinct values")
-    changes = float(np.mean(np.diff(v) != 0))
+    steps = np.diff(v)
+    if np.all(steps >= 0) and np.all(v == np.round(v)):
+        return ColumnClass(ColumnKind.COUNTER, "rises by whole steps")
+    changes = float(np.mean(steps != 0))
     if distinct.size <= 10 and changes < 0.02:
         return ColumnClass(ColumnKind.SETPOINT, f"changes on {changes:.1%} of rows")
     return ColumnClass(ColumnKind.PROCESS, "varies")
