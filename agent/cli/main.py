@@ -46,8 +46,14 @@ def check_file(path: Path, check_bundle: bool) -> str:
             from agent.bundles.checks import check_bundle_fits
 
             check_bundle_fits(config)
+        model = (
+            f"no model: commissioning mode, learns for {config.learning.period_s:g} s"
+            if config.bundle is None
+            else f"model {config.bundle}"
+        )
         return (
-            f"site, line {config.line}, {len(config.plcs)} connection(s), {len(config.tags)} tags"
+            f"site, line {config.line}, {len(config.plcs)} connection(s), "
+            f"{len(config.tags)} tags, {model}"
         )
     if "server" in root or any("node_id" in t for t in root.get("tag", []) if isinstance(t, dict)):
         return f"OPC-UA node map, {len(load_node_map(path).tags)} nodes"

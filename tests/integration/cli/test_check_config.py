@@ -39,7 +39,17 @@ def test_check_config_cli_exit_codes(tmp_path: Path, bundle_dir: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "ok (site, line extruder-1, 1 connection(s), 10 tags)" in ok.stdout
+    assert f"ok (site, line extruder-1, 1 connection(s), 10 tags, model {bundle_dir})" in ok.stdout
+    text = SITE.read_text()
+    no_model = text[: text.index("[model]")] + text[text.index("[detection]") :]
+    commissioning = subprocess.run(
+        [sys.executable, "-m", "agent", "check-config", str(write_site(tmp_path, no_model))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert commissioning.returncode == 0, commissioning.stderr
+    assert "10 tags, no model: commissioning mode, learns for 3600 s)" in commissioning.stdout
     bad = write_site(tmp_path, SITE.read_text().replace("unit = 1\n", "unit = 300\n"))
     failed = subprocess.run(
         [sys.executable, "-m", "agent", "check-config", str(bad)],
