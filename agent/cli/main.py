@@ -55,13 +55,14 @@ def check_file(path: Path, check_bundle: bool) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate config files; exit 2 naming the first wrong field."""
+    """Validate config files; exit 2 naming every wrong field, one line each."""
     failed = False
     for name in args.config:
         try:
             what = check_file(Path(name), check_bundle=not args.no_bundle)
         except ConfigError as exc:
-            print(f"lineside check-config: {exc}", file=sys.stderr)
+            for error in exc.errors:
+                print(f"lineside check-config: {error}", file=sys.stderr)
             failed = True
         else:
             print(f"{name}: ok ({what})")
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "check-config", help="validate site configs, tag maps, node maps; exit 2 naming the field"
+        "check-config", help="validate site configs, tag maps, node maps; exit 2 naming each field"
     )
     p.add_argument("config", nargs="+", help="site config, Modbus tag map or OPC-UA node map")
     p.add_argument(
