@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.cli import bundle, events, health, passwords, score, spc
+from agent.cli import bundle, events, health, passwords, probe, score, spc
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -141,6 +141,7 @@ SUBCOMMANDS = (
     health.add_parser,
     score.add_parser,
     passwords.add_parser,
+    probe.add_parser,
 )
 
 
