@@ -83,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run_until_signalled(Path(args.config)))
     except (ConfigError, BundleError) as exc:
-        print(f"lineside run: {exc}", file=sys.stderr)
+        for problem in exc.errors if isinstance(exc, ConfigError) else [exc]:
+            print(f"lineside run: {problem}", file=sys.stderr)
         return 2
     except LinesideError as exc:
         print(f"lineside run: {exc}", file=sys.stderr)
