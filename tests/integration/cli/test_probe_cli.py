@@ -248,3 +248,21 @@ def test_rtu_on_a_serial_port(pty_pair: PtyPair) -> None:
     assert out["source"] == f"modbus-rtu {pty_pair.b} {BAUD} 8E1"
     assert [r["raw"] for r in out["registers"]] == HOLDING[:4]
     assert order_of(out["pairs"][0], "float32", 231.5) == ["CDAB"]
+
+
+def test_a_missing_serial_port_is_one_line_with_the_errno(tmp_path: Path) -> None:
+    missing = tmp_path / "ttyUSB9"
+    out = probe("--serial", str(missing), "--timeout", "0.5")
+    assert out.returncode == 1
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(
+        f"lineside probe: PLC modbus-rtu {missing} 19200 8E1, unit 1 holding 0+10:"
+    )
+    assert "[Errno 2]" in line
+
+
+def test_host_or_serial_but_not_both() -> None:
+    for args in ([], ["--host", "127.0.0.1", "--serial", "/dev/null"]):
+        out = probe(*args)
+        assert out.returncode == 2
+        assert "--host: give --host (Modbus TCP) or --serial (Modbus RTU)" in out.stderr
