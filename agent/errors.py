@@ -2,6 +2,7 @@
 
 LinesideError
 ├── ConfigError          a site config or tag map is malformed; names the field and the fix
+│   └── ConfigErrors         several at once (`check-config` prints every one); `.errors`
 ├── BundleError          a model bundle is missing, corrupt, or incompatible; says why
 │   ├── BundleFormatError    the manifest is of a format this agent does not know
 │   └── UpdateRefused        a bundle file was refused before install; `.reason` is a
@@ -32,6 +33,35 @@ class ConfigError(LinesideError):
         where = f"{source}: " if source else ""
         hint = f" (fix: {fix})" if fix else ""
         super().__init__(f"{where}{field}: {problem}{hint}")
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        """Every problem this error stands for: itself, or each of a `ConfigErrors`."""
+        return [self]
+
+
+class ConfigErrors(ConfigError):
+    """Several independent config problems found in one load, in file order.
+
+    Its own `field`, `problem`, `fix` and `source` are those of the first, so a caller that
+    handles one ConfigError still reads a sensible one; its text is one line per problem."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        flat = [e for error in errors for e in error.errors]
+        if not flat:
+            raise ValueError("ConfigErrors needs at least one error")
+        first = flat[0]
+        super().__init__(first.field, first.problem, first.fix, source=first.source)
+        self._errors = flat
+        self.args = ("\n".join(str(e) for e in flat),)
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        """Every problem, in the order found."""
+        return list(self._errors)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class BundleError(LinesideError):

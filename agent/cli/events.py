@@ -1,6 +1,7 @@
 """`lineside events`: list or export the journal (alarms, acks, explanations, model changes).
 
-The journal is opened read-only, so this is safe while the daemon runs.
+The journal is opened read-only, so this is safe while the daemon runs. Times print in UTC
+(ISO 8601, `+00:00`), or with `--local` in the machine's time zone with its offset.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_time(text: str, option: str, now: float | None = None) -> float:
-    """`2h`/`30m`/`7d` ago, an ISO 8601 time (UTC unless it says otherwise) or epoch seconds."""
+def parse_time(text: str, option: str, now: float | None = None, local: bool = False) -> float:
+    """`2h`/`30m`/`7d` ago, an ISO 8601 time or epoch seconds; an ISO time without an offset is
+    UTC, or local time with `local`."""
     now = time.time() if now is None else now
     m = _RELATIVE.match(text.strip())
     if m:
@@ -40,16 +42,23 @@ def parse_time(text: str, option: str, now: float | None = None) -> float:
             option, f"{text!r} is not a time", "use e.g. 2h, 30m, 7d, 2026-12-01T08:00 or epoch s"
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+        when = when.astimezone() if local else when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+def iso_time(ts: float, local: bool = False) -> str:
+    """ISO 8601 with milliseconds and the offset: UTC, or the machine's local time zone."""
+    when = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return (when.astimezone() if local else when).isoformat(timespec="milliseconds")
 
 
-def render(records: list[dict[str, Any]], fmt: str) -> str:
-    """The records as `table` (for people), `csv` or `json` (one JSON array)."""
+def render(records: list[dict[str, Any]], fmt: str, local: bool = False) -> str:
+    """The records as `table` (for people), `csv` or `json` (one JSON array); times in UTC, or
+    local with `local`."""
+
+    def _iso(ts: float) -> str:
+        return iso_time(ts, local)
+
     if fmt == "json":
         return json.dumps([r | {"time": _iso(r["ts"])} for r in records], indent=1) + "\n"
     if fmt == "csv":
@@ -80,8 +89,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     """List or export journal records; exit 2 on a bad option or a missing journal."""
     try:
         path = journal_path(args)
-        since = parse_time(args.since, "--since") if args.since else None
-        until = parse_time(args.until, "--until") if args.until else None
+        since = parse_time(args.since, "--since", local=args.local) if args.since else None
+        until = parse_time(args.until, "--until", local=args.local) if args.until else None
     except ConfigError as exc:
         print(f"lineside events: {exc}", file=sys.stderr)
         return 2
@@ -92,7 +101,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"lineside events: {exc} (fix: pass --journal or --config)", file=sys.stderr)
         return 2
-    text = render(records, args.format)
+    text = render(records, args.format, local=args.local)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {len(records)} record(s) to {args.output}", file=sys.stderr)
@@ -107,11 +116,19 @@ def add_parser(sub: Any) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--journal", help="journal file (SQLite)")
     where.add_argument("--config", help="site config; its [journal] path is used")
-    p.add_argument("--since", help="from this time: 2h, 30m, 7d, ISO 8601 (UTC) or epoch s")
+    p.add_argument(
+        "--since",
+        help="from this time: 2h, 30m, 7d, ISO 8601 (UTC, or local with --local), epoch s",
+    )
     p.add_argument("--until", help="before this time (same forms as --since)")
     p.add_argument("--kind", action="append", choices=KINDS, help="only this kind (repeatable)")
     p.add_argument("--line", help="only this line")
     p.add_argument("--limit", type=int, help="only the newest N records")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="times in this machine's time zone with its offset (default UTC)",
+    )
     p.set_defaults(func=cmd_events)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.cli import bundle, events, health, passwords, score, spc
+from agent.cli import bundle, events, health, passwords, probe, score, spc
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -61,13 +61,14 @@ def check_file(path: Path, check_bundle: bool) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate config files; exit 2 naming the first wrong field."""
+    """Validate config files; exit 2 naming every wrong field, one line each."""
     failed = False
     for name in args.config:
         try:
             what = check_file(Path(name), check_bundle=not args.no_bundle)
         except ConfigError as exc:
-            print(f"lineside check-config: {exc}", file=sys.stderr)
+            for error in exc.errors:
+                print(f"lineside check-config: {error}", file=sys.stderr)
             failed = True
         else:
             print(f"{name}: ok ({what})")
@@ -88,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run_until_signalled(Path(args.config)))
     except (ConfigError, BundleError) as exc:
-        print(f"lineside run: {exc}", file=sys.stderr)
+        for problem in exc.errors if isinstance(exc, ConfigError) else [exc]:
+            print(f"lineside run: {problem}", file=sys.stderr)
         return 2
     except LinesideError as exc:
         print(f"lineside run: {exc}", file=sys.stderr)
@@ -146,6 +148,7 @@ SUBCOMMANDS = (
     health.add_parser,
     score.add_parser,
     passwords.add_parser,
+    probe.add_parser,
 )
 
 
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "check-config", help="validate site configs, tag maps, node maps; exit 2 naming the field"
+        "check-config", help="validate site configs, tag maps, node maps; exit 2 naming each field"
     )
     p.add_argument("config", nargs="+", help="site config, Modbus tag map or OPC-UA node map")
     p.add_argument(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, ConfigErrors
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -117,10 +118,48 @@ class Section:
 
     def reject_unknown(self, known: set[str]) -> None:
         """Refuse keys this table does not define: a typo must not be silently ignored."""
+        found = ErrorList()
         for key in self.raw:
             if key not in known:
                 close = sorted(k for k in known if k[:3] == key[:3]) or sorted(known)
-                raise self.error(key, "is not a known setting", "known: " + ", ".join(close))
+                found.add(self.error(key, "is not a known setting", "known: " + ", ".join(close)))
+        found.raise_any()
+
+
+class ErrorList:
+    """Collects the ConfigErrors of independent parts of a file, to report them all at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def add(self, error: ConfigError) -> None:
+        """Keep one error (each of a `ConfigErrors`)."""
+        self.errors.extend(error.errors)
+
+    def attempt(self, read: Callable[[], T]) -> T | None:
+        """`read()`, or None after keeping the ConfigError it raised."""
+        try:
+            return read()
+        except ConfigError as exc:
+            self.add(exc)
+            return None
+
+    def raise_any(self) -> None:
+        """Raise what was kept: the one error itself, or a `ConfigErrors` of several."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+    def result(self, value: T | None) -> T:
+        """`value` when nothing was kept, else raise what was kept."""
+        self.raise_any()
+        if value is None:
+            raise ValueError("nothing was kept, yet there is no value")
+        return value
 
 
 def read_toml(path: Path) -> Section:

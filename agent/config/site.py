@@ -4,6 +4,9 @@ A `[[plc]]` table is one connection: a Modbus TCP endpoint, a serial port (Modbu
 endpoint speaking RTU frames (serial device servers), or an OPC-UA server. Modbus connections
 carry one or more `[[plc.device]]` tables (unit id, poll interval, tag map); a connection with
 a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]` table itself.
+
+`load_config` reports every problem it finds in one `ConfigErrors`: each top-level section,
+each `[[plc]]` and device, and each tag of a tag map is checked on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from agent.bundles.manifest import FUSIONS
 from agent.config.explain import ExplainConfig, load_explain
 from agent.config.learning import LearningConfig, load_learning
 from agent.config.opcua import OpcUaConfig, load_opcua
-from agent.config.reader import Section, field_default, field_names, read_toml
+from agent.config.reader import ErrorList, Section, field_default, field_names, read_toml
 from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
@@ -29,7 +32,7 @@ from agent.config.tagmaps import (
     load_node_map,
     load_tag_map,
 )
-from agent.errors import ConfigError
+from agent.errors import ConfigError, ConfigErrors
 
 MODBUS_PROTOCOLS = ("modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp")
 PROTOCOLS = (*MODBUS_PROTOCOLS, "opcua")
@@ -146,7 +149,7 @@ class SiteConfig:
 
     path: Path
     line: str
-    #: The model bundle; None: no `[model]`, the line runs in commissioning mode.
+    #: The model bundle; None: no `[model] bundle`, the line runs in commissioning mode.
     bundle: Path | None
     detection: DetectionConfig
     opcua: OpcUaConfig
@@ -199,9 +202,11 @@ def _included(section: Section, key: str, base: Path, loader: Callable[[Path], T
     try:
         return loader(path)
     except ConfigError as exc:
-        raise ConfigError(
-            section.field(key), f"{exc.field}: {exc.problem}", exc.fix, source=str(path)
-        ) from None
+        errors = [
+            ConfigError(section.field(key), f"{e.field}: {e.problem}", e.fix, source=str(path))
+            for e in exc.errors
+        ]
+        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
 
 
 def _serial(p: Section) -> SerialSettings:
@@ -234,8 +239,17 @@ def _serial(p: Section) -> SerialSettings:
 def _device(
     d: Section, base: Path, parent_poll: float, timeout: float, protocol: str, listed: bool
 ) -> DeviceConfig:
+    errors = ErrorList()
     if listed:
-        d.reject_unknown(_DEVICE_KEYS)
+        errors.attempt(lambda: d.reject_unknown(_DEVICE_KEYS))
+    tag_map = errors.attempt(lambda: _included(d, "tag_map", base, load_tag_map))
+    device = errors.attempt(lambda: _device_fields(d, parent_poll, timeout, protocol, tag_map))
+    return errors.result(device)
+
+
+def _device_fields(
+    d: Section, parent_poll: float, timeout: float, protocol: str, tag_map: TagMap | None
+) -> DeviceConfig:
     poll = d.positive("poll_interval_s", float, parent_poll)
     if timeout >= poll:
         raise d.error(
@@ -250,7 +264,7 @@ def _device(
         name=d.get("name", str, f"unit-{unit}"),
         unit=unit,
         poll_interval_s=poll,
-        tag_map=_included(d, "tag_map", base, load_tag_map),
+        tag_map=tag_map or TagMap(Path(), "", "", ()),  # not read: its errors are reported
         max_gap=d.within("max_gap", 0, MAX_REGISTERS_PER_READ, 8),
         max_registers=d.within("max_registers", 1, MAX_REGISTERS_PER_READ, MAX_REGISTERS_PER_READ),
         max_bits=d.within("max_bits", 1, MAX_BITS_PER_READ, MAX_BITS_PER_READ),
@@ -307,77 +321,86 @@ def _opcua_client(p: Section, base: Path) -> OpcUaClientConfig:
     )
 
 
-def _load_plc(p: Section, base: Path) -> PlcConfig:
-    p.reject_unknown(_PLC_KEYS)
+def _schedule(p: Section) -> tuple[str, float, float]:
+    """A connection's protocol, poll interval and timeout: what its devices are read against."""
     protocol = p.choice("protocol", PROTOCOLS, "modbus-tcp")
     poll = p.positive("poll_interval_s", float, 1.0)
     timeout = p.positive("timeout_s", float, min(1.0, poll / 2))
-    host, port, serial = "", 0, None
+    if protocol == "opcua" and timeout >= poll:
+        raise p.error("timeout_s", f"{timeout} s is not shorter than poll_interval_s {poll} s")
+    return protocol, poll, timeout
+
+
+def _endpoint(p: Section, protocol: str) -> tuple[str, int, SerialSettings | None]:
+    """(host, port, serial settings) of a connection."""
     if protocol in ("modbus-tcp", "modbus-rtu-over-tcp"):
-        host = p.get("host", str)
-        port = p.within("port", 1, 65535, 502)
-    elif protocol == "modbus-rtu":
-        serial = _serial(p)
+        return p.get("host", str), p.within("port", 1, 65535, 502), None
+    if protocol == "modbus-rtu":
+        return "", 0, _serial(p)
+    return "", 0, None
+
+
+def _devices(
+    p: Section, base: Path, protocol: str, poll: float, timeout: float
+) -> tuple[DeviceConfig, ...]:
+    """The Modbus devices of a connection, each checked on its own."""
+    if not p.has("device"):
+        return (_device(p, base, poll, timeout, protocol, listed=False),)
+    errors = ErrorList()
+    for key in ("unit", "tag_map"):
+        if p.has(key):
+            errors.add(p.error(key, "belongs in each [[plc.device]] when devices are listed"))
+    devices: list[DeviceConfig] = []
+    units: dict[int, str] = {}
+    for i, d in enumerate(p.tables("device")):
+        try:
+            device = _device(d, base, poll, timeout, protocol, listed=True)
+        except ConfigError as exc:
+            errors.add(exc)
+            continue
+        if device.unit in units:
+            also = units[device.unit]
+            errors.add(p.error(f"device[{i}].unit", f"unit {device.unit} is also {also}"))
+        units[device.unit] = device.name
+        devices.append(device)
+    errors.raise_any()
+    return tuple(devices)
+
+
+def _load_plc(p: Section, base: Path) -> PlcConfig:
+    errors = ErrorList()
+    errors.attempt(lambda: p.reject_unknown(_PLC_KEYS))
+    # Nothing else can be read without the protocol and schedule: stop here if they are wrong.
+    protocol, poll, timeout = errors.result(errors.attempt(lambda: _schedule(p)))
+    endpoint = errors.attempt(lambda: _endpoint(p, protocol))
+    name = errors.attempt(lambda: p.get("name", str))
+    max_backoff = errors.attempt(lambda: p.positive("max_backoff_s", float, 10.0))
+    opcua: OpcUaClientConfig | None = None
+    devices: tuple[DeviceConfig, ...] = ()
     if protocol == "opcua":
-        opcua = _opcua_client(p, base)
-        devices: tuple[DeviceConfig, ...] = ()
-        if timeout >= poll:
-            raise p.error("timeout_s", f"{timeout} s is not shorter than poll_interval_s {poll} s")
+        opcua = errors.attempt(lambda: _opcua_client(p, base))
     else:
-        opcua = None
-        if p.has("device"):
-            for key in ("unit", "tag_map"):
-                if p.has(key):
-                    raise p.error(key, "belongs in each [[plc.device]] when devices are listed")
-            devices = tuple(
-                _device(d, base, poll, timeout, protocol, listed=True) for d in p.tables("device")
-            )
-        else:
-            devices = (_device(p, base, poll, timeout, protocol, listed=False),)
-        units: dict[int, str] = {}
-        for i, device in enumerate(devices):
-            if device.unit in units:
-                raise p.error(
-                    f"device[{i}].unit", f"unit {device.unit} is also {units[device.unit]}"
-                )
-            units[device.unit] = device.name
+        devices = errors.attempt(lambda: _devices(p, base, protocol, poll, timeout)) or ()
+    host, port, serial = errors.result(endpoint)
     return PlcConfig(
-        name=p.get("name", str),
+        name=errors.result(name),
         protocol=protocol,
         host=host,
         port=port,
         serial=serial,
         timeout_s=timeout,
-        max_backoff_s=p.positive("max_backoff_s", float, 10.0),
+        max_backoff_s=errors.result(max_backoff),
         poll_interval_s=poll,
         devices=devices,
         opcua=opcua,
     )
 
 
-def load_config(path: Path) -> SiteConfig:
-    """Read a site config and every file it names; raise ConfigError on the first problem.
-
-    The model bundle it names is not opened here: `agent.bundles.checks.check_bundle_fits`
-    does that."""
-    path = path.resolve()
-    base = path.parent
-    root = read_toml(path)
-    root.reject_unknown(
-        {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
-    )
-    line_table = root.table("line")
-    line_table.reject_unknown({"name"})
-    line = line_table.get("name", str)
-    # No [model]: commissioning mode (agent.pipeline.commissioning) until a bundle is installed.
+def _detection(root: Section) -> DetectionConfig:
+    """`[detection]`, and `[model] precision`, checked."""
     model = root.table("model", required=False)
-    model.reject_unknown({"bundle", "precision"})
     det = root.table("detection", required=False)
     det.reject_unknown(_DETECTION_KEYS)
-    opcua = root.table("opcua", required=False)
-    journal = root.table("journal", required=False)
-    journal.reject_unknown(_JOURNAL_KEYS)
-    journal_path = journal.path_value("path", base, "lineside-events.sqlite")
     state_interval_s, state_max_age_s = load_state_settings(det)
     d = DetectionConfig()
     detection = DetectionConfig(
@@ -399,57 +422,126 @@ def load_config(path: Path) -> SiteConfig:
         raise det.error("spc_hits", "cannot exceed spc_span", "e.g. spc_hits = 3, spc_span = 5")
     if detection.clear_ratio > 1.0:
         raise det.error("clear_ratio", "must be at most 1 (clear below the raise threshold)")
-    plcs = tuple(_load_plc(p, base) for p in root.tables("plc"))
+    return detection
+
+
+def _journal(root: Section, base: Path) -> tuple[Path, float, float]:
+    """`[journal]`: (path, retention_days, max_mb)."""
+    journal = root.table("journal", required=False)
+    journal.reject_unknown(_JOURNAL_KEYS)
+    return (
+        journal.path_value("path", base, "lineside-events.sqlite"),
+        journal.positive(
+            "retention_days", float, field_default(SiteConfig, "journal_retention_days")
+        ),
+        journal.positive("max_mb", float, field_default(SiteConfig, "journal_max_mb")),
+    )
+
+
+def _check_connections(plcs: tuple[PlcConfig, ...], path: Path) -> None:
+    """Tag names unique across the line; one [[plc]] per serial port."""
+    errors = ErrorList()
     owners: dict[str, str] = {}
     serial_ports: dict[str, str] = {}
     for i, plc in enumerate(plcs):
         for tag in plc.tags:
             if tag.name in owners:
-                raise ConfigError(
+                errors.add(ConfigError(
                     f"plc[{i}]", f"tag {tag.name!r} is also defined by {owners[tag.name]}",
                     "tag names must be unique across the line", source=str(path),
-                )  # fmt: skip
+                ))  # fmt: skip
             owners[tag.name] = plc.name
         if plc.serial is not None:
             if plc.serial.port in serial_ports:
-                raise ConfigError(
+                errors.add(ConfigError(
                     f"plc[{i}].serial.port",
                     f"{plc.serial.port} is also used by {serial_ports[plc.serial.port]}",
                     "list every slave of one bus as a [[plc.device]] of one [[plc]]",
                     source=str(path),
-                )
+                ))  # fmt: skip
             serial_ports[plc.serial.port] = plc.name
-    config = SiteConfig(
-        path=path,
-        line=line,
-        bundle=model.path_value("bundle", base) if model.has("bundle") else None,
-        detection=detection,
-        opcua=load_opcua(opcua, base, state_dir=journal_path.parent),
-        journal_path=journal_path,
-        plcs=plcs,
-        journal_retention_days=journal.positive(
-            "retention_days", float, field_default(SiteConfig, "journal_retention_days")
-        ),
-        journal_max_mb=journal.positive(
-            "max_mb", float, field_default(SiteConfig, "journal_max_mb")
-        ),
-        explain=load_explain(root.table("explain", required=False), base),
-        learning=load_learning(root.table("learning", required=False)),
+    errors.raise_any()
+
+
+def load_config(path: Path) -> SiteConfig:
+    """Read a site config and every file it names; raise ConfigError (ConfigErrors when there
+    are several) naming every problem found.
+
+    The model bundle it names is not opened here: `agent.bundles.checks.check_bundle_fits`
+    does that."""
+    path = path.resolve()
+    base = path.parent
+    root = read_toml(path)
+    errors = ErrorList()
+    known = {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
+    errors.attempt(lambda: root.reject_unknown(known))
+    line = errors.attempt(lambda: _line_name(root))
+    bundle = errors.attempt(lambda: _bundle(root, base))
+    detection = errors.attempt(lambda: _detection(root))
+    journal = errors.attempt(lambda: _journal(root, base))
+    state_dir = journal[0].parent if journal is not None else base
+    opcua = errors.attempt(
+        lambda: load_opcua(root.table("opcua", required=False), base, state_dir=state_dir)
     )
-    check_catalogue_fits(config)
-    return config
+    plcs: list[PlcConfig] = []
+    found_before = len(errors.errors)
+    for p in errors.attempt(lambda: root.tables("plc")) or []:
+        try:
+            plcs.append(_load_plc(p, base))
+        except ConfigError as exc:
+            errors.add(exc)
+    all_plcs = len(errors.errors) == found_before  # cross-checks only over the whole line
+    if all_plcs:
+        errors.attempt(lambda: _check_connections(tuple(plcs), path))
+    explain = errors.attempt(lambda: load_explain(root.table("explain", required=False), base))
+    learning = errors.attempt(lambda: load_learning(root.table("learning", required=False)))
+    if explain is not None and all_plcs:
+        tags = {t.name for plc in plcs for t in plc.tags}
+        errors.attempt(lambda: _check_catalogue(explain, tags, path))
+    journal_path, retention_days, max_mb = errors.result(journal)
+    return SiteConfig(
+        path=path,
+        line=errors.result(line),
+        bundle=errors.result(bundle),
+        detection=errors.result(detection),
+        opcua=errors.result(opcua),
+        journal_path=journal_path,
+        plcs=tuple(plcs),
+        journal_retention_days=retention_days,
+        journal_max_mb=max_mb,
+        explain=errors.result(explain),
+        learning=errors.result(learning),
+    )
+
+
+def _line_name(root: Section) -> str:
+    line_table = root.table("line")
+    line_table.reject_unknown({"name"})
+    return line_table.get("name", str)
+
+
+def _bundle(root: Section, base: Path) -> Path | None:
+    # No [model] bundle: commissioning mode (agent.pipeline.commissioning) until one is installed.
+    model = root.table("model", required=False)
+    model.reject_unknown({"bundle", "precision"})
+    return model.path_value("bundle", base) if model.has("bundle") else None
 
 
 def check_catalogue_fits(config: SiteConfig) -> None:
     """Every symptom of the site's catalogue must name a tag of the line."""
-    catalogue = config.explain.catalogue
-    tags = config.tags
+    _check_catalogue(config.explain, set(config.tags), config.path)
+
+
+def _check_catalogue(explain: ExplainConfig, tags: set[str], site: Path) -> None:
+    catalogue = explain.catalogue
+    errors = ErrorList()
     for i, mode in enumerate(catalogue.modes):
         for j, symptom in enumerate(mode.symptoms):
             if symptom.tag not in tags:
-                raise ConfigError(
+                errors.add(ConfigError(
                     "explain.catalogue",
                     f"mode[{i}].symptoms[{j}].tag: {symptom.tag!r} is not a tag of the line",
                     "known: " + ", ".join(sorted(tags)),
-                    source=str(catalogue.path or config.path),
-                )
+                    source=str(catalogue.path or site),
+                ))  # fmt: skip
+    errors.raise_any()

@@ -1,10 +1,14 @@
 """PLC tag maps (Modbus registers) and OPC-UA node maps, read from TOML and validated.
 
-A Modbus tag map lists `[[tag]]` tables:
+A Modbus tag map may set `address_style` at its top ("protocol", the default: 0-based protocol
+addresses; "modicon": 40001-style datasheet references; "one-based"; see agent.config.addresses)
+and lists `[[tag]]` tables:
 
     name         plain identifier, unique on the line
-    table        holding (default) | input | coil | discrete
-    address      0-based protocol address (register 40001 in a manual is address 0)
+    table        holding (default) | input | coil | discrete (a Modicon reference implies it)
+    address      0-based protocol address (register 40001 in a manual is address 0), or as the
+                 map's address_style says; 10001..19999 and 30001..49999 are refused unless
+                 the map sets its address_style
     type         int16 uint16 int32 uint32 int64 uint64 float32 float64 bool string
     order        byte/word layout: AB BA | ABCD CDAB BADC DCBA | ABCDEFGH GHEFCDAB ...
     bit          for `bool` in a holding/input register: which bit, 0 = least significant
@@ -19,6 +23,9 @@ A Modbus tag map lists `[[tag]]` tables:
 An OPC-UA node map lists `[[tag]]` tables with `name`, `node_id`, optional `unit`,
 `description`, `scale`, `offset`, `deadband` (absolute, in engineering units), `range` and the
 same optional `lsl`, `usl` and `target`.
+
+Every tag is checked on its own, so one load reports the problems of all of them at once
+(`ConfigErrors`).
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config.reader import Section, field_default, read_toml
+from agent.config.addresses import address_style, tag_location
+from agent.config.reader import ErrorList, Section, field_default, read_toml
 from agent.core.codec import DataType, Layout, Scaling, string_registers
 from agent.core.spc.capability import spec_problem
+from agent.errors import ConfigError
 
 REGISTER_TABLES = ("holding", "input")
 BIT_TABLES = ("coil", "discrete")
@@ -116,6 +125,7 @@ class TagMap:
     vendor: str
     model: str
     tags: tuple[Tag, ...]
+    address_style: str = "protocol"  # how the file wrote its addresses (agent.config.addresses)
 
 
 @dataclass(frozen=True)
@@ -172,10 +182,10 @@ def _eu_range(t: Section) -> tuple[float, float] | None:
     return (low, high)
 
 
-def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
+def _modbus_tag(t: Section, seen: dict[str, str], style: str, explicit: bool) -> Tag:
     t.reject_unknown(_TAG_KEYS)
     name = _check_name(t, seen)
-    table = t.choice("table", REGISTER_TABLES + BIT_TABLES, "holding")
+    table, address = tag_location(t, REGISTER_TABLES + BIT_TABLES, style, explicit)
     default_type = "bool" if table in BIT_TABLES else None
     try:
         dtype = DataType.parse(t.get("type", str, default_type))
@@ -203,7 +213,6 @@ def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
         raise t.error("order", str(exc)) from None
     if dtype is DataType.BOOL and t.has("order"):
         raise t.error("order", "a bool has no byte order")
-    address = t.within("address", 0, 0xFFFF)
     lsl, usl, target = _spec(t)
     if dtype in (DataType.BOOL, DataType.STRING) and (lsl, usl, target) != (None, None, None):
         key = next(k for k in ("lsl", "usl", "target") if t.has(k))
@@ -216,14 +225,20 @@ def _modbus_tag(t: Section, seen: dict[str, str]) -> Tag:
         eu_range=_eu_range(t),
     )  # fmt: skip
     if address + tag.span - 1 > 0xFFFF:
-        raise t.error("address", f"{name} runs past address 65535")
+        raise t.error(
+            "address",
+            f"{name} runs past address 65535 ({tag.span} addresses from {address})",
+            "check the address against the register map",
+        )
     return tag
 
 
 def load_tag_map(path: Path) -> TagMap:
     """Read and validate a Modbus tag map (see firmware-configs/plc/)."""
     root = read_toml(path)
-    root.reject_unknown({"device", "tag"})
+    style, explicit = address_style(root)
+    errors = ErrorList()
+    errors.attempt(lambda: root.reject_unknown({"device", "tag", "address_style"}))
     device = root.table("device", required=False)
     seen: dict[str, str] = {}
     # (table, address) -> owner; bits of one register may be shared by several bool tags
@@ -231,31 +246,45 @@ def load_tag_map(path: Path) -> TagMap:
     bits: dict[tuple[str, int, int], str] = {}
     tags: list[Tag] = []
     for t in root.tables("tag"):
-        tag = _modbus_tag(t, seen)
-        if tag.bit is not None:
-            key = (tag.table, tag.address, tag.bit)
-            if key in bits:
-                raise t.error(
-                    "bit", f"bit {tag.bit} of register {tag.address} is already {bits[key]}"
-                )
-            bits[key] = tag.name
+        try:
+            tag = _modbus_tag(t, seen, style, explicit)
+            _claim(t, tag, used, bits)
+        except ConfigError as exc:
+            errors.add(exc)
         else:
-            for offset in range(tag.span):
-                slot = (tag.table, tag.address + offset)
-                if slot in used:
-                    raise t.error(
-                        "address",
-                        f"{tag.table} {tag.address + offset} is already used by {used[slot]}",
-                        "check the register map: two tags overlap",
-                    )
-                used[slot] = tag.name
-        tags.append(tag)
+            tags.append(tag)
+    vendor = errors.attempt(lambda: device.get("vendor", str, ""))
+    model = errors.attempt(lambda: device.get("model", str, ""))
+    errors.raise_any()
     return TagMap(
         path=path,
-        vendor=device.get("vendor", str, ""),
-        model=device.get("model", str, ""),
+        vendor=vendor or "",
+        model=model or "",
         tags=tuple(tags),
+        address_style=style,
     )
+
+
+def _claim(
+    t: Section, tag: Tag, used: dict[tuple[str, int], str], bits: dict[tuple[str, int, int], str]
+) -> None:
+    """Mark the addresses (or the bit) a tag occupies; refuse an overlap with an earlier tag."""
+    if tag.bit is not None:
+        key = (tag.table, tag.address, tag.bit)
+        if key in bits:
+            raise t.error("bit", f"bit {tag.bit} of register {tag.address} is already {bits[key]}")
+        bits[key] = tag.name
+        return
+    for offset in range(tag.span):
+        slot = (tag.table, tag.address + offset)
+        if slot in used:
+            raise t.error(
+                "address",
+                f"{tag.table} {tag.address + offset} is already used by {used[slot]}",
+                "check the register map: two tags overlap",
+            )
+    for offset in range(tag.span):
+        used[(tag.table, tag.address + offset)] = tag.name
 
 
 def load_node_map(path: Path) -> NodeMap:
@@ -266,36 +295,44 @@ def load_node_map(path: Path) -> NodeMap:
     seen: dict[str, str] = {}
     nodes: dict[str, str] = {}
     tags: list[NodeTag] = []
+    errors = ErrorList()
     for t in root.tables("tag"):
-        t.reject_unknown(_NODE_KEYS)
-        name = _check_name(t, seen)
-        node_id = t.get("node_id", str)
-        if not NODE_ID.fullmatch(node_id):
-            raise t.error(
-                "node_id",
-                f"{node_id!r} is not an OPC-UA node id",
-                "write [ns=<index>;|nsu=<uri>;]<i=number|s=text|g=guid|b=base64>, "
-                'e.g. "ns=2;s=Line1.Temp"',
-            )
-        if node_id in nodes:
-            raise t.error("node_id", f"{node_id} is already mapped to {nodes[node_id]}")
-        nodes[node_id] = name
-        deadband = t.get("deadband", float, field_default(NodeTag, "deadband"))
-        if deadband < 0:
-            raise t.error("deadband", "must not be negative")
-        lsl, usl, target = _spec(t)
-        tags.append(
-            NodeTag(
-                name=name,
-                node_id=node_id,
-                scaling=_scaling(t),
-                unit=t.get("unit", str, ""),
-                description=t.get("description", str, ""),
-                deadband=deadband,
-                lsl=lsl,
-                usl=usl,
-                target=target,
-                eu_range=_eu_range(t),
-            )
+        try:
+            tags.append(_node_tag(t, seen, nodes))
+        except ConfigError as exc:
+            errors.add(exc)
+    vendor = errors.attempt(lambda: server.get("vendor", str, ""))
+    errors.raise_any()
+    return NodeMap(path=path, vendor=vendor or "", tags=tuple(tags))
+
+
+def _node_tag(t: Section, seen: dict[str, str], nodes: dict[str, str]) -> NodeTag:
+    t.reject_unknown(_NODE_KEYS)
+    name = _check_name(t, seen)
+    node_id = t.get("node_id", str)
+    if not NODE_ID.fullmatch(node_id):
+        raise t.error(
+            "node_id",
+            f"{node_id!r} is not an OPC-UA node id",
+            "write [ns=<index>;|nsu=<uri>;]<i=number|s=text|g=guid|b=base64>, "
+            'e.g. "ns=2;s=Line1.Temp"',
         )
-    return NodeMap(path=path, vendor=server.get("vendor", str, ""), tags=tuple(tags))
+    if node_id in nodes:
+        raise t.error("node_id", f"{node_id} is already mapped to {nodes[node_id]}")
+    nodes[node_id] = name
+    deadband = t.get("deadband", float, field_default(NodeTag, "deadband"))
+    if deadband < 0:
+        raise t.error("deadband", "must not be negative")
+    lsl, usl, target = _spec(t)
+    return NodeTag(
+        name=name,
+        node_id=node_id,
+        scaling=_scaling(t),
+        unit=t.get("unit", str, ""),
+        description=t.get("description", str, ""),
+        deadband=deadband,
+        lsl=lsl,
+        usl=usl,
+        target=target,
+        eu_range=_eu_range(t),
+    )

@@ -117,3 +117,33 @@ def test_failure_mode_catalogue_loads_and_checks(path: Path) -> None:
     result = _check_config(str(path))
     assert result.returncode == 0, result.stderr
     assert "failure-mode catalogue" in result.stdout
+
+
+def test_check_config_prints_every_mistake_on_its_own_line(tmp_path: Path) -> None:
+    from tests.unit.config.test_all_errors import three_mistakes
+
+    result = _check_config("--no-bundle", str(three_mistakes(tmp_path)))
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, result.stderr
+    assert all(line.startswith("lineside check-config: ") for line in lines)
+    text = result.stderr
+    assert "site.toml: detection.spc_hits: must be greater than 0" in text
+    assert "site.toml: plc[0].port: 70000 is outside 1..65535" in text
+    assert "map.toml: plc[0].tag_map: tag[0].address: 40001 looks like a Modicon" in text
+    assert 'set address_style = "modicon" at the top of the tag map' in text
+    assert "map.toml: plc[0].tag_map: tag[1].type: unknown data type 'flaot32'" in text
+    assert "Traceback" not in text
+
+
+def test_check_config_on_a_tag_map_alone_refuses_a_datasheet_address(tmp_path: Path) -> None:
+    path = tmp_path / "map.toml"
+    path.write_text('[[tag]]\nname = "speed"\naddress = 40001\ntype = "int16"\n')
+    refused = _check_config(str(path))
+    assert refused.returncode == 2
+    assert "tag[0].address: 40001 looks like a Modicon (datasheet) reference" in refused.stderr
+    path.write_text('address_style = "modicon"\n' + path.read_text())
+    accepted = _check_config(str(path))
+    assert accepted.returncode == 0, accepted.stderr
+    assert "ok (Modbus tag map, 1 tags)" in accepted.stdout
