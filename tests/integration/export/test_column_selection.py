@@ -65,6 +65,7 @@ def test_only_the_process_columns_are_modelled_and_each_other_is_explained(
         "mode": "constant",
     }
     assert left_out["pump_on"]["reason"].startswith("2 distinct values")
+    assert "left out  speed_sp (setpoint), pump_on (binary), mode (constant)" in outcome.summary
 
 
 def test_a_column_named_in_columns_is_kept_with_a_warning(mixed_csv: Path) -> None:
