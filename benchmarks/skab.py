@@ -137,6 +137,9 @@ def train_bundle(
         quiet=True,
         force=True,
         allow_parity_loss=True,  # measured below; a refused export would hide a figure
+        # 280 train rows leave SPC limits that alarm on 17 % of held-out normal rows (median
+        # over the files): measured here, and `auto` keeps SPC out of the decision there
+        allow_spc_alarms=True,
     )
     started = time.perf_counter()
     run_train(options)

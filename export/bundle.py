@@ -136,10 +136,15 @@ def summary(bundle: Bundle, parity: Parity, rows: dict[str, int]) -> str:
     sizes = {name: int(entry["size"]) for name, entry in m.files.items()}
     fp32, int8 = sizes[m.models["fp32"]], sizes[m.models["int8"]]
     verdict = "ok" if parity.passed else "FAILED (allowed by --allow-parity-loss)"
+    left_out = ", ".join(
+        f"{column} ({entry['kind']})"
+        for column, entry in (m.training.get("columns_left_out") or {}).items()
+    )
     return "\n".join(
         [
             f"bundle    {bundle.path}  (model_version {m.model_version}, {m.label!r})",
             f"channels  {len(m.channels)}: {', '.join(units)}",
+            *([f"left out  {left_out}"] if left_out else []),
             f"window    {m.window} samples, hop {m.hop}",
             f"rows      train {rows['train']}, val {rows['val']}, cal {rows['cal']}, "
             f"dropped {rows['dropped']}",

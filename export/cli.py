@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.bundles.manifest import FUSIONS
-from export.calibrate import AUTO_FUSION, DEFAULT_FUSION
+from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, MAX_SPC_ALARM_SHARE
 from export.errors import ExportError
 from export.shift_fit import MARGIN as SHIFT_MARGIN
 
@@ -55,7 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="bundle directory")
     train.add_argument(
-        "--columns", type=_columns, metavar="A,B,C", help="feature columns (default: all)"
+        "--columns",
+        type=_columns,
+        metavar="A,B,C",
+        help="feature columns, modelled whatever they look like (default: every process column: "
+        "constant, binary, setpoint-like and counter columns are left out, each said why)",
+    )
+    train.add_argument(
+        "--keep-all-columns",
+        action="store_true",
+        help="model every column the tag map allows, constant, binary, setpoint-like or not",
     )
     train.add_argument(
         "--relative",
@@ -93,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag-map",
         type=Path,
         metavar="TOML",
-        help="a PLC tag map (firmware-configs/plc/*.toml); gives the channel units",
+        help="a PLC tag map (firmware-configs/plc/*.toml): the channel units; its tags with "
+        "detect = false or a role other than process are left out",
     )
     train.add_argument("--model-version", type=int, default=1, help="monotonic integer (1)")
     train.add_argument("--label", default="", help="a name for humans")
@@ -124,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=SHIFT_MARGIN,
         help=f"shift detector threshold: largest held-out normal score x this ({SHIFT_MARGIN:g})",
+    )
+    train.add_argument(
+        "--max-spc-alarm-share",
+        type=float,
+        default=MAX_SPC_ALARM_SHARE,
+        metavar="SHARE",
+        help="refuse a bundle whose SPC alarm holds on more than this share of held-out normal "
+        f"rows, naming the channels to blame ({MAX_SPC_ALARM_SHARE:g})",
+    )
+    train.add_argument(
+        "--allow-spc-alarms",
+        action="store_true",
+        help="export even if the SPC alarm holds on more than --max-spc-alarm-share (warned)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -170,6 +193,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         force=args.force,
         allow_parity_loss=args.allow_parity_loss,
+        keep_all_columns=args.keep_all_columns,
+        max_spc_alarm_share=args.max_spc_alarm_share,
+        allow_spc_alarms=args.allow_spc_alarms,
     )
     outcome = run_train(options)
     print(outcome.summary)

@@ -1,8 +1,11 @@
 """`lineside-export train` end to end: CSVs -> scaler, SPC limits, VAE -> ONNX -> bundle.
 
-1. read and check the CSVs, split each file 70/15/15 (train / validation / calibration)
+1. read and check the CSVs, leave out the columns that are not process signals (the tag map's
+   `detect`/`role`, then constant, binary, setpoint-like and counter columns:
+   export/selection.py), split each file 70/15/15 (train / validation / calibration)
 2. fit the RobustScaler (each scale floored at the channel's normal std) and the I-MR limits
-   on the raw train rows
+   on the raw train rows; refuse limits whose SPC alarm holds on more than
+   `--max-spc-alarm-share` of the held-out normal rows, naming the channels holding it
 3. train the VAE (or VAE-GAN) on scaled, clipped train windows (`--relative` channels minus
    their window mean), early-stopping on the validation windows
 4. export the fp32 scoring model
@@ -29,14 +32,16 @@ from agent.bundles.manifest import FUSIONS, Channel, Manifest
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
 from export import bundle as bundle_io
-from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, fusion_for, smoothed_parts
-from export.data import (
-    count_windows,
-    make_windows,
-    read_tables,
-    read_tag_units,
-    split_tables,
+from export.calibrate import (
+    AUTO_FUSION,
+    DEFAULT_FUSION,
+    MAX_SPC_ALARM_SHARE,
+    check_spc_alarm_share,
+    fusion_for,
+    smoothed_parts,
+    spc_trace,
 )
+from export.data import count_windows, make_windows, read_tables, split_tables
 from export.errors import ExportError
 from export.latent import SCORES, split_score
 from export.parity import (
@@ -48,6 +53,7 @@ from export.parity import (
     write_parity,
 )
 from export.progress import ProgressBar, wants_bar
+from export.selection import read_tag_map_tags, select_columns
 from export.shift_fit import MARGIN as SHIFT_MARGIN
 from export.shift_fit import shift_for_bundle
 from export.sign import write_golden
@@ -84,6 +90,9 @@ class TrainOptions:
     quiet: bool = False
     force: bool = False
     allow_parity_loss: bool = False
+    keep_all_columns: bool = False
+    max_spc_alarm_share: float = MAX_SPC_ALARM_SHARE
+    allow_spc_alarms: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,11 @@ def validate(options: TrainOptions) -> None:
         (
             0.0 < options.smoothing <= 1.0,
             f"--smoothing must be in (0, 1], 1 for none (got {options.smoothing})",
+        ),
+        (
+            0.0 <= options.max_spc_alarm_share <= 1.0,
+            "--max-spc-alarm-share must be a share in [0, 1], e.g. 0.05 for 5 % "
+            f"(got {options.max_spc_alarm_share})",
         ),
         (
             options.fusion in (*FUSIONS, AUTO_FUSION),
@@ -188,9 +202,16 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     say: Log = (lambda _line: None) if options.quiet else (log or _stderr)
     validate(options)
     bundle_io.check_out_dir(options.out, options.force)
-    units = read_tag_units(options.tag_map) if options.tag_map is not None else {}
+    tags = read_tag_map_tags(options.tag_map) if options.tag_map is not None else {}
+    units = {name: tag.unit for name, tag in tags.items()}
 
     tables = read_tables(options.inputs, options.columns)
+    selection = select_columns(tables, options.columns, tags, options.keep_all_columns)
+    for line in selection.lines():
+        say(line)
+    if selection.left_out:
+        # read again: a row dropped only for an empty cell of a column left out comes back
+        tables = read_tables(options.inputs, selection.kept)
     columns = tables[0].columns
     for table in tables:
         say(f"read {table.path.name}: {table.rows} rows kept, {table.dropped} dropped (empty/NaN)")
@@ -208,6 +229,12 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     train_rows = split.stacked("train")
     scaler = floored_scaler(train_rows, np.concatenate([train_rows, *split.val, *split.cal]))
     spc = fit_imr(train_rows, nsigmas=3.0, sigma="larger")
+    trace = spc_trace(spc, [*split.val, *split.cal])
+    spc_warning = check_spc_alarm_share(
+        trace, columns, options.max_spc_alarm_share, options.allow_spc_alarms
+    )
+    if spc_warning:
+        say(spc_warning)
     windows = {
         part: make_windows(getattr(split, part), scaler, options.window, options.hop)
         for part in ("train", "val", "cal")
@@ -218,8 +245,9 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     )
     constant = [c for c, sd in zip(columns, np.std(train_rows, axis=0), strict=True) if sd == 0]
     if constant:
-        # Kept, not refused: a setpoint that never moved in training is modelled as constant,
-        # so any later movement of it scores high. Drop it with --columns if that is wrong.
+        # Only with --columns or --keep-all-columns (the selection leaves it out otherwise): a
+        # setpoint that never moved in training is modelled as constant, so any later movement
+        # of it scores high.
         say(
             f"warning: constant in the training rows (any change will score high): "
             f"{', '.join(constant)}"
@@ -283,7 +311,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         alpha = options.smoothing
         thresholded = smoothed_parts([cal_fp32[:n_val], cal_fp32[n_val:]], alpha)
         threshold = calibrate_threshold(thresholded.astype(np.float32), q, margin)
-        auto, fusion_basis = fusion_for(spc, [*split.val, *split.cal], options.window)
+        auto, fusion_basis = fusion_for(trace, options.window)
         fusion = auto if options.fusion == AUTO_FUSION else options.fusion
         fusion_basis = {**fusion_basis, "auto_choice": auto, "chosen_by": options.fusion}
         say(f"fusion {fusion} (SPC alarm on held-out normal rows: {fusion_basis})")
@@ -352,6 +380,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "val_loss": result.val_loss,
                 "seed": options.seed,
                 "inputs": [p.name for p in options.inputs],
+                # what the model was not given, and why (export/selection.py)
+                "columns_left_out": selection.record(),
                 # for the explainer: which tags usually move together (issue 8)
                 "correlation": training_correlation(train_rows),
             },

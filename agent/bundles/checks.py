@@ -17,7 +17,7 @@ from agent.bundles import archive
 from agent.bundles.bundle import load_bundle
 from agent.bundles.manifest import Manifest, parse_manifest
 from agent.bundles.refusals import Refusal, UpdateRefused
-from agent.config import SiteConfig, Tag
+from agent.config import NodeTag, SiteConfig, Tag
 from agent.core.codec import DataType
 from agent.errors import BundleError, BundleFormatError, ConfigError
 
@@ -75,8 +75,29 @@ def check_version(manifest: Manifest, floor: int, allow_downgrade: bool) -> bool
     return True
 
 
+#: The fix for a model channel the tag map keeps out of detection.
+UNDETECTED_FIX = (
+    "retrain without them (lineside-export train --tag-map leaves them out) or set "
+    "detect = true on them in the tag map"
+)
+
+
+def undetected_channels(channels: list[str], tags: dict[str, Tag | NodeTag]) -> str:
+    """The problem with model channels the tag map keeps out of detection (`detect = false`,
+    or a role such as setpoint), naming each and why; an empty string when there are none."""
+    marked = [
+        f"{c} ({'detect = false' if tags[c].role == 'process' else f'role = {tags[c].role!r}'})"
+        for c in channels
+        if c in tags and not tags[c].detect
+    ]
+    if not marked:
+        return ""
+    return f"model channels {', '.join(marked)} are kept out of detection in the tag map"
+
+
 def check_compat(manifest: Manifest, site: SiteConfig | None, running: Manifest | None) -> None:
-    """Channels must be numeric tags of the site and match the running model; same window."""
+    """Channels must be numeric tags of the site, in detection, and match the running model;
+    same window."""
     if site is not None:
         missing = [c for c in manifest.channel_names if c not in site.tags]
         if missing:
@@ -84,6 +105,9 @@ def check_compat(manifest: Manifest, site: SiteConfig | None, running: Manifest 
                 Refusal.INCOMPATIBLE,
                 f"channels {missing} are not tags of line {site.line} in {site.path.name}",
             )
+        undetected = undetected_channels(manifest.channel_names, site.tags)
+        if undetected:
+            raise UpdateRefused(Refusal.INCOMPATIBLE, f"{undetected}: {UNDETECTED_FIX}")
     if running is None:
         return
     for what, new, old in (
@@ -150,9 +174,9 @@ def check_models(bundle_dir: Path, manifest: Manifest) -> None:
 
 
 def check_bundle_fits(config: SiteConfig, field: str = "model.bundle") -> None:
-    """The bundle must exist, verify, and find every model channel among the line's tags.
-
-    A site with no bundle (commissioning mode) has nothing to check here."""
+    """The bundle must exist, verify, and find every model channel among the line's tags,
+    none of them kept out of detection by the tag map. A site with no bundle (commissioning
+    mode) has nothing to check here."""
     if config.bundle is None:
         return
     try:
@@ -180,3 +204,6 @@ def check_bundle_fits(config: SiteConfig, field: str = "model.bundle") -> None:
             field, f"model channels {texts} are string tags", "a model reads numbers only",
             source=str(config.path),
         )  # fmt: skip
+    undetected = undetected_channels(bundle.manifest.channel_names, tags)
+    if undetected:
+        raise ConfigError(field, undetected, UNDETECTED_FIX, source=str(config.path))

@@ -19,13 +19,22 @@ and lists `[[tag]]` tables:
     lsl/usl      optional spec limits in engineering units, for capability (Cp, Cpk, ...)
     target       optional nominal value inside the spec limits (for Cpm)
     range        [low, high] the instrument's span in engineering units (SCADA EURange)
+    role         process (default) | setpoint | status | counter: what the tag is to the line
+    detect       true | false: whether models and SPC charts may use the tag
 
 An OPC-UA node map lists `[[tag]]` tables with `name`, `node_id`, optional `unit`,
 `description`, `scale`, `offset`, `deadband` (absolute, in engineering units), `range` and the
-same optional `lsl`, `usl` and `target`.
+same optional `lsl`, `usl`, `target`, `role` and `detect`.
 
 Every tag is checked on its own, so one load reports the problems of all of them at once
 (`ConfigErrors`).
+`role` and `detect` keep a tag out of detection while it is still read, published and recorded:
+an operator's setpoint, a status word or a cycle counter breaks SPC rules and models on normal
+operation (a setpoint that never moves trips the flatline rule forever). Any role but `process`
+implies `detect = false`; `detect = true` set explicitly keeps such a tag in detection anyway
+(a setpoint that should be charted). `detect = false` on a process tag takes it out too.
+`lineside-export train --tag-map` leaves such tags out of the model, and a bundle that models
+one is refused by `check-config` and `bundle install`.
 """
 
 from __future__ import annotations
@@ -45,14 +54,18 @@ BIT_TABLES = ("coil", "discrete")
 MAX_REGISTERS_PER_READ = 125  # Modbus spec: read holding/input registers, 0x7D
 MAX_BITS_PER_READ = 2000  # Modbus spec: read coils/discrete inputs, 0x7D0
 MAX_STRING_LENGTH = 2 * MAX_REGISTERS_PER_READ
+#: What a tag is to the line; only a process tag is in detection unless `detect` says otherwise.
+ROLES = ("process", "setpoint", "status", "counter")
+PROCESS_ROLE = "process"
 
 _TAG_KEYS = {
     "name", "table", "address", "type", "order", "bit", "length",
     "scale", "offset", "unit", "description", "lsl", "usl", "target", "range",
+    "role", "detect",
 }  # fmt: skip
 _NODE_KEYS = {
     "name", "node_id", "unit", "description", "scale", "offset", "deadband",
-    "lsl", "usl", "target", "range",
+    "lsl", "usl", "target", "range", "role", "detect",
 }  # fmt: skip
 # The string form of an ExpandedNodeId (OPC 10000-6, 5.3.1.10), without a server index.
 NODE_ID = re.compile(
@@ -80,6 +93,8 @@ class Tag:
     usl: float | None = None
     target: float | None = None
     eu_range: tuple[float, float] | None = None
+    role: str = PROCESS_ROLE
+    detect: bool = True
 
     @property
     def is_bit_table(self) -> bool:
@@ -115,6 +130,8 @@ class NodeTag:
     usl: float | None = None
     target: float | None = None
     eu_range: tuple[float, float] | None = None
+    role: str = PROCESS_ROLE
+    detect: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,6 +199,15 @@ def _eu_range(t: Section) -> tuple[float, float] | None:
     return (low, high)
 
 
+def _detection(t: Section) -> tuple[str, bool]:
+    """The tag's role and whether detection uses it: a non-process role implies false."""
+    role = t.choice(
+        "role", ROLES, PROCESS_ROLE,
+        "process for a measured signal; setpoint, status or counter keep the tag out of detection",
+    )  # fmt: skip
+    return role, t.get("detect", bool, role == PROCESS_ROLE, "write detect = true or false")
+
+
 def _modbus_tag(t: Section, seen: dict[str, str], style: str, explicit: bool) -> Tag:
     t.reject_unknown(_TAG_KEYS)
     name = _check_name(t, seen)
@@ -213,6 +239,7 @@ def _modbus_tag(t: Section, seen: dict[str, str], style: str, explicit: bool) ->
         raise t.error("order", str(exc)) from None
     if dtype is DataType.BOOL and t.has("order"):
         raise t.error("order", "a bool has no byte order")
+    role, detect = _detection(t)
     lsl, usl, target = _spec(t)
     if dtype in (DataType.BOOL, DataType.STRING) and (lsl, usl, target) != (None, None, None):
         key = next(k for k in ("lsl", "usl", "target") if t.has(k))
@@ -222,7 +249,7 @@ def _modbus_tag(t: Section, seen: dict[str, str], style: str, explicit: bool) ->
         scaling=_scaling(t), unit=t.get("unit", str, ""),
         description=t.get("description", str, ""), bit=bit, length=length,
         lsl=lsl, usl=usl, target=target,
-        eu_range=_eu_range(t),
+        eu_range=_eu_range(t), role=role, detect=detect,
     )  # fmt: skip
     if address + tag.span - 1 > 0xFFFF:
         raise t.error(
@@ -324,6 +351,7 @@ def _node_tag(t: Section, seen: dict[str, str], nodes: dict[str, str]) -> NodeTa
     if deadband < 0:
         raise t.error("deadband", "must not be negative")
     lsl, usl, target = _spec(t)
+    role, detect = _detection(t)
     return NodeTag(
         name=name,
         node_id=node_id,
@@ -335,4 +363,6 @@ def _node_tag(t: Section, seen: dict[str, str], nodes: dict[str, str]) -> NodeTa
         usl=usl,
         target=target,
         eu_range=_eu_range(t),
+        role=role,
+        detect=detect,
     )
