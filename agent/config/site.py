@@ -502,7 +502,7 @@ def load_config(path: Path) -> SiteConfig:
     return SiteConfig(
         path=path,
         line=errors.result(line),
-        bundle=errors.result(bundle),
+        bundle=bundle,  # None: commissioning mode (errors were raised just above)
         detection=errors.result(detection),
         opcua=errors.result(opcua),
         journal_path=journal_path,
