@@ -17,6 +17,7 @@ from agent.bundles.manifest import FUSIONS
 from agent.config.explain import ExplainConfig, load_explain
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import Section, field_default, field_names, read_toml
+from agent.config.record import RecordConfig, load_record
 from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
@@ -145,7 +146,7 @@ class SiteConfig:
 
     path: Path
     line: str
-    bundle: Path
+    bundle: Path | None  # None: the site has no [model] table (`lineside record` needs none)
     detection: DetectionConfig
     opcua: OpcUaConfig
     journal_path: Path
@@ -153,6 +154,7 @@ class SiteConfig:
     journal_retention_days: float = 90.0
     journal_max_mb: float = 512.0
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    record: RecordConfig | None = None  # `[record]`: the historian CSV recording, if any
 
     @property
     def tags(self) -> dict[str, Tag | NodeTag]:
@@ -349,11 +351,13 @@ def load_config(path: Path) -> SiteConfig:
     path = path.resolve()
     base = path.parent
     root = read_toml(path)
-    root.reject_unknown({"line", "model", "detection", "opcua", "journal", "plc", "explain"})
+    root.reject_unknown(
+        {"line", "model", "detection", "opcua", "journal", "plc", "explain", "record"}
+    )
     line_table = root.table("line")
     line_table.reject_unknown({"name"})
     line = line_table.get("name", str)
-    model = root.table("model")
+    model = root.table("model", required=False)
     model.reject_unknown({"bundle", "precision"})
     det = root.table("detection", required=False)
     det.reject_unknown(_DETECTION_KEYS)
@@ -405,7 +409,7 @@ def load_config(path: Path) -> SiteConfig:
     config = SiteConfig(
         path=path,
         line=line,
-        bundle=model.path_value("bundle", base),
+        bundle=model.path_value("bundle", base) if "model" in root.raw else None,
         detection=detection,
         opcua=load_opcua(opcua, base, state_dir=journal_path.parent),
         journal_path=journal_path,
@@ -417,6 +421,11 @@ def load_config(path: Path) -> SiteConfig:
             "max_mb", float, field_default(SiteConfig, "journal_max_mb")
         ),
         explain=load_explain(root.table("explain", required=False), base),
+        record=(
+            load_record(root.table("record"), base, journal_path.parent)
+            if "record" in root.raw
+            else None
+        ),
     )
     check_catalogue_fits(config)
     return config

@@ -15,7 +15,9 @@ Counters: each service counts in its own stats and registers them once with the 
 `CounterRegistry` (the loop's are `LoopStats`, as `loop`); the OPC-UA server reads them when
 it publishes Agent/ (agent/sinks/scada/limits.py), so the hot path copies nothing.
 
-Hooks for other services: add a task in `_services` and a line to `_shutdown`.
+Hooks for other services: add a task in `_services` and a line to `_shutdown`. The recorder
+(`[record]`, agent/sinks/recorder.py) is one: fed in `_emit`, so it records every sample, also
+those the detection loop drops.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import SiteConfig
 from agent.config.reload import ReloadPlan, plan_reload
+from agent.errors import ConfigError
 from agent.ops.counters import CounterRegistry
 from agent.ops.logs import set_context
 from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
@@ -43,6 +46,7 @@ from agent.runtime.snapshot_file import snapshot_path
 from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.sinks.explainer import make_explainer
 from agent.sinks.journal import Journal, Retention
+from agent.sinks.recorder import Recorder, recorded_tags
 from agent.sinks.scada import ScadaServer
 from agent.sources import make_source
 from agent.types import Event, Quality, Sample
@@ -93,6 +97,12 @@ class Agent:
 
     def __init__(self, config: SiteConfig) -> None:
         self.config = config
+        if config.bundle is None:
+            raise ConfigError(
+                "model", "lineside run needs a [model] table with bundle = <a bundle directory>",
+                "train one with lineside-export train (lineside record writes its CSV)",
+                source=str(config.path),
+            )  # fmt: skip
         boot_check(config.bundle)  # an update that never passed probation goes back first
         bundle = load_bundle(config.bundle)
         self.monitor = build_monitor(config, bundle)
@@ -119,6 +129,10 @@ class Agent:
             registry=self.registry,
         )
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
+        # `[record]`: every sample also into historian CSVs; a full disk is alarmed, not fatal.
+        self.recorder = None if config.record is None else Recorder(
+            config.record, config.line, recorded_tags(config), self._on_event, self.registry
+        )  # fmt: skip
         self.listeners: list[Callable[[LineResult], None]] = []
         # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
         # so the explainer can later cite how a similar event was resolved.
@@ -197,6 +211,8 @@ class Agent:
     def _emit(self, sample: Sample) -> None:
         bad = sum(r.quality is not Quality.GOOD for r in sample.readings.values())
         self.plc_states[sample.source] = f"bad ({bad} tags)" if bad else "ok"
+        if self.recorder is not None:
+            self.recorder.offer(sample)  # a deque append: never blocks
         if self.samples.full():
             self.samples.get_nowait()
             self.loop.queue_drops += 1
@@ -299,6 +315,8 @@ class Agent:
         tg.create_task(self._report_status(), name="status")
         tg.create_task(self.heartbeat.run(), name="heartbeat")
         tg.create_task(self.snapshots.run(self.snapshot, self._processed), name="snapshots")
+        if self.recorder is not None:
+            tg.create_task(self.recorder.run(), name="recorder")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
@@ -330,6 +348,8 @@ class Agent:
         await self.snapshots.aclose(self.snapshot, self._processed)
         if self.explainer is not None:
             await self.explainer.aclose()
+        if self.recorder is not None:
+            await self.recorder.aclose()  # before the journal: its last alarm edge is journaled
         await self.journal.aclose()
         await self.scada.stop()
         self.heartbeat.remove()
