@@ -43,7 +43,7 @@ class RecordConfig:
 
 
 def _number(section: Section, key: str, default: float, example: str) -> float:
-    value = section.get(key, float, default)
+    value = section.get(key, float, default, fix=example)
     if not (math.isfinite(value) and value > 0):
         raise section.error(key, f"must be a number greater than 0, got {value!r}", example)
     return value

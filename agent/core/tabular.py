@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,20 @@ class CsvTable:
     def column(self, name: str) -> FloatArray:
         """One column by name."""
         return self.values[:, self.columns.index(name)]
+
+
+def recording_order(name: str) -> tuple[str, int, str]:
+    """A sort key putting the file names of `lineside record` (`<line>-YYYYmmddTHHMMSSZ.csv`,
+    `-1`, `-2`... when a name was taken) in time order; other names sort after, by name.
+
+    >>> names = ["l-20250304T050608Z.csv", "l-20250304T050607Z-1.csv", "l-20250304T050607Z.csv"]
+    >>> sorted(names, key=recording_order)[0]
+    'l-20250304T050607Z.csv'
+    """
+    match = re.search(r"(\d{8}T\d{6}Z)(?:-(\d+))?\.csv$", name)
+    if match is None:
+        return ("~", 0, name)
+    return (match.group(1), int(match.group(2) or 0), name)
 
 
 def detect_separator(header: str) -> str:

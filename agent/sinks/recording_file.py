@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.config.record import RecordConfig
+from agent.core.tabular import QUALITY_PREFIX, recording_order
 from agent.types import Quality, Sample, TagReading
 
 MIB = 1024 * 1024
-QUALITY_PREFIX = "quality:"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _NOT_READ = TagReading(math.nan, Quality.BAD, "not read yet")
 
@@ -132,14 +132,6 @@ def recordings(directory: Path, line: str) -> list[Path]:
     prefix = file_prefix(line)
     found = [p for p in directory.glob(f"{prefix}*.csv") if p.is_file()]
     return sorted(found, key=lambda p: recording_order(p.name))
-
-
-def recording_order(name: str) -> tuple[str, int, str]:
-    """A sort key putting recording file names in time order (`-N` after the plain name)."""
-    match = re.search(r"(\d{8}T\d{6}Z)(?:-(\d+))?\.csv$", name)
-    if match is None:
-        return ("", 0, name)
-    return (match.group(1), int(match.group(2) or 0), name)
 
 
 @dataclass

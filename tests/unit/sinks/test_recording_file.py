@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.core.tabular import read_csv
+from agent.core.tabular import read_csv, recording_order
 from agent.sinks.recording_file import (
     MIB,
     FileSummary,
     RecordingWriter,
     header,
     iso_utc,
-    recording_order,
     recordings,
 )
 from agent.types import Quality
