@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.cli import bundle, events, health, passwords, score, spc
+from agent.cli import bundle, events, health, passwords, record, score, spc
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -140,6 +140,7 @@ SUBCOMMANDS = (
     health.add_parser,
     score.add_parser,
     passwords.add_parser,
+    record.add_parser,
 )
 
 

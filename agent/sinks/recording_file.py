@@ -170,6 +170,7 @@ class RecordingWriter:
         self._dirty = False
         self.removed: list[Path] = []  # files deleted for the size bound, oldest first
         self.written_rows = 0
+        self.complete_rows = 0  # rows with every tag good (the ones training can use)
         self.written_bytes = 0
         self.files = 0  # files opened
 
@@ -199,7 +200,7 @@ class RecordingWriter:
             self.latest.update(sample.readings)
             text = row(sample.ts, self.tags, self.latest)
             if self.current is not None and self._rotation_due(sample.ts, pending + len(text)):
-                self._append("".join(buffer), len(buffer))
+                self._append_rows(buffer)
                 buffer, pending = [], 0
                 self.close()
             if self.current is None:
@@ -207,11 +208,15 @@ class RecordingWriter:
             buffer.append(text)
             pending += len(text)
             rows += 1
-        if buffer:
-            self._append("".join(buffer), len(buffer))
+        self._append_rows(buffer)
         if self.sync_due:
             self.sync()
         return rows
+
+    def _append_rows(self, rows: list[str]) -> None:
+        self._append("".join(rows), len(rows))
+        # Quality words follow a comma; values are numbers or empty.
+        self.complete_rows += sum(",bad" not in r and ",uncertain" not in r for r in rows)
 
     @property
     def sync_due(self) -> bool:

@@ -39,6 +39,7 @@ def test_rows_merge_the_sources_and_leave_values_empty_unless_good(tmp_path: Pat
         ]
     )
     writer.close()
+    assert writer.complete_rows == 0  # each row has a tag that is not good
     (path,) = recordings(tmp_path, "line 1/a")
     assert path.name == "line_1_a-20250304T050607Z.csv"
     lines = path.read_text().splitlines()
@@ -60,6 +61,7 @@ def test_a_float_is_written_so_it_reads_back_exactly(tmp_path: Path) -> None:
     writer.write([sample(T0 + i, v=v) for i, v in enumerate(values)])
     writer.close()
     assert read_csv(recordings(tmp_path, "l")[0]).column("v").tolist() == values
+    assert writer.complete_rows == 4
 
 
 def test_files_rotate_by_sample_time_each_with_its_header(tmp_path: Path) -> None:
