@@ -4,6 +4,10 @@ A `[[plc]]` table is one connection: a Modbus TCP endpoint, a serial port (Modbu
 endpoint speaking RTU frames (serial device servers), or an OPC-UA server. Modbus connections
 carry one or more `[[plc.device]]` tables (unit id, poll interval, tag map); a connection with
 a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]` table itself.
+
+`[model]` may be left out (`SiteConfig.bundle` is then None): `lineside record` needs no model,
+while `lineside run` refuses such a site for now. `[record]` (agent/config/record.py) turns on
+the historian CSV recording of the running agent.
 """
 
 from __future__ import annotations
