@@ -62,6 +62,7 @@ class EventKind(enum.Enum):
 
     ANOMALY = "anomaly"
     SPC = "spc"
+    RECORDING = "recording"  # the historian CSV recording stopped (disk full) or resumed
 
 
 class EventState(enum.Enum):

@@ -46,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--input",
+        "--data",
         dest="inputs",
         action="append",
         required=True,
         type=Path,
-        metavar="CSV",
-        help="a CSV of normal operation, oldest row first; repeat for more files",
+        metavar="CSV|DIR",
+        help="a CSV of normal operation, oldest row first, or a directory of `lineside record` "
+        "files (read in time order as one input); repeat for more",
     )
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="bundle directory")
     train.add_argument(

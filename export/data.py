@@ -9,9 +9,15 @@ A row with an empty or NaN cell is dropped and counted; the rows either side of 
 adjacent any more, so a window never spans the gap. A cell that is not a number is an error
 naming the file, the column and the row (the line number in the file; the header is row 1).
 
-Each file is split chronologically: the first 70% of its rows train, the next 15% validate
+Recordings of `lineside record` (agent/sinks/recording_file.py) read the same way: their
+`quality:<tag>` columns are not features, and a row whose quality is not `good` for a column
+in use is dropped like a row with an empty cell (counted apart, as `not good`). An input may be
+a directory: its recording files (`*.csv`), in the time order of their names, are read as one
+input, a file with no complete row among them is only counted; they must share their columns.
+
+Each input is split chronologically: the first 70% of its rows train, the next 15% validate
 (early stopping) and the last 15% calibrate (threshold and int8 parity). Windows never span
-two files, two parts of a file, or a dropped row.
+two files, two parts of an input, or a dropped row.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import numpy.typing as npt
 
 from agent.config import load_tag_map
 from agent.core.scaler import RobustScaler
-from agent.core.tabular import read_csv
+from agent.core.tabular import CsvTable, read_csv, recording_order
 from agent.core.window import sliding_windows
 from agent.errors import ConfigError, DataError
 from export.errors import ExportError
@@ -44,6 +50,8 @@ class Table:
     columns: list[str]
     segments: list[FloatArray]
     dropped: int
+    not_good: int = 0  # of the dropped rows, those dropped for a quality that is not good
+    files: int = 1
 
     @property
     def rows(self) -> int:
@@ -69,11 +77,25 @@ class Split:
 
 
 def read_table(path: Path, columns: list[str] | None = None) -> Table:
-    """Read one CSV into float rows; raise ExportError naming file, column and row."""
+    """Read one CSV, or a directory of recordings, into float rows; raise ExportError naming
+    file, column and row."""
+    if path.is_dir():
+        return read_recordings(path, columns)
     try:
         csv_table = read_csv(path, columns)
     except DataError as exc:
         raise ExportError(str(exc)) from None
+    table = _segmented(csv_table)
+    if not table.segments:
+        raise ExportError(
+            f"{path}: no complete data rows ({table.dropped} dropped for empty/NaN cells"
+            f"{f', {table.not_good} of them not good quality' if table.not_good else ''})"
+        )
+    return table
+
+
+def _segmented(csv_table: CsvTable) -> Table:
+    """The runs of complete rows of one CSV."""
     segments: list[FloatArray] = []
     dropped = 0
     start = 0
@@ -85,9 +107,50 @@ def read_table(path: Path, columns: list[str] | None = None) -> Table:
         start = int(i) + 1
     if start < len(csv_table.values):
         segments.append(csv_table.values[start:])
+    return Table(csv_table.path, csv_table.columns, segments, dropped, csv_table.not_good)
+
+
+def recording_files(directory: Path) -> list[Path]:
+    """The CSVs of a directory of recordings, oldest first (by the time in their names)."""
+    return sorted(directory.glob("*.csv"), key=lambda p: recording_order(p.name))
+
+
+def read_recordings(directory: Path, columns: list[str] | None = None) -> Table:
+    """Every recording in a directory as one input, in time order; windows never span files."""
+    files = recording_files(directory)
+    if not files:
+        raise ExportError(f"{directory}: no *.csv files in this directory (give a recording dir)")
+    parts: list[Table] = []
+    for path in files:
+        try:
+            table = _segmented(read_csv(path, columns))
+        except DataError as exc:
+            raise ExportError(f"{exc} (in the recordings of {directory})") from None
+        if parts and set(table.columns) != set(parts[0].columns):
+            raise _columns_differ(path, table, parts[0])
+        order = [table.columns.index(c) for c in (parts[0].columns if parts else table.columns)]
+        parts.append(
+            Table(path, [table.columns[i] for i in order], [s[:, order] for s in table.segments],
+                  table.dropped, table.not_good)
+        )  # fmt: skip
+    dropped, not_good = sum(t.dropped for t in parts), sum(t.not_good for t in parts)
+    segments = [s for t in parts for s in t.segments]
     if not segments:
-        raise ExportError(f"{path}: no complete data rows ({dropped} dropped for empty/NaN cells)")
-    return Table(path=path, columns=csv_table.columns, segments=segments, dropped=dropped)
+        raise ExportError(
+            f"{directory}: no complete data rows in {len(files)} file(s) ({dropped} dropped, "
+            f"{not_good} of them not good quality: was the PLC answering?)"
+        )
+    return Table(directory, parts[0].columns, segments, dropped, not_good, len(files))
+
+
+def _columns_differ(path: Path, table: Table, first: Table) -> ExportError:
+    missing = sorted(set(first.columns) - set(table.columns))
+    extra = sorted(set(table.columns) - set(first.columns))
+    return ExportError(
+        f"{path}: columns differ from {first.path}: "
+        f"missing {', '.join(missing) or 'none'}; extra {', '.join(extra) or 'none'} "
+        "(use --columns to pick the common ones)"
+    )
 
 
 def read_tables(paths: list[Path], columns: list[str] | None = None) -> list[Table]:
@@ -99,13 +162,7 @@ def read_tables(paths: list[Path], columns: list[str] | None = None) -> list[Tab
     for path in paths[1:]:
         table = read_table(path, columns)
         if set(table.columns) != set(first.columns):
-            missing = sorted(set(first.columns) - set(table.columns))
-            extra = sorted(set(table.columns) - set(first.columns))
-            raise ExportError(
-                f"{path}: columns differ from {paths[0]}: "
-                f"missing {', '.join(missing) or 'none'}; extra {', '.join(extra) or 'none'} "
-                "(use --columns to pick the common ones)"
-            )
+            raise _columns_differ(path, table, first)
         if table.columns != first.columns:
             order = [table.columns.index(c) for c in first.columns]
             table = Table(
@@ -113,6 +170,8 @@ def read_tables(paths: list[Path], columns: list[str] | None = None) -> list[Tab
                 columns=list(first.columns),
                 segments=[s[:, order] for s in table.segments],
                 dropped=table.dropped,
+                not_good=table.not_good,
+                files=table.files,
             )
         tables.append(table)
     return tables

@@ -214,7 +214,10 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         tables = read_tables(options.inputs, selection.kept)
     columns = tables[0].columns
     for table in tables:
-        say(f"read {table.path.name}: {table.rows} rows kept, {table.dropped} dropped (empty/NaN)")
+        files = f" ({table.files} files)" if table.files > 1 else ""
+        why = f"empty/NaN, {table.not_good} not good quality" if table.not_good else "empty/NaN"
+        kept = f"{table.rows} rows kept, {table.dropped} dropped ({why})"
+        say(f"read {table.path.name}{files}: {kept}")
     split = split_tables(tables)
     rows = {part: split.rows(part) for part in ("train", "val", "cal")}
     rows["dropped"] = sum(t.dropped for t in tables)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.cli import bundle, events, health, passwords, probe, score, spc
+from agent.cli import bundle, events, health, passwords, probe, record, score, spc
 from agent.errors import BundleError, ConfigError, LinesideError
 
 
@@ -149,6 +149,7 @@ SUBCOMMANDS = (
     score.add_parser,
     passwords.add_parser,
     probe.add_parser,
+    record.add_parser,
 )
 
 

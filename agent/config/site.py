@@ -7,6 +7,10 @@ a single device may put `unit`, `poll_interval_s` and `tag_map` on the `[[plc]]`
 
 `load_config` reports every problem it finds in one `ConfigErrors`: each top-level section,
 each `[[plc]]` and device, and each tag of a tag map is checked on its own.
+
+`[model]` may be left out (`SiteConfig.bundle` is then None): the line runs in commissioning
+mode, learning its limits on the device (`[learning]`, agent/config/learning.py). `[record]`
+(agent/config/record.py) turns on the historian CSV recording of the running agent.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from agent.config.explain import ExplainConfig, load_explain
 from agent.config.learning import LearningConfig, load_learning
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.reader import ErrorList, Section, field_default, field_names, read_toml
+from agent.config.record import RecordConfig, load_record
 from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import (
     MAX_BITS_PER_READ,
@@ -159,6 +164,7 @@ class SiteConfig:
     journal_max_mb: float = 512.0
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
+    record: RecordConfig | None = None  # `[record]`: the historian CSV recording, if any
 
     @property
     def state_dir(self) -> Path:
@@ -474,6 +480,7 @@ def load_config(path: Path) -> SiteConfig:
     root = read_toml(path)
     errors = ErrorList()
     known = {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
+    known |= {"record"}
     errors.attempt(lambda: root.reject_unknown(known))
     line = errors.attempt(lambda: _line_name(root))
     bundle = errors.attempt(lambda: _bundle(root, base))
@@ -495,6 +502,9 @@ def load_config(path: Path) -> SiteConfig:
         errors.attempt(lambda: _check_connections(tuple(plcs), path))
     explain = errors.attempt(lambda: load_explain(root.table("explain", required=False), base))
     learning = errors.attempt(lambda: load_learning(root.table("learning", required=False)))
+    record = errors.attempt(
+        lambda: load_record(root.table("record"), base, state_dir) if root.has("record") else None
+    )
     if explain is not None and all_plcs:
         tags = {t.name for plc in plcs for t in plc.tags}
         errors.attempt(lambda: _check_catalogue(explain, tags, path))
@@ -511,6 +521,7 @@ def load_config(path: Path) -> SiteConfig:
         journal_max_mb=max_mb,
         explain=errors.result(explain),
         learning=errors.result(learning),
+        record=record,
     )
 
 

@@ -6,12 +6,16 @@ columns anomaly/changepoint (as in SKAB) are kept apart from the features. An em
 becomes NaN; a cell that is not a number is an error naming the file, the column and the row
 (the line number in the file; the header is row 1). Used by the export path and by the device
 commands that replay a CSV (`lineside spc`, `lineside score`).
+
+A column `quality:<name>` (as `lineside record` writes them) is the quality of column `<name>`,
+not a feature: where it is not `good`, the value reads as NaN, like an empty cell.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,8 @@ FloatArray = npt.NDArray[np.float64]
 
 TIME_COLUMNS = frozenset({"timestamp", "datetime", "time", "date"})
 LABEL_COLUMNS = frozenset({"anomaly", "changepoint"})
+QUALITY_PREFIX = "quality:"
+GOOD = "good"
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,25 @@ class CsvTable:
     values: FloatArray  # (rows, columns)
     lines: list[int]  # the file line of every row, for messages
     labels: dict[str, FloatArray]  # anomaly / changepoint columns when present
+    not_good: int = 0  # rows where a selected column's quality column was not `good`
 
     def column(self, name: str) -> FloatArray:
         """One column by name."""
         return self.values[:, self.columns.index(name)]
+
+
+def recording_order(name: str) -> tuple[str, int, str]:
+    """A sort key putting the file names of `lineside record` (`<line>-YYYYmmddTHHMMSSZ.csv`,
+    `-1`, `-2`... when a name was taken) in time order; other names sort after, by name.
+
+    >>> names = ["l-20250304T050608Z.csv", "l-20250304T050607Z-1.csv", "l-20250304T050607Z.csv"]
+    >>> sorted(names, key=recording_order)[0]
+    'l-20250304T050607Z.csv'
+    """
+    match = re.search(r"(\d{8}T\d{6}Z)(?:-(\d+))?\.csv$", name)
+    if match is None:
+        return ("~", 0, name)
+    return (match.group(1), int(match.group(2) or 0), name)
 
 
 def detect_separator(header: str) -> str:
@@ -47,10 +68,11 @@ def detect_separator(header: str) -> str:
 
 
 def is_feature(name: str) -> bool:
-    """False for the time axis, the label columns and the unnamed column a trailing
-    separator makes; True for everything else."""
+    """False for the time axis, the label and quality columns and the unnamed column a
+    trailing separator makes; True for everything else."""
     lowered = name.strip().lower()
-    return not (lowered in TIME_COLUMNS or lowered in LABEL_COLUMNS or lowered == "")
+    special = lowered in TIME_COLUMNS or lowered in LABEL_COLUMNS
+    return not (special or lowered.startswith(QUALITY_PREFIX) or lowered == "")
 
 
 def parse_cell(cell: str, sep: str) -> float:
@@ -77,7 +99,7 @@ def select_columns(
         return available
     for name in wanted:
         if name not in available:
-            why = " (it is a timestamp or label column)" if name in header else ""
+            why = " (it is a timestamp, label or quality column)" if name in header else ""
             raise DataError(
                 f"{source}: unknown column {name!r} in {option}{why}; "
                 f"available columns: {', '.join(available)}"
@@ -107,6 +129,9 @@ def read_csv(path: Path, columns: list[str] | None = None, option: str = "--colu
             label_names = [h for h in header if h.strip().lower() in LABEL_COLUMNS]
             wanted = [*selected, *label_names]
             index = [header.index(c) for c in wanted]
+            quality = [(j, header.index(QUALITY_PREFIX + c)) for j, c in enumerate(selected)
+                       if QUALITY_PREFIX + c in header]  # fmt: skip
+            not_good = 0
             rows: list[list[float]] = []
             lines: list[int] = []
             for cells in reader:
@@ -132,6 +157,10 @@ def read_csv(path: Path, columns: list[str] | None = None, option: str = "--colu
                             "is not a finite number"
                         )
                     values.append(value)
+                masked = [j for j, q in quality if cells[q].strip().lower() != GOOD]
+                for j in masked:
+                    values[j] = math.nan
+                not_good += bool(masked)
                 rows.append(values)
                 lines.append(line)
     except OSError as exc:
@@ -148,4 +177,5 @@ def read_csv(path: Path, columns: list[str] | None = None, option: str = "--colu
         values=table[:, :n],
         lines=lines,
         labels={label.lower(): table[:, n + i] for i, label in enumerate(label_names)},
+        not_good=not_good,
     )

@@ -15,7 +15,9 @@ Counters: each service counts in its own stats and registers them once with the 
 `CounterRegistry` (the loop's are `LoopStats`, as `loop`); the OPC-UA server reads them when
 it publishes Agent/ (agent/sinks/scada/limits.py), so the hot path copies nothing.
 
-Hooks for other services: add a task in `_services` and a line to `_shutdown`.
+Hooks for other services: add a task in `_services` and a line to `_shutdown`. The recorder
+(`[record]`, agent/sinks/recorder.py) is one: fed in `_emit`, so it records every sample, also
+those the detection loop drops.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from agent.runtime.snapshot_file import snapshot_path
 from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.sinks.explainer import make_explainer
 from agent.sinks.journal import Journal, Retention
+from agent.sinks.recorder import Recorder, recorded_tags
 from agent.sinks.scada import ScadaServer
 from agent.sources import make_source
 from agent.types import Event, Quality, Sample
@@ -116,29 +119,12 @@ class Agent:
         self.commissioning: CommissioningLine | None = None
         manifest = bundle.manifest
         self.model_version = str(manifest.model_version)
-        self.loop = LoopStats()
-        self.registry.register("loop", self.loop)
-        self.journal = Journal(
-            config.journal_path,
-            line=config.line,
-            retention=retention(config),
-            registry=self.registry,
+        self._init_io(
+            config,
+            manifest.channel_names,
+            f"{manifest.model_version} ({manifest.label})",
+            manifest.threshold,
         )
-        self.journal.model_version = self.model_version
-        self.scada = ScadaServer(
-            config.opcua,
-            config.line,
-            tags=[t for plc in config.plcs for t in plc.tags],
-            channels=manifest.channel_names,
-            model_version=f"{manifest.model_version} ({manifest.label})",
-            threshold=manifest.threshold,
-            registry=self.registry,
-        )
-        self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
-        self.listeners: list[Callable[[LineResult], None]] = []
-        # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
-        # so the explainer can later cite how a similar event was resolved.
-        self.scada.on_acknowledge = self._record_ack
         # Hot swap + probation when model.bundle is a store's `current` link.
         assert isinstance(self.monitor, LineMonitor)
         self.updates: ModelUpdates | None = ModelUpdates(
@@ -175,25 +161,9 @@ class Agent:
         self.commissioning = build_commissioning(config, learned)
         self.monitor = self.commissioning
         self.model_version = "none"
-        self.loop = LoopStats()
-        self.registry.register("loop", self.loop)
-        self.journal = Journal(
-            config.journal_path, line=config.line, retention=retention(config),
-            registry=self.registry,
-        )  # fmt: skip
-        self.journal.model_version = self.model_version
-        self.scada = ScadaServer(
-            config.opcua,
-            config.line,
-            tags=[t for plc in config.plcs for t in plc.tags],
-            channels=channels,
-            model_version="none (commissioning: limits learnt on the device)",
-            threshold=math.nan,
-            registry=self.registry,
+        self._init_io(
+            config, channels, "none (commissioning: limits learnt on the device)", math.nan
         )
-        self.samples = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
-        self.listeners = []
-        self.scada.on_acknowledge = self._record_ack
         self.updates = None
         self.explainer = None  # it explains a model's alarms; there is no model yet
         self.snapshots = None
@@ -202,6 +172,38 @@ class Agent:
         if skipped:
             log.info("not learnt from: %s", "; ".join(f"{k} ({v})" for k, v in skipped.items()))
         self._init_common(config)
+
+    def _init_io(
+        self, config: SiteConfig, channels: list[str], model_text: str, threshold: float
+    ) -> None:
+        """The loop's counters, the journal, the SCADA server, the sample queue, the recorder."""
+        self.loop = LoopStats()
+        self.registry.register("loop", self.loop)
+        self.journal = Journal(
+            config.journal_path,
+            line=config.line,
+            retention=retention(config),
+            registry=self.registry,
+        )
+        self.journal.model_version = self.model_version
+        self.scada = ScadaServer(
+            config.opcua,
+            config.line,
+            tags=[t for plc in config.plcs for t in plc.tags],
+            channels=channels,
+            model_version=model_text,
+            threshold=threshold,
+            registry=self.registry,
+        )
+        self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
+        # `[record]`: every sample also into historian CSVs; a full disk is alarmed, not fatal.
+        self.recorder = None if config.record is None else Recorder(
+            config.record, config.line, recorded_tags(config), self._on_event, self.registry
+        )  # fmt: skip
+        self.listeners: list[Callable[[LineResult], None]] = []
+        # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
+        # so the explainer can later cite how a similar event was resolved.
+        self.scada.on_acknowledge = self._record_ack
 
     def _init_common(self, config: SiteConfig) -> None:
         self.watchdog = Watchdog()
@@ -261,6 +263,8 @@ class Agent:
     def _emit(self, sample: Sample) -> None:
         bad = sum(r.quality is not Quality.GOOD for r in sample.readings.values())
         self.plc_states[sample.source] = f"bad ({bad} tags)" if bad else "ok"
+        if self.recorder is not None:
+            self.recorder.offer(sample)  # a deque append: never blocks
         if self.samples.full():
             self.samples.get_nowait()
             self.loop.queue_drops += 1
@@ -415,6 +419,8 @@ class Agent:
         tg.create_task(self.heartbeat.run(), name="heartbeat")
         if self.snapshots is not None:
             tg.create_task(self.snapshots.run(self.snapshot, self._processed), name="snapshots")
+        if self.recorder is not None:
+            tg.create_task(self.recorder.run(), name="recorder")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
@@ -454,6 +460,8 @@ class Agent:
             await asyncio.wait(self._background)  # the learnt limits reach the disk first
         if self.explainer is not None:
             await self.explainer.aclose()
+        if self.recorder is not None:
+            await self.recorder.aclose()  # before the journal: its last alarm edge is journaled
         await self.journal.aclose()
         await self.scada.stop()
         self.heartbeat.remove()

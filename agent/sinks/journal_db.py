@@ -21,13 +21,13 @@ from typing import Any
 
 from agent.config import SiteConfig
 from agent.config.reader import field_default
-from agent.types import Event
+from agent.types import Event, EventKind
 
-# Record kinds besides the alarm kinds of agent.types.EventKind ("anomaly", "spc").
+# Record kinds besides the alarm kinds of agent.types.EventKind ("anomaly", "spc", ...).
 ACK = "ack"
 EXPLANATION = "explanation"
 MODEL_CHANGE = "model_change"
-KINDS = ("anomaly", "spc", ACK, EXPLANATION, MODEL_CHANGE)
+KINDS = (*(kind.value for kind in EventKind), ACK, EXPLANATION, MODEL_CHANGE)
 
 COLUMNS = (
     "event_id", "ts", "line", "kind", "state", "detector", "severity", "tag", "score",

@@ -61,7 +61,8 @@ U64, U32 = ua.VariantType.UInt64, ua.VariantType.UInt32
 V = AgentVariable
 #: Objects/Agent, in browse order. Sources: `opcua` the server itself (server.py), `loop` the
 #: detection loop (agent/runtime/app.py), `journal` (agent/sinks/journal.py), `explainer`
-#: (agent/sinks/explainer.py), `snapshots` (agent/runtime/snapshots.py).
+#: (agent/sinks/explainer.py), `snapshots` (agent/runtime/snapshots.py), `recorder`
+#: (agent/sinks/recorder.py).
 AGENT_VARIABLES: tuple[AgentVariable, ...] = (
     V("Health", S, "ok, or degraded with the reason", "opcua", "health", "starting"),
     V("UptimeS", D, "Seconds since the OPC-UA server started", "opcua", "uptime_s", 0.0, round),
@@ -104,6 +105,14 @@ AGENT_VARIABLES: tuple[AgentVariable, ...] = (
       "snapshots", "refused"),
     V("SnapshotRefusedReason", S, "Why: other-model, too-old, corrupt, ... ('' if none)",
       "snapshots", "refusal", ""),
+    V("RecordingState", S, "Historian CSV recording: off, writing, or stopped: <errno> <file>",
+      "recorder", "state", "off"),
+    V("RecordedRows", U64, "Rows written to the recording since start", "recorder", "rows"),
+    V("RecordedBytes", U64, "Bytes written to the recording since start", "recorder", "bytes"),
+    V("RecordingDrops", U64, "Samples dropped from the recorder's full queue",
+      "recorder", "drops"),
+    V("RecordingErrors", U64, "Failed recording writes (disk full, read-only, I/O error)",
+      "recorder", "errors"),
 )  # fmt: skip
 _BY_KEY = {re.sub(r"(?<!^)(?=[A-Z])", "_", v.name).lower(): v for v in AGENT_VARIABLES}
 

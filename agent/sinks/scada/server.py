@@ -23,7 +23,9 @@ Objects, so an integrator can type them into a SCADA tag list:
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
           ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
           SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
-          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py); each is read,
+          SnapshotsRefused, SnapshotRefusedReason (agent/runtime/snapshots.py),
+          RecordingState, RecordedRows, RecordedBytes, RecordingDrops, RecordingErrors
+          (agent/sinks/recorder.py); each is read,
           when it is published, from the stats its service registered with the agent's
           `CounterRegistry` (the table is `AGENT_VARIABLES` in limits.py)
 
