@@ -84,6 +84,9 @@ def test_record_a_shift_then_train_on_it(tmp_path: Path) -> None:
     train = run(
         "export", "train", "--data", str(tmp_path / "rec"), "--out", str(bundle_dir),
         "--tag-map", str(TAG_MAP), "--window", "8", "--epochs", "5", "--seed", "3",
+        # 12 s of the simulator are too few rows for its SPC limits to hold on the held-out
+        # part; the refusal itself is tested in test_column_selection.py.
+        "--allow-spc-alarms",
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-2000:]
     assert f"read rec ({len(files)} files): {total} rows kept, 0 dropped" in train.stderr
