@@ -62,6 +62,7 @@ class EventKind(enum.Enum):
 
     ANOMALY = "anomaly"
     SPC = "spc"
+    COMMS = "comms"  # a PLC link not answering for longer than its timeout (agent.ops.comms)
 
 
 class EventState(enum.Enum):
