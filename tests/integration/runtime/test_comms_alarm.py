@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from agent.demo.simulator.plc import SimulatedPlc
 from agent.demo.simulator.process import ExtrusionLine
 from agent.runtime.app import Agent
 from agent.sinks.journal import read_events
-from tests.helpers import SCADA_PASSWORD, eventually, free_port, site_config
+from tests.helpers import REPO, SCADA_PASSWORD, eventually, free_port, site_config
 from tests.scada_helpers import node, viewer_client
 
 SPEEDUP = 10.0
@@ -117,6 +120,14 @@ async def test_killed_plc_raises_a_journaled_comms_alarm_and_clears_when_back(
         assert await condition(client, "ActiveState/Id") is False
         assert "down (" not in agent.status()
         assert len(outage_warnings(caplog, killed)) == 2  # one when it went, one when it came back
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "agent", "events", "--journal", str(config.journal_path),
+             "--kind", "comms", "--format", "json"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert [r["state"] for r in json.loads(listed.stdout)][-2:] == ["raised", "cleared"]
     finally:
         await client.disconnect()
         for task in tasks:
