@@ -147,11 +147,12 @@ class OpcUaSource:
             except Exception as exc:  # every failure becomes bad-quality readings
                 detail = self._detail(exc)
             raise_if_cancelled()  # a stop swallowed inside asyncua (3.11's wait_for)
-            self._failed(self._describe(detail))
+            reason = self._describe(detail)
+            self._failed(reason)
             # The outage began when the session last answered, or when this attempt began.
             began = max(started, self.comms.last_good or 0.0)
             self.status.failed(self.comms, self._redact(detail), began, time.time())
-            await self._wait_out(emit, self._describe(detail))
+            await self._wait_out(emit, reason)
 
     async def _session(self, emit: Emit) -> None:
         client = await self._connect()

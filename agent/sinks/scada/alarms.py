@@ -1,4 +1,4 @@
-"""Anomaly and SPC alarms as OPC-UA Alarms & Conditions (OPC 10000-9), as far as asyncua goes.
+"""Anomaly, SPC and comms alarms as OPC-UA Alarms & Conditions (OPC 10000-9), as asyncua allows.
 
 Per line there are two conditions, `Lines/<line>/Alarms/Anomaly` (type LinesideAnomalyAlarmType)
 and `Lines/<line>/Alarms/Spc` (LinesideSpcAlarmType), and per PLC connection one,
