@@ -63,6 +63,7 @@ class EventKind(enum.Enum):
     ANOMALY = "anomaly"
     SPC = "spc"
     RECORDING = "recording"  # the historian CSV recording stopped (disk full) or resumed
+    COMMS = "comms"  # a PLC link not answering for longer than its timeout (agent.ops.comms)
 
 
 class EventState(enum.Enum):

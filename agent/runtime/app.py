@@ -36,6 +36,7 @@ from typing import Any
 from agent.bundles.bundle import Bundle, load_bundle
 from agent.config import SiteConfig
 from agent.config.reload import ReloadPlan, plan_reload
+from agent.ops.comms import CommsEdge
 from agent.ops.counters import CounterRegistry
 from agent.ops.logs import set_context
 from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
@@ -194,7 +195,10 @@ class Agent:
             model_version=model_text,
             threshold=threshold,
             registry=self.registry,
+            plcs=[source.status for source in self.sources],
         )
+        for source in self.sources:  # a PLC down or back is an event, beside the line's own
+            source.status.on_edge = self._on_comms
         self.samples: asyncio.Queue[Sample] = asyncio.Queue(maxsize=SAMPLE_QUEUE_SIZE)
         # `[record]`: every sample also into historian CSVs; a full disk is alarmed, not fatal.
         self.recorder = None if config.record is None else Recorder(
@@ -348,11 +352,20 @@ class Agent:
         log.warning("%s", event.message, extra=fields)
         self.journal.send(event)
 
+    def _on_comms(self, edge: CommsEdge) -> None:
+        event = edge.event(self.config.line)
+        self._on_event(event)
+        self.scada.offer_event(event)
+
     # --- readiness and status ------------------------------------------------------------
 
     def status(self) -> str:
-        """The STATUS= line: model, each PLC's state, the journal's."""
-        plcs = ", ".join(f"{k} {v}" for k, v in sorted(self.plc_states.items())) or "no data yet"
+        """The STATUS= line: model, each PLC's state ("down (<error>)" if down), the journal's."""
+        states = dict(self.plc_states)
+        for source in self.sources:
+            for link in source.status.down_links():
+                states[link.source] = f"down ({link.last_error})"
+        plcs = ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no data yet"
         stats = self.journal.stats
         journal = "ok" if stats.healthy else f"NOT WRITING ({stats.last_error})"
         return status_line(f"model {self.model_version}; PLC {plcs}; journal {journal}")

@@ -1,9 +1,9 @@
 """The journal's SQLite file: schema, record kinds, rows, retention and queries.
 
 One table, `events`, holds every kind of record so that one ordered query lists what happened
-on a line: alarm edges (`anomaly`, `spc`), operator acknowledgements (`ack`), LLM explanations
-(`explanation`) and model changes (`model_change`). `ref` points an ack or an explanation at
-the event it is about; `model_version` is the model that was running.
+on a line: alarm edges (`anomaly`, `spc`, `comms`), operator acknowledgements (`ack`), LLM
+explanations (`explanation`) and model changes (`model_change`). `ref` points an ack or an
+explanation at the event it is about; `model_version` is the model that was running.
 
 Everything here is synchronous and runs in the journal's own thread (or in `lineside events`).
 """

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.ops.comms import PlcStatus
 from agent.types import Sample
 
 Emit = Callable[[Sample], None]
@@ -13,9 +14,11 @@ Emit = Callable[[Sample], None]
 
 class Source(Protocol):
     """A PLC connection. `run` never returns until cancelled and never raises a read error:
-    a failed read is emitted as bad-quality readings with the reason."""
+    a failed read is emitted as bad-quality readings with the reason, and each poll's outcome
+    feeds `status` (agent.ops.comms), whose edges are the comms alarms."""
 
     name: str
+    status: PlcStatus
 
     async def run(self, emit: Emit) -> None:
         """Poll forever, calling `emit` (which never blocks) with each sample."""

@@ -11,7 +11,10 @@ says what happened:
 - a device that does not answer is backed off on its own, the others carry on;
 - a lost connection marks every tag bad and is re-opened with exponential backoff and
   jitter (pymodbus's own reconnect, which backs off up to 300 s, is switched off).
-Each failure is logged once, then quietly until it recovers, with counters.
+Each failure is logged once at INFO, then quietly until it recovers, with counters. Every
+device's poll outcome also feeds its `LinkStatus` (`status`, agent.ops.comms): a device that
+fails for longer than the connection's timeout is `down`, and the agent raises a comms alarm
+(the one WARNING of the outage).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 from agent.config import DeviceConfig, PlcConfig, Tag
 from agent.core.codec import DataType, decode, decode_bit, decode_string
+from agent.ops.comms import LinkStatus, PlcStatus
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
 from agent.sources.blocks import Block, plan_blocks
@@ -51,15 +55,16 @@ class HealthStats:
 class _Device:
     """A device on the connection: its blocks, schedule, backoff and counters."""
 
-    def __init__(self, config: DeviceConfig, source: str, max_backoff_s: float) -> None:
+    def __init__(self, config: DeviceConfig, plc: PlcConfig) -> None:
         self.config = config
-        self.source = source
+        self.source = f"{plc.name}/{config.name}"
         self.blocks: list[Block] = plan_blocks(
             config.tag_map.tags, config.max_gap, config.max_registers, config.max_bits
         )
         self.stats = HealthStats()
-        self.backoff = Backoff(min(0.5, config.poll_interval_s), max_backoff_s)
+        self.backoff = Backoff(min(0.5, config.poll_interval_s), plc.max_backoff_s)
         self.retry_at = 0.0
+        self.comms = LinkStatus(plc.name, config.name, config.unit, endpoint(plc), plc.timeout_s)
 
 
 class ModbusHub:
@@ -69,7 +74,8 @@ class ModbusHub:
         self.plc = plc
         self.name = plc.name
         self.transport = transport or make_transport(plc)
-        self.devices = [_Device(d, f"{plc.name}/{d.name}", plc.max_backoff_s) for d in plc.devices]
+        self.devices = [_Device(d, plc) for d in plc.devices]
+        self.status = PlcStatus(plc.name, [d.comms for d in self.devices])
         self.link = HealthStats()
         self.reconnects = 0
         self._lock = asyncio.Lock()
@@ -103,16 +109,17 @@ class ModbusHub:
                 self._link_down(str(exc))
                 raise
         self.reconnects += 1
+        self.status.connects += 1
         self._link_backoff.reset()
         if self._link_failing:
-            log.warning("PLC %s: connection %s is back", self.name, self.transport.description)
+            log.info("PLC %s: connection %s is back", self.name, self.transport.description)
             self._link_failing = False
 
     def _link_down(self, reason: str) -> None:
         self.link.failures += 1
         self.link.last_error = reason
         if not self._link_failing:
-            log.warning("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
+            log.info("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
             self._link_failing = True
 
     async def _read_block(self, device: _Device, block: Block) -> dict[str, TagReading]:
@@ -139,22 +146,29 @@ class ModbusHub:
             await self._ensure_link()  # counts its own failed attempts in `link`
         except LinkError as exc:
             return self._failed_sample(device, ts, str(exc))
+        refused = ""  # the first Modbus exception answer of this poll
         try:
             for block in device.blocks:
                 try:
                     readings.update(await self._read_block(device, block))
                 except ExceptionReply as exc:
                     readings.update(_bad(block.tags, str(exc)))
+                    refused = refused or str(exc)
         except LinkError as exc:
             if exc.link_down:  # the connection broke under a read
                 self.transport.close()
                 self._link_down(str(exc))
             return self._failed_sample(device, ts, str(exc))
         self._device_ok(device)
+        if refused:
+            self.status.failed(device.comms, refused, ts, time.time())
+        else:
+            self.status.answered(device.comms, time.time())
         return Sample(ts=ts, source=device.source, readings=readings)
 
     def _failed_sample(self, device: _Device, ts: float, reason: str) -> Sample:
         self._device_failed(device, reason)
+        self.status.failed(device.comms, reason, ts, time.time())
         return Sample(
             ts=ts, source=device.source, readings=_bad(device.config.tag_map.tags, reason)
         )
@@ -166,14 +180,14 @@ class ModbusHub:
         stats.last_error = reason
         device.retry_at = time.monotonic() + device.backoff.next_delay()
         if stats.consecutive_failures == 1:
-            log.warning("PLC %s: %s; tags bad, retrying with backoff", device.source, reason)
+            log.info("PLC %s: %s; tags bad, retrying with backoff", device.source, reason)
         else:
             log.debug("PLC %s still failing: %s", device.source, reason)
 
     def _device_ok(self, device: _Device) -> None:
         stats = device.stats
         if stats.consecutive_failures:
-            log.warning(
+            log.info(
                 "PLC %s recovered after %d failed polls", device.source, stats.consecutive_failures
             )
         stats.consecutive_failures = 0
@@ -234,6 +248,13 @@ def decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReadi
     if not math.isfinite(value):
         return TagReading(value, Quality.UNCERTAIN, f"PLC sent {value} (not a finite number)")
     return TagReading(value, Quality.GOOD)
+
+
+def endpoint(plc: PlcConfig) -> str:
+    """Where a Modbus connection goes, for messages: `host:port` or the serial port."""
+    if plc.protocol == "modbus-rtu" and plc.serial is not None:
+        return plc.serial.port
+    return f"{plc.host}:{plc.port}"
 
 
 def make_transport(plc: PlcConfig) -> ModbusTransport:

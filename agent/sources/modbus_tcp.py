@@ -58,10 +58,22 @@ class PymodbusTcpTransport:
             ) from exc
         if not ok:
             client.close()
-            raise LinkError(
-                f"connection to {self.host}:{self.port} refused or unreachable", link_down=True
-            )
+            why = await self._connect_error()
+            raise LinkError(f"connect to {self.host}:{self.port} failed: {why}", link_down=True)
         self._client = client
+
+    async def _connect_error(self) -> str:
+        """Why a connect failed: pymodbus only logs the OSError (errno) and returns False, so
+        one plain TCP connect under the same timeout asks the network again."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                _, writer = await asyncio.open_connection(self.host, self.port)
+        except TimeoutError:
+            return f"no answer within {self.timeout_s} s"
+        except OSError as exc:
+            return str(exc)
+        writer.close()  # it answers now: the refusal was a moment ago
+        return "refused or unreachable"
 
     def close(self) -> None:
         """Close the connection."""

@@ -21,8 +21,10 @@ Failures never raise out of `run`: a failed connect, a failed or late read, a lo
 (asyncua's connection supervisor: socket closed or keep-alive probe failed) or a bad
 subscription status marks every tag BAD with the reason, closes the client and connects a new
 one with exponential backoff and jitter capped by `max_backoff_s` (asyncua's own
-auto-reconnect, without jitter and with its own cap, is left off). Each failure is logged once,
-then quietly until it recovers, with counters. The password is never logged.
+auto-reconnect, without jitter and with its own cap, is left off). Each failure is logged once
+at INFO, then quietly until it recovers, with counters. The password is never logged. Every
+session's outcome feeds the connection's `LinkStatus` (`status`, agent.ops.comms): failing for
+longer than `timeout_s` makes it `down` and the agent raises a comms alarm (the one WARNING).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
 from agent.config import NodeTag, PlcConfig
+from agent.ops.comms import LinkStatus, PlcStatus
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
 from agent.types import Quality, Sample, TagReading
@@ -128,6 +131,8 @@ class OpcUaSource:
         self.tags = self.config.node_map.tags
         self.endpoint = _redacted(self.config.endpoint)
         self.stats = OpcUaStats()
+        self.comms = LinkStatus(plc.name, "", None, self.endpoint, plc.timeout_s)
+        self.status = PlcStatus(plc.name, [self.comms])
         self._backoff = Backoff(min(0.5, plc.poll_interval_s), plc.max_backoff_s)
         self._cache: dict[str, TagReading] = {}
         self._password = ""
@@ -135,13 +140,18 @@ class OpcUaSource:
     async def run(self, emit: Emit) -> None:
         """Connect, subscribe or poll, and reconnect on any failure, until cancelled."""
         while True:
+            started = time.time()
             try:
                 await self._session(emit)
-                reason = "session ended"
+                detail = "session ended"
             except Exception as exc:  # every failure becomes bad-quality readings
-                reason = self._describe(exc)
+                detail = self._detail(exc)
             raise_if_cancelled()  # a stop swallowed inside asyncua (3.11's wait_for)
+            reason = self._describe(detail)
             self._failed(reason)
+            # The outage began when the session last answered, or when this attempt began.
+            began = max(started, self.comms.last_good or 0.0)
+            self.status.failed(self.comms, self._redact(detail), began, time.time())
             await self._wait_out(emit, reason)
 
     async def _session(self, emit: Emit) -> None:
@@ -378,6 +388,7 @@ class OpcUaSource:
     def _emit(self, emit: Emit, ts: float, readings: dict[str, TagReading]) -> None:
         self.stats.samples += 1
         self.stats.last_ok = time.time()
+        self.status.answered(self.comms, self.stats.last_ok)
         emit(
             Sample(ts=ts, source=self.name, readings={t.name: readings[t.name] for t in self.tags})
         )
@@ -400,8 +411,9 @@ class OpcUaSource:
 
     def _connected(self) -> None:
         self.stats.connects += 1
+        self.status.connects += 1
         if self.stats.consecutive_failures:
-            log.warning("PLC %s: %s is back after %d failed attempts", self.name, self.endpoint,
+            log.info("PLC %s: %s is back after %d failed attempts", self.name, self.endpoint,
                         self.stats.consecutive_failures)  # fmt: skip
         self.stats.consecutive_failures = 0
         self._backoff.reset()
@@ -412,7 +424,7 @@ class OpcUaSource:
         stats.consecutive_failures += 1
         stats.last_error = reason
         if stats.consecutive_failures == 1:
-            log.warning("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
+            log.info("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
         else:
             log.debug("PLC %s still failing: %s", self.name, reason)
 
@@ -425,9 +437,11 @@ class OpcUaSource:
             return str(exc) or type(exc).__name__
         return f"{type(exc).__name__}: {exc}"
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, detail: str) -> str:
         """A one-line reason naming the endpoint; never contains the password."""
-        text = f"OPC-UA {self.endpoint}: {self._detail(exc)}"
+        return self._redact(f"OPC-UA {self.endpoint}: {detail}")
+
+    def _redact(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 
 

@@ -1,13 +1,17 @@
-"""Anomaly and SPC alarms as OPC-UA Alarms & Conditions (OPC 10000-9), as far as asyncua goes.
+"""Anomaly, SPC and comms alarms as OPC-UA Alarms & Conditions (OPC 10000-9), as asyncua allows.
 
 Per line there are two conditions, `Lines/<line>/Alarms/Anomaly` (type LinesideAnomalyAlarmType)
-and `Lines/<line>/Alarms/Spc` (LinesideSpcAlarmType), both subtypes of OffNormalAlarmType.
+and `Lines/<line>/Alarms/Spc` (LinesideSpcAlarmType), and per PLC connection one,
+`Plcs/<name>/Alarm` (LinesideCommsAlarmType, source node the PLC's folder), all subtypes of
+OffNormalAlarmType. A PLC's condition is active while any device (unit) of it is down: the
+first device's raise activates it, each further raise re-fires it with its own message, and it
+clears with the last device that answers again.
 
 Supported:
 - an event on every transition (raised, cleared, acknowledged), emitted through the Server
   object, with EventId, ConditionId (`NodeId`), SourceNode (the line, or the signal that
-  tripped it), Severity (700 anomaly, 500 SPC), Message, ActiveState, AckedState, Retain,
-  Comment and ClientUserId;
+  tripped it, or the PLC), Severity (700 anomaly, 600 comms, 500 SPC), Message, ActiveState,
+  AckedState, Retain, Comment and ClientUserId;
 - the condition instances' ActiveState/AckedState/Severity/Message/Retain variables mirror the
   last event, so a client that reads instead of subscribing sees the same;
 - `Acknowledge(EventId, Comment)` (the standard AcknowledgeableConditionType method, called on
@@ -38,8 +42,14 @@ audit = logging.getLogger("lineside.audit")
 AckListener = Callable[[str, str, str], None]
 log = logging.getLogger(__name__)
 
-TYPE_NAMES = {EventKind.ANOMALY: "LinesideAnomalyAlarmType", EventKind.SPC: "LinesideSpcAlarmType"}
-CONDITION_NAMES = {EventKind.ANOMALY: "Anomaly", EventKind.SPC: "Spc"}
+TYPE_NAMES = {
+    EventKind.ANOMALY: "LinesideAnomalyAlarmType",
+    EventKind.SPC: "LinesideSpcAlarmType",
+    EventKind.COMMS: "LinesideCommsAlarmType",
+}
+CONDITION_NAMES = {EventKind.ANOMALY: "Anomaly", EventKind.SPC: "Spc", EventKind.COMMS: "Comms"}
+LINE_KINDS = (EventKind.ANOMALY, EventKind.SPC)  # the conditions every line has
+SEVERITIES = {EventKind.ANOMALY: 700, EventKind.SPC: 500, EventKind.COMMS: 600}
 _MIRRORED = ("ActiveState", "ActiveState/Id", "AckedState", "AckedState/Id", "Retain",
              "Severity", "Message", "Time", "Comment")  # fmt: skip
 
@@ -49,7 +59,7 @@ def _lt(value: str) -> ua.LocalizedText:
 
 
 async def create_alarm_types(server: Server, ns: int) -> dict[EventKind, Node]:
-    """Our two alarm condition types, subtypes of OffNormalAlarmType."""
+    """Our alarm condition types, subtypes of OffNormalAlarmType."""
     types = {}
     for kind, name in TYPE_NAMES.items():
         types[kind] = await server.create_custom_event_type(
@@ -60,13 +70,21 @@ async def create_alarm_types(server: Server, ns: int) -> dict[EventKind, Node]:
 
 
 class Condition:
-    """One alarm condition of a line: its current state, its instance node, its generator."""
+    """One alarm condition of a line (or of a PLC, `line` then being the PLC's name): its
+    current state, its instance node, its generator."""
 
     def __init__(
-        self, kind: EventKind, line: str, node: Node, generator: Any, on_ack: AckListener | None
+        self,
+        kind: EventKind,
+        line: str,
+        node: Node,
+        generator: Any,
+        on_ack: AckListener | None,
+        subject: str = "",
     ) -> None:
         self.kind = kind
         self.line = line
+        self.subject = subject or f"line {line}"  # what the condition's texts name
         self.node = node
         self.generator = generator
         self.on_ack = on_ack
@@ -75,6 +93,7 @@ class Condition:
         self.acked = True
         self.acks = 0
         self.alarm_id = ""  # our Event.event_id of the last raise, which an ack refers to
+        self.down: set[str] = set()  # a comms condition: the devices down now
 
     @property
     def event(self) -> Any:
@@ -92,8 +111,8 @@ class Condition:
         ev.EnabledState = _lt("Enabled")
         setattr(ev, "EnabledState/Id", True)
         ev.Quality = ua.StatusCode(ua.StatusCodes.Good)
-        ev.Severity = 700 if self.kind is EventKind.ANOMALY else 500
-        ev.Message = _lt(f"No {CONDITION_NAMES[self.kind].lower()} alarm on line {self.line}")
+        ev.Severity = SEVERITIES[self.kind]
+        ev.Message = _lt(f"No {CONDITION_NAMES[self.kind].lower()} alarm on {self.subject}")
         self._set_states(active=False, acked=True)
         for path in _MIRRORED:
             try:
@@ -161,8 +180,8 @@ class Condition:
         ev.Comment = _lt(comment)
         ev.ClientUserId = who
         audit.warning(
-            "acknowledged: %s alarm of line %s by %s, comment %r",
-            CONDITION_NAMES[self.kind], self.line, who, comment,
+            "acknowledged: %s alarm of %s by %s, comment %r",
+            CONDITION_NAMES[self.kind], self.subject, who, comment,
         )  # fmt: skip
         if self.on_ack is not None:
             self.on_ack(self.alarm_id, who, comment)
@@ -179,10 +198,12 @@ class AlarmBook:
         self.on_ack = on_ack
         self.conditions: dict[ua.NodeId, Condition] = {}
         self.by_line: dict[tuple[str, EventKind], Condition] = {}
+        self.by_plc: dict[str, Condition] = {}
+        self._types: dict[EventKind, Node] = {}
 
     async def setup(self, line: str, line_node: Node) -> None:
         """Create the line's Alarms folder and its two conditions."""
-        types = await create_alarm_types(self.server, self.ns)
+        types = self._types = await create_alarm_types(self.server, self.ns)
         folder = await line_node.add_object(
             ua.NodeId(f"Lines/{line}/Alarms", self.ns), ua.QualifiedName("Alarms", self.ns)
         )
@@ -190,8 +211,8 @@ class AlarmBook:
             ua.AttributeIds.Description,
             ua.DataValue(ua.Variant(_lt("Alarm conditions of the line (OPC UA A&C)"))),
         )
-        for kind, type_node in types.items():
-            name = CONDITION_NAMES[kind]
+        for kind in LINE_KINDS:
+            type_node, name = types[kind], CONDITION_NAMES[kind]
             node = await folder.add_object(
                 ua.NodeId(f"Lines/{line}/Alarms/{name}", self.ns), ua.QualifiedName(name, self.ns),
                 objecttype=type_node.nodeid, instantiate_optional=False,
@@ -204,6 +225,19 @@ class AlarmBook:
         self.server.iserver.isession.add_method_callback(
             ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), self._acknowledge
         )
+
+    async def add_plc(self, plc: str, folder: Node) -> None:
+        """Create the comms condition `Plcs/<plc>/Alarm` (after `setup`)."""
+        type_node = self._types[EventKind.COMMS]
+        node = await folder.add_object(
+            ua.NodeId(f"Plcs/{plc}/Alarm", self.ns), ua.QualifiedName("Alarm", self.ns),
+            objecttype=type_node.nodeid, instantiate_optional=False,
+        )  # fmt: skip
+        generator = await self.server.get_event_generator(type_node, ua.ObjectIds.Server)
+        condition = Condition(EventKind.COMMS, plc, node, generator, self.on_ack, f"PLC {plc}")
+        await condition.setup(folder)
+        self.conditions[node.nodeid] = condition
+        self.by_plc[plc] = condition
 
     async def _acknowledge(self, parent: ua.NodeId, *args: ua.Variant) -> ua.StatusCode:
         condition = self.conditions.get(parent)
@@ -218,6 +252,24 @@ class AlarmBook:
 
     async def on_event(self, event: Event, source: ua.NodeId | None) -> None:
         """Turn an alarm edge into a condition transition."""
+        if event.kind is EventKind.COMMS:
+            await self._on_comms(event)
+            return
         condition = self.by_line.get((event.line, event.kind))
         if condition is not None:
             await condition.transition(event, source)
+
+    async def _on_comms(self, event: Event) -> None:
+        """A device of a PLC down or back: the PLC's condition holds while any is down."""
+        details = event.details
+        condition = self.by_plc.get(str(details.get("plc", "")))
+        if condition is None:
+            return
+        device = str(details.get("device", ""))
+        if event.state is EventState.RAISED:
+            condition.down.add(device)
+        else:
+            condition.down.discard(device)
+            if condition.down:
+                return  # another device of this PLC is still down
+        await condition.transition(event, None)

@@ -1,4 +1,5 @@
-"""Building blocks of the address space: folders, plain variables, AnalogItems with units.
+"""Building blocks of the address space: folders, plain variables, AnalogItems with units, and
+the DataValue the server publishes.
 
 Engineering units follow OPC 10000-8 5.6.3: EUInformation in the UNECE Rec. 20 namespace, with
 UnitId computed from the UNECE common code. A unit without a well-known code (e.g. "g", which
@@ -98,6 +99,18 @@ def attrs_value(vtype: ua.VariantType) -> ua.Variant:
     if vtype is ua.VariantType.DateTime:
         blank = None
     return ua.Variant(blank, vtype)
+
+
+class PublishedValue(ua.DataValue):
+    """A DataValue that is never changed after it is written, so copying it is pointless.
+
+    asyncua deep-copies every written DataValue once per monitored item (so that a later
+    in-place change cannot leak into the queue); that copy was 60 % of publishing 2,000
+    subscribed values. Ours are built fresh for each write and never mutated.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PublishedValue:
+        return self
 
 
 def text(value: str) -> ua.DataValue:

@@ -28,6 +28,7 @@ Objects, so an integrator can type them into a SCADA tag list:
           (agent/sinks/recorder.py); each is read,
           when it is published, from the stats its service registered with the agent's
           `CounterRegistry` (the table is `AGENT_VARIABLES` in limits.py)
+    Plcs/<name>/State, LastError, LastGood, Polls, Failures, Reconnects, Alarm   (plcs.py)
 
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
@@ -54,11 +55,14 @@ from asyncua.server.internal_session import InternalSession
 
 from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
+from agent.ops.comms import PlcStatus
 from agent.ops.counters import CounterRegistry
 from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
 from agent.sinks.scada.limits import AGENT_VARIABLES, AgentCounters, apply_limits, status_of
+from agent.sinks.scada.model import PublishedValue
+from agent.sinks.scada.plcs import build_plc_nodes, publish_plcs
 from agent.sinks.scada.security import (
     ClientCertificateCheck,
     LinesideServer,
@@ -66,7 +70,7 @@ from agent.sinks.scada.security import (
     ScadaUserManager,
     ensure_server_certificate,
 )
-from agent.types import Event, Quality
+from agent.types import Event, EventKind, Quality
 
 log = logging.getLogger(__name__)
 D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
@@ -85,18 +89,6 @@ _POLICIES = {
 }  # fmt: skip
 
 
-class PublishedValue(ua.DataValue):
-    """A DataValue that is never changed after it is written, so copying it is pointless.
-
-    asyncua deep-copies every written DataValue once per monitored item (so that a later
-    in-place change cannot leak into the queue); that copy was 60 % of publishing 2,000
-    subscribed values. Ours are built fresh for each write and never mutated.
-    """
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> PublishedValue:
-        return self
-
-
 class ScadaServer:
     """Owns the asyncua server; `offer`, `publish_explanation`, `publish_model` never block."""
 
@@ -109,8 +101,10 @@ class ScadaServer:
         model_version: str,
         threshold: float,
         registry: CounterRegistry | None = None,
+        plcs: Sequence[PlcStatus] = (),
     ) -> None:
         self.config = config
+        self.plcs = plcs  # the sources' comms status, read when Plcs/ is published
         self.line = line
         self.tags = tags
         self.channels = channels
@@ -251,6 +245,7 @@ class ScadaServer:
         self._aspace = self._server.iserver.aspace
         self.alarms = AlarmBook(self._server, self._ns, self._acknowledged)
         await self.alarms.setup(self.line, line)
+        self._nodes.update(await build_plc_nodes(self._server, self._ns, self.plcs, self.alarms))
         await self._publish_model()
 
     def offer(self, result: LineResult) -> None:
@@ -266,7 +261,10 @@ class ScadaServer:
         self._wake.set()
 
     def offer_event(self, event: Event) -> None:
-        """Queue one alarm edge alone (an alarm still open after a restart); never blocks."""
+        """Queue one alarm edge alone (a comms edge, an alarm still open after a restart)."""
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self._events.popleft()
+            self.event_drops += 1
         self._events.append(event)
         self._wake.set()
 
@@ -401,6 +399,8 @@ class ScadaServer:
             event = self._events.popleft()
             source = self._nodes.get(f"Lines/{self.line}/Signals/{event.tag}/Value")
             await self.alarms.on_event(event, source)
+            if event.kind is EventKind.COMMS:  # the line's own edges are written by publish
+                await self._write(f"Lines/{self.line}/LastEvent", event.message, S)
 
     async def run(self) -> None:
         """Publish whatever was offered whenever something was, until cancelled."""
@@ -411,6 +411,7 @@ class ScadaServer:
             if result is not None:
                 await self.publish(result)
             await self._publish_events()
+            await publish_plcs(self.plcs, self._write)
             await self._publish_explanation()
             await self._publish_model()
             await self._publish_learning()

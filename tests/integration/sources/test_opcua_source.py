@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from agent.config import OpcUaClientConfig, PlcConfig, load_node_map
+from agent.ops.comms import CommsEdge
 from agent.sources.opcua import WAITING, OpcUaSource
 from agent.types import Quality, Sample, TagReading
 from tests.helpers import free_port, wait_for
@@ -385,3 +386,38 @@ async def test_signed_and_encrypted_with_username(
             assert source.stats.connects == 0
     texts = [s.readings["temp"].reason for s in samples] + [r.getMessage() for r in caplog.records]
     assert not any(password in text for text in texts)
+
+
+async def test_server_down_raises_one_comms_edge_and_clears_when_back(tmp_path: Path) -> None:
+    port = free_port()
+    oven = await make_oven(port)
+    await oven.server.start()
+    replacement = await make_oven(port)  # built ahead: init() takes over a second
+    started = False
+    edges: list[CommsEdge] = []
+    try:
+        async with source_running(oven_plc_config(tmp_path, port, "poll")) as (source, samples):
+            source.status.on_edge = edges.append
+            await wait_for(lambda: source.status.state == "ok", timeout=5)
+            first_good = source.status.last_good
+            await oven.server.stop()
+            await wait_for(lambda: source.status.state == "down", timeout=5)
+            failures = source.status.failures
+            await wait_for(lambda: source.status.failures >= failures + 2, timeout=5)
+            assert [e.raised for e in edges] == [True]  # one raise for the whole outage
+            raised = edges[0]
+            endpoint = f"opc.tcp://127.0.0.1:{port}/oven/"
+            assert raised.plc == "oven-plc" and raised.endpoint == endpoint
+            assert raised.message.startswith(f"PLC oven-plc ({endpoint}) not answering: ")
+            assert source.status.last_error == source.comms.last_error != ""
+            await replacement.server.start()
+            started = True
+            await wait_for(lambda: len(edges) == 2, timeout=5)
+            assert not edges[1].raised and edges[1].duration_s > 0
+            assert source.status.state == "ok" and source.status.reconnects == 1
+            last_good = source.status.last_good
+            assert first_good is not None and last_good is not None and last_good > first_good
+            assert samples[-1].readings["temp"].quality is Quality.GOOD
+    finally:
+        if started:
+            await replacement.server.stop()
