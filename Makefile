@@ -71,10 +71,10 @@ debian-deps:
 # Debian dev packages hidden, as a new user's machine would be (.ci/fresh-demo).
 test: debian-deps $(TEST_STAMP) lint
 	$(BIN)/python -m pytest
-	./.ci/fresh-demo
+	PYTHON=$(PYTHON) ./.ci/fresh-demo
 
 fresh-demo:
-	./.ci/fresh-demo
+	PYTHON=$(PYTHON) ./.ci/fresh-demo
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/loop.py
