@@ -91,6 +91,18 @@ class CommissioningLine:
         if self.monitor is not None:
             self.monitor.latest.update(self.latest)
 
+    def _learn(self, sample: Sample) -> None:
+        """Learn from a clock sample; once complete, the learnt line charts from this row on."""
+        if self.clock is not None and sample.source != self.clock:
+            return
+        missing = TagReading(math.nan, Quality.BAD, "never read")
+        readings = [self.latest.get(c, missing) for c in self.channels]
+        row = np.array([r.value if r.quality is Quality.GOOD else math.nan for r in readings])
+        if self.learner.observe(sample.ts, row):
+            learned = self.learner.fit(now=sample.ts)
+            self._start(learned)
+            self.just_learned = learned
+
     def retune(self, detection: DetectionConfig) -> None:
         """Take a reloaded `[detection]`'s alarm rules (agent.pipeline.line.LineMonitor.retune)."""
         self.detection = detection
@@ -115,6 +127,8 @@ class CommissioningLine:
         """Take one sample from any source of the line and return the line's new state."""
         self.just_learned = None
         self.latest.update(sample.readings)
+        if self.monitor is None and self.learned is None:
+            self._learn(sample)
         if self.monitor is not None:
             result = self.monitor.process(sample)
             return LineResult(
@@ -126,14 +140,6 @@ class CommissioningLine:
                 events=result.events,
                 fused=result.fused,
             )
-        if self.learned is None and (self.clock is None or sample.source == self.clock):
-            missing = TagReading(math.nan, Quality.BAD, "never read")
-            readings = [self.latest.get(c, missing) for c in self.channels]
-            row = np.array([r.value if r.quality is Quality.GOOD else math.nan for r in readings])
-            if self.learner.observe(sample.ts, row):
-                learned = self.learner.fit(now=sample.ts)
-                self._start(learned)
-                self.just_learned = learned
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
