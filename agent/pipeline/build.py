@@ -105,7 +105,11 @@ def candidate_channels(config: SiteConfig) -> tuple[list[str], dict[str, str]]:
     for tag in config.tags.values():
         dtype = getattr(tag, "dtype", None)
         if not tag.detect:
-            skipped[tag.name] = f"detect = false (role {tag.role}) in the tag map"
+            skipped[tag.name] = (
+                "detect = false in the tag map"
+                if tag.role == "process"
+                else f"role = {tag.role} in the tag map"
+            )
         elif dtype is DataType.STRING:
             skipped[tag.name] = "a string tag"
         elif dtype is DataType.BOOL:

@@ -45,10 +45,10 @@ from agent.pipeline.commissioning import CommissioningLine
 from agent.pipeline.line import LineMonitor, LineResult
 from agent.runtime.commissioning import (
     FirstModelWatch,
+    LearningReports,
     ModelArrived,
     learned_path,
     load_learned,
-    save_learned,
 )
 from agent.runtime.hotswap import ModelState, ModelUpdates, boot_check
 from agent.runtime.snapshot_file import snapshot_path
@@ -157,8 +157,8 @@ class Agent:
     def _init_commissioning(self, config: SiteConfig) -> None:
         """No bundle: learn on the device (agent.pipeline.commissioning), watch for a model."""
         channels, skipped = candidate_channels(config)
-        self.learned_file = learned_path(config.state_dir, config.line)
-        learned = load_learned(self.learned_file, channels)
+        learned_file = learned_path(config.state_dir, config.line)
+        learned = load_learned(learned_file, channels)
         self.commissioning = build_commissioning(config, learned)
         self.monitor = self.commissioning
         self.model_version = "none"
@@ -169,7 +169,7 @@ class Agent:
         self.explainer = None  # it explains a model's alarms; there is no model yet
         self.snapshots = None
         self.first_model = FirstModelWatch(config.model_store)
-        self._learning_shown: tuple[str, float] | None = None
+        self.learning = LearningReports(self.scada, self.journal, learned_file)
         if skipped:
             log.info("not learnt from: %s", "; ".join(f"{k} ({v})" for k, v in skipped.items()))
         self._init_common(config)
@@ -221,7 +221,6 @@ class Agent:
         #: Set when a first bundle was installed for a line in commissioning mode: the daemon
         #: starts the agent again on it (agent.runtime.commissioning).
         self.model_arrived: Path | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self._stall_after = float(os.environ.get(STALL_ENV) or 0.0)
         self._stall_at: float | None = None
         self._burst = int(os.environ.get(BURST_ENV) or 0)
@@ -288,7 +287,7 @@ class Agent:
                 self.updates.at_boundary()  # a model swap happens between two samples only
             result = self.monitor.process(sample)
             if self.commissioning is not None:
-                self._learning_progress(self.commissioning)
+                self.learning.after(self.commissioning)
             for event in result.events:
                 self._on_event(event)
             loop.latency_ms = (time.perf_counter() - started) * 1e3
@@ -302,40 +301,6 @@ class Agent:
             if self._stall_at is not None and time.monotonic() >= self._stall_at:
                 log.warning("%s is set: the detection loop hangs now (test hook)", STALL_ENV)
                 await asyncio.Event().wait()
-
-    def _learning_progress(self, line: CommissioningLine) -> None:
-        """Publish learning's state when it moves by 0.1 %; keep what was learnt, once."""
-        status = line.status()
-        shown = (status.state, round(status.progress, 3))
-        if shown != self._learning_shown:
-            self._learning_shown = shown
-            self.scada.publish_learning(status.state, status.progress, status.eta_s)
-        learned = line.just_learned
-        if learned is not None:
-            ignored = {k: v for k, v in learned.classes.items() if k not in learned.modelled}
-            text = (
-                f"limits learnt on the device from {learned.rows} rows "
-                f"({learned.learned_s:.0f} s): SPC and shift alarms on "
-                f"{', '.join(learned.modelled) or 'no tag'}"
-                + (
-                    "; not modelled: "
-                    + "; ".join(f"{k} ({kind}: {why})" for k, (kind, why) in ignored.items())
-                    if ignored
-                    else ""
-                )
-            )
-            log.warning("%s", text)
-            self.journal.record_model_change("none", "learned", text, status="learned")
-            task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(save_learned, self.learned_file, learned), name="save-learned"
-            )
-            self._background.add(task)
-            task.add_done_callback(self._saved)
-
-    def _saved(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("could not keep the learnt limits: %s", task.exception())
 
     def _progress(self) -> None:
         self.watchdog.kick()
@@ -469,8 +434,8 @@ class Agent:
             await asyncio.sleep(delay)
         if self.snapshots is not None:
             await self.snapshots.aclose(self.snapshot, self._processed)
-        if self._background:
-            await asyncio.wait(self._background)  # the learnt limits reach the disk first
+        if self.commissioning is not None:
+            await self.learning.aclose()  # the learnt limits reach the disk first
         if self.explainer is not None:
             await self.explainer.aclose()
         if self.recorder is not None:

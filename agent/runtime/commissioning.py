@@ -20,7 +20,10 @@ import re
 from pathlib import Path
 
 from agent.bundles.store import ModelStore, write_atomic
+from agent.pipeline.commissioning import CommissioningLine
 from agent.pipeline.learning import LearnedLimits
+from agent.sinks.journal import Journal
+from agent.sinks.scada import ScadaServer
 
 log = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 1.0
@@ -94,3 +97,58 @@ class FirstModelWatch:
                 log.warning("model %d installed at %s: restarting the agent on it", version, bundle)
                 raise ModelArrived(bundle)
             await asyncio.sleep(self.interval_s)
+
+
+def learnt_text(learned: LearnedLimits) -> str:
+    """What was learnt, in one line for the log and the journal."""
+    ignored = {k: v for k, v in learned.classes.items() if k not in learned.modelled}
+    text = (
+        f"limits learnt on the device from {learned.rows} rows ({learned.learned_s:.0f} s): "
+        f"SPC and shift alarms on {', '.join(learned.modelled) or 'no tag'}"
+    )
+    if ignored:
+        text += "; not modelled: " + "; ".join(
+            f"{k} ({kind}: {why})" for k, (kind, why) in ignored.items()
+        )
+    return text
+
+
+class LearningReports:
+    """After each sample of a commissioning line: SCADA's learning nodes when they move by
+    0.1 %, and once learning is complete the journal's record and the learnt-limits file."""
+
+    def __init__(self, scada: ScadaServer, journal: Journal, path: Path) -> None:
+        self.scada = scada
+        self.journal = journal
+        self.path = path
+        self._shown: tuple[str, float] | None = None
+        self._saving: set[asyncio.Task[None]] = set()
+
+    def after(self, line: CommissioningLine) -> None:
+        """Called by the detection loop after the line processed a sample; never blocks."""
+        status = line.status()
+        shown = (status.state, round(status.progress, 3))
+        if shown != self._shown:
+            self._shown = shown
+            self.scada.publish_learning(status.state, status.progress, status.eta_s)
+        learned = line.just_learned
+        if learned is None:
+            return
+        text = learnt_text(learned)
+        log.warning("%s", text)
+        self.journal.record_model_change("none", "learned", text, status="learned")
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(save_learned, self.path, learned), name="save-learned"
+        )
+        self._saving.add(task)
+        task.add_done_callback(self._saved)
+
+    def _saved(self, task: asyncio.Task[None]) -> None:
+        self._saving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not keep the learnt limits in %s: %s", self.path, task.exception())
+
+    async def aclose(self) -> None:
+        """Wait until the learnt limits are on disk (at shutdown)."""
+        if self._saving:
+            await asyncio.wait(self._saving)
