@@ -82,6 +82,8 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/spc.py
 	$(BIN)/python benchmarks/update.py
 	$(BIN)/python benchmarks/daemon.py
+	$(BIN)/python benchmarks/first_value.py
+	$(BIN)/python benchmarks/record.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
