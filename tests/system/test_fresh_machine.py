@@ -8,6 +8,7 @@ which `make test` runs last.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -34,9 +35,12 @@ def clone(tmp_path: Path) -> Path:
 
 def dry_run(clone: Path, target: str) -> list[str]:
     """The commands `make TARGET` would run, one per line."""
+    # Run by `make test` itself, make's own MAKEFLAGS/MAKELEVEL would reach this make too.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     proc = subprocess.run(
-        ["make", "-n", target], cwd=clone, capture_output=True, text=True, timeout=30
-    )
+        ["make", "--no-print-directory", "-n", target], cwd=clone, capture_output=True,
+        text=True, timeout=30, env=env,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 

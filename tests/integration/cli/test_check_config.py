@@ -85,7 +85,19 @@ def test_check_config_cli_accepts_site_without_bundle(path: Path) -> None:
     assert f"{path}: ok (site, " in result.stdout
 
 
-@pytest.mark.parametrize("path", SITES, ids=file_ids(SITES))
+#: The shipped sites that name a bundle, and those that run in commissioning mode (no model).
+BUNDLED = [p for p in SITES if re.search(r"(?m)^bundle\s*=", p.read_text())]
+COMMISSIONING = [p for p in SITES if p not in BUNDLED]
+
+
+@pytest.mark.parametrize("path", COMMISSIONING, ids=file_ids(COMMISSIONING))
+def test_check_config_cli_accepts_a_site_with_no_model_in_full(path: Path) -> None:
+    result = _check_config(str(path))
+    assert result.returncode == 0, result.stderr
+    assert "no model: commissioning mode" in result.stdout
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=file_ids(BUNDLED))
 def test_check_config_cli_only_complains_about_the_bundle(path: Path, tmp_path: Path) -> None:
     # A copy beside the real map directories, pointing at a bundle that does not exist: the full
     # check must fail on model.bundle and on nothing else.
