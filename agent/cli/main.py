@@ -46,6 +46,10 @@ def check_file(path: Path, check_bundle: bool) -> str:
             from agent.bundles.checks import check_bundle_fits
 
             check_bundle_fits(config)
+        if config.bundle is None:
+            from agent.pipeline.build import build_commissioning
+
+            build_commissioning(config, None)  # refuses a line with no tag to learn from
         model = (
             f"no model: commissioning mode, learns for {config.learning.period_s:g} s"
             if config.bundle is None

@@ -159,3 +159,26 @@ def test_check_config_on_a_tag_map_alone_refuses_a_datasheet_address(tmp_path: P
     accepted = _check_config(str(path))
     assert accepted.returncode == 0, accepted.stderr
     assert "ok (Modbus tag map, 1 tags)" in accepted.stdout
+
+
+def test_a_site_with_no_model_and_no_tag_to_learn_from_is_refused(tmp_path: Path) -> None:
+    text = (FIRMWARE / "sites" / "first-day.toml").read_text()
+    (tmp_path / "sites").mkdir()
+    tag_map = tmp_path / "all-excluded.toml"
+    tag_map.write_text(
+        '[[tag]]\nname = "mode"\naddress = 0\ntype = "uint16"\nrole = "setpoint"\n'
+        '[[tag]]\nname = "running"\ntable = "coil"\naddress = 0\n'
+        '[[tag]]\nname = "speed"\naddress = 1\ntype = "uint16"\ndetect = false\n'
+    )
+    site = tmp_path / "sites" / "site.toml"
+    text = text.replace('"../../.first-day/', '"state/')  # state beside the copy
+    site.write_text(text.replace('"../plc/simulated-extruder.toml"', f'"{tag_map}"'))
+    result = _check_config(str(site))
+    assert result.returncode == 2
+    assert "no tag of the line can be learnt from" in result.stderr
+    assert "detect = true" in result.stderr  # the fix
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(site)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and "no tag of the line can be learnt from" in run.stderr
