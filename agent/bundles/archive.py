@@ -74,15 +74,16 @@ def _check_type(member: TarMember) -> None:
 
 
 @contextmanager
-def open_stream(path: Path) -> Iterator[TarReader]:
-    """Open a bundle file (in internal staging) for one forward pass of its members."""
+def open_stream(path: Path, label: str | None = None) -> Iterator[TarReader]:
+    """Open a bundle file (in internal staging) for one forward pass of its members;
+    `label` names it in messages (the name it had on the stick)."""
     try:
         f = path.open("rb")
     except OSError as exc:
         raise UpdateRefused(Refusal.UNREADABLE, f"{path}: {exc.strerror or exc}") from None
     try:
         with f:
-            yield TarReader(f, path.name)
+            yield TarReader(f, label or path.name)
     except OSError as exc:
         reason = Refusal.NO_SPACE if exc.errno == errno.ENOSPC else Refusal.UNREADABLE
         raise UpdateRefused(reason, f"{shown(path.name)}: {exc.strerror or exc}") from None
@@ -122,9 +123,15 @@ def read_head_from(stream: IO[bytes], label: str, limits: Limits) -> tuple[bytes
     return _head(TarReader(stream, label), limits)
 
 
-def read_head(path: Path, limits: Limits) -> tuple[bytes, bytes]:
+def read_manifest_from(stream: IO[bytes], label: str, limits: Limits) -> bytes:
+    """The bytes of manifest.json alone (unverified: for ranking a stick's files only)."""
+    tar = TarReader(stream, label)
+    return _read_small(tar, _next(tar, MANIFEST_NAME), limits.max_manifest_bytes)
+
+
+def read_head(path: Path, limits: Limits, label: str | None = None) -> tuple[bytes, bytes]:
     """The exact bytes of manifest.json and manifest.sig, and nothing else of the file."""
-    with open_stream(path) as tar:
+    with open_stream(path, label) as tar:
         return _head(tar, limits)
 
 
@@ -156,11 +163,12 @@ def extract(
     files: dict[str, dict[str, Any]],
     limits: Limits,
     write: Writer = write_all,
+    label: str | None = None,
 ) -> None:
     """Stream every member into `dest` (an empty directory), checking each against `files`."""
     seen: set[str] = set()
     total = 0
-    with open_stream(path) as tar:
+    with open_stream(path, label) as tar:
         names = (MANIFEST_NAME, SIGNATURE_NAME)
         for index, (name, data) in enumerate(zip(names, head, strict=True)):
             if _read_small(tar, _next(tar, name), len(data)) != data:

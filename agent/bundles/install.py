@@ -187,7 +187,7 @@ def verify_into(
             src.close()
     crash("copied")
     clock["copy"] = time.perf_counter() - t0
-    head = archive.read_head(copy, limits)
+    head = archive.read_head(copy, limits, source.name)
     crash("head-read")
     key = trust.verify(*head)
     crash("signature-checked")
@@ -206,7 +206,7 @@ def verify_into(
     bundle = staging / "bundle"
     bundle.mkdir()
     t1 = time.perf_counter()
-    archive.extract(copy, bundle, head, manifest.files, limits, crash.write)
+    archive.extract(copy, bundle, head, manifest.files, limits, crash.write, source.name)
     crash("extracted")
     clock["extract"] = time.perf_counter() - t1
     t2 = time.perf_counter()

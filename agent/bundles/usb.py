@@ -50,15 +50,29 @@ class StickOutcome:
 
 
 def claimed_version(folder: StickFolder, name: str) -> int:
-    """The model version a bundle file says it has (unverified; -1 if unreadable)."""
-    try:
-        with folder.open_bundle(name) as f:
-            manifest, _sig = archive.read_head_from(f, name, archive.Limits())
-        raw = parse_json(manifest, "manifest.json", Refusal.BAD_MANIFEST, len(manifest))
-        version = raw.get("model_version") if isinstance(raw, dict) else None
-    except Exception:  # ranking is advisory; the install says what is wrong
-        return -1
+    """The model version a bundle file says it has (unverified; -1 if its head is unreadable).
+    A name that is not a regular file (a link, fifo, device, folder) is refused here."""
+    with folder.open_bundle(name) as f:
+        try:
+            manifest = archive.read_manifest_from(f, name, archive.Limits())
+            raw = parse_json(manifest, "manifest.json", Refusal.BAD_MANIFEST, len(manifest))
+        except UpdateRefused:
+            return -1  # ranking is advisory: the install says what is wrong with it
+    version = raw.get("model_version") if isinstance(raw, dict) else None
     return version if isinstance(version, int) and not isinstance(version, bool) else -1
+
+
+def _ranked(folder: StickFolder, names: list[str], outcome: StickOutcome) -> list[str]:
+    """The names worth trying, newest claimed version first; the others refused at once."""
+    versions: dict[str, int] = {}
+    for name in names:
+        try:
+            versions[name] = claimed_version(folder, name)
+        except UpdateRefused as exc:
+            outcome.refuse(name, exc)
+        except Exception as exc:  # one bad file never stops the others
+            outcome.refuse(name, _unexpected(exc))
+    return sorted(versions, key=lambda n: (versions[n], n), reverse=True)
 
 
 def _unexpected(exc: Exception) -> UpdateRefused:
@@ -77,8 +91,7 @@ def _try_bundles(
     names = folder.bundle_names()
     if not names:
         outcome.refuse(None, UpdateRefused(Refusal.UNREADABLE, f"no *{SUFFIX} files in {FOLDER}/"))
-    ranked = sorted(names, key=lambda n: (claimed_version(folder, n), n), reverse=True)
-    for name in ranked:
+    for name in _ranked(folder, names, outcome):
         try:
             with folder.open_bundle(name) as f:
                 outcome.installed = install_file(Path(name), store, trust, site=site, opened=f)
