@@ -205,6 +205,8 @@ class TarReader:
                 size = _pax_size(pax["size"])
             if kind != REGULAR:
                 size = 0  # links, directories and devices carry no data
+            if kind == DIRECTORY:
+                name = name.rstrip("/") or name
             self._left, self._pad = size, -size % BLOCK
             return TarMember(name, kind, size, linkname)
         raise UpdateRefused(
