@@ -114,10 +114,13 @@ install -D -m 0644 "$ROOT/packaging/sysusers.d/lineside.conf" "$STAGE/usr/lib/sy
 install -D -m 0644 "$ROOT/packaging/tmpfiles.d/lineside.conf" "$STAGE/usr/lib/tmpfiles.d/lineside.conf"
 install -D -m 0644 "$ROOT/packaging/99-lineside-serial.rules" \
     "$STAGE/usr/lib/udev/rules.d/99-lineside-serial.rules"
-# USB model updates: udev rule -> lineside-usb@.service -> usb-update (agent/bundles/usb.py).
+# USB model updates: udev rule -> lineside-usb@.service (as lineside: usb-update ->
+# agent/bundles/usb.py), which pulls in lineside-usb-mount@.service (root: usb-mount).
 install -D -m 0644 "$ROOT/packaging/99-lineside-usb.rules" "$STAGE/usr/lib/udev/rules.d/99-lineside-usb.rules"
 install -D -m 0644 "$ROOT/packaging/lineside-usb@.service" "$STAGE/lib/systemd/system/lineside-usb@.service"
+install -D -m 0644 "$ROOT/packaging/lineside-usb-mount@.service" "$STAGE/lib/systemd/system/lineside-usb-mount@.service"
 install -D -m 0755 "$ROOT/packaging/usb-update.sh" "$STAGE/usr/lib/lineside/usb-update"
+install -D -m 0755 "$ROOT/packaging/usb-mount.sh" "$STAGE/usr/lib/lineside/usb-mount"
 
 install -d "$DOC/examples"
 install -m 0644 "$ROOT/packaging/lineside-serial.conf" "$DOC/examples/lineside-serial.conf"

@@ -161,3 +161,53 @@ def installed_store(root: Path, bundle_file: Path, trust: TrustStore) -> ModelSt
     store = ModelStore(root)
     install_file(bundle_file, store, trust)
     return store
+
+
+def head_only(out: Path, manifest: bytes, signature: bytes) -> Path:
+    """A bundle file of just the two head members, whatever bytes they hold."""
+    items = []
+    for name, data in (("manifest.json", manifest), ("manifest.sig", signature)):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        items.append((info, data))
+    with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for info, data in items:
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def signed_manifest(kit: dict[str, Any], out: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A head-only bundle file whose manifest (v2's, edited) carries a valid signature."""
+    from agent.bundles.signing import load_private_key, sign_manifest
+
+    manifest = json.loads(members(kit["v2"])[0][1])
+    edit(manifest)
+    raw = (json.dumps(manifest, indent=2) + "\n").encode()
+    return head_only(out, raw, sign_manifest(raw, load_private_key(kit["key"])))
+
+
+def gnu_long_name_tar(out: Path, name_bytes: int) -> Path:
+    """A tar file whose first header is a GNU long name of `name_bytes` bytes ('A' * n)."""
+
+    def header(name: bytes, size: int, flag: bytes) -> bytes:
+        block = bytearray(512)
+        block[0 : len(name)] = name
+        block[100:108] = b"0000644\x00"
+        block[124:136] = f"{size:011o}\x00".encode()
+        block[136:148] = b"00000000000\x00"
+        block[156:157] = flag
+        block[257:265] = b"ustar  \x00"
+        block[148:156] = b" " * 8
+        block[148:156] = f"{sum(block):06o}\x00 ".encode()
+        return bytes(block)
+
+    with out.open("wb") as f:
+        f.write(header(b"././@LongLink", name_bytes, b"L"))
+        chunk = b"A" * (1 << 20)
+        left = name_bytes
+        while left:
+            f.write(chunk[: min(left, len(chunk))])
+            left -= min(left, len(chunk))
+        f.write(b"\x00" * (-name_bytes % 512))
+        f.write(header(b"manifest.json", 2, b"0") + b"{}".ljust(512, b"\x00") + bytes(1024))
+    return out

@@ -1,6 +1,6 @@
 """The signed bundle file: a tar whose first two members are the manifest and its signature.
 
-Layout (uncompressed tar; a gzip-compressed one is read too):
+Layout (a plain, uncompressed tar; agent/bundles/tarstream.py reads it with bounded headers):
 
     manifest.json    the exact bytes the signature covers
     manifest.sig     see agent/bundles/signing.py
@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from agent.bundles import tarstream
 from agent.bundles.manifest import MANIFEST_NAME
-from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.refusals import Refusal, UpdateRefused, shown
 from agent.bundles.signing import MAX_SIGNATURE_BYTES, SIGNATURE_NAME
+from agent.bundles.tarstream import TarMember, TarReader
 
 CHUNK = 1 << 20
 Writer = Callable[[int, bytes], None]  # (fd, chunk): write all of chunk to fd
@@ -49,67 +51,59 @@ class Limits:
 def safe_member_name(name: str) -> str:
     """The normalised relative path of an archive member; refuse absolute paths and `..`."""
     if not name or name.startswith("/") or "\\" in name or "\x00" in name:
-        raise UpdateRefused(Refusal.UNSAFE_PATH, f"archive member {name!r} has an unsafe path")
+        raise UpdateRefused(Refusal.UNSAFE_PATH, f"archive member {shown(name)} has an unsafe path")
     parts = PurePosixPath(name).parts
     if any(p == ".." for p in parts) or not parts:
-        raise UpdateRefused(Refusal.UNSAFE_PATH, f"archive member {name!r} climbs out with '..'")
+        raise UpdateRefused(
+            Refusal.UNSAFE_PATH, f"archive member {shown(name)} climbs out with '..'"
+        )
     return "/".join(p for p in parts if p != ".")
 
 
-def _check_type(member: tarfile.TarInfo) -> None:
-    if member.issym() or member.islnk():
-        kind = "symlink" if member.issym() else "hardlink"
+def _check_type(member: TarMember) -> None:
+    if member.kind in (tarstream.SYMLINK, tarstream.HARDLINK):
         raise UpdateRefused(
             Refusal.LINK_MEMBER,
-            f"archive member {member.name!r} is a {kind} to {member.linkname!r}",
+            f"archive member {shown(member.name)} is a {member.kind} to {shown(member.linkname)}",
         )
-    if not (member.isfile() or member.isdir()):
+    if member.kind not in (tarstream.REGULAR, tarstream.DIRECTORY):
         raise UpdateRefused(
             Refusal.SPECIAL_MEMBER,
-            f"archive member {member.name!r} is a device, fifo or other special file",
+            f"archive member {shown(member.name)} is a device, fifo or other special file",
         )
 
 
 @contextmanager
-def open_stream(path: Path) -> Iterator[tarfile.TarFile]:
-    """Open a bundle file for one forward pass; refuse what is not a tar file."""
+def open_stream(path: Path, label: str | None = None) -> Iterator[TarReader]:
+    """Open a bundle file (in internal staging) for one forward pass of its members;
+    `label` names it in messages (the name it had on the stick)."""
     try:
-        tar = tarfile.open(path, mode="r|*")  # noqa: SIM115 (closed in the finally below)
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError) as exc:
-        raise UpdateRefused(
-            Refusal.NOT_AN_ARCHIVE, f"{path.name} is not a tar file: {exc}"
-        ) from None
+        f = path.open("rb")
     except OSError as exc:
         raise UpdateRefused(Refusal.UNREADABLE, f"{path}: {exc.strerror or exc}") from None
     try:
-        yield tar
-    except (tarfile.ReadError, EOFError) as exc:
-        raise UpdateRefused(
-            Refusal.TRUNCATED, f"{path.name} ends early or is damaged: {exc}"
-        ) from None
+        with f:
+            yield TarReader(f, label or path.name)
     except OSError as exc:
         reason = Refusal.NO_SPACE if exc.errno == errno.ENOSPC else Refusal.UNREADABLE
-        raise UpdateRefused(reason, f"{path.name}: {exc.strerror or exc}") from None
-    finally:
-        tar.close()
+        raise UpdateRefused(reason, f"{shown(path.name)}: {exc.strerror or exc}") from None
 
 
-def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
+def _read_small(tar: TarReader, member: TarMember, limit: int) -> bytes:
     if member.size > limit:
         raise UpdateRefused(
-            Refusal.OVERSIZED, f"{member.name} is {member.size} bytes, limit {limit}"
+            Refusal.OVERSIZED, f"{shown(member.name)} is {member.size} bytes, limit {limit}"
         )
-    f = tar.extractfile(member)
-    data = f.read() if f is not None else b""
+    data = tar.read_data(limit)
     if len(data) != member.size:
-        raise UpdateRefused(Refusal.TRUNCATED, f"{member.name} ends early in the archive")
+        raise UpdateRefused(Refusal.TRUNCATED, f"{shown(member.name)} ends early in the archive")
     return data
 
 
-def _next(tar: tarfile.TarFile, want: str) -> tarfile.TarInfo:
+def _next(tar: TarReader, want: str) -> TarMember:
     member = tar.next()
     if member is None or member.name != want or not member.isfile():
-        got = "the end of the archive" if member is None else repr(member.name)
+        got = "the end of the archive" if member is None else shown(member.name)
         raise UpdateRefused(
             Refusal.LAYOUT,
             f"expected {want} as the next archive member, found {got} "
@@ -118,12 +112,27 @@ def _next(tar: tarfile.TarFile, want: str) -> tarfile.TarInfo:
     return member
 
 
-def read_head(path: Path, limits: Limits) -> tuple[bytes, bytes]:
-    """The exact bytes of manifest.json and manifest.sig, and nothing else of the file."""
-    with open_stream(path) as tar:
-        manifest = _read_small(tar, _next(tar, MANIFEST_NAME), limits.max_manifest_bytes)
-        signature = _read_small(tar, _next(tar, SIGNATURE_NAME), MAX_SIGNATURE_BYTES)
+def _head(tar: TarReader, limits: Limits) -> tuple[bytes, bytes]:
+    manifest = _read_small(tar, _next(tar, MANIFEST_NAME), limits.max_manifest_bytes)
+    signature = _read_small(tar, _next(tar, SIGNATURE_NAME), MAX_SIGNATURE_BYTES)
     return manifest, signature
+
+
+def read_head_from(stream: IO[bytes], label: str, limits: Limits) -> tuple[bytes, bytes]:
+    """The exact bytes of manifest.json and manifest.sig from an open bundle file."""
+    return _head(TarReader(stream, label), limits)
+
+
+def read_manifest_from(stream: IO[bytes], label: str, limits: Limits) -> bytes:
+    """The bytes of manifest.json alone (unverified: for ranking a stick's files only)."""
+    tar = TarReader(stream, label)
+    return _read_small(tar, _next(tar, MANIFEST_NAME), limits.max_manifest_bytes)
+
+
+def read_head(path: Path, limits: Limits, label: str | None = None) -> tuple[bytes, bytes]:
+    """The exact bytes of manifest.json and manifest.sig, and nothing else of the file."""
+    with open_stream(path, label) as tar:
+        return _head(tar, limits)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -133,17 +142,12 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_member(src: IO[bytes], target: Path, size: int, write: Writer) -> str:
+def _write_member(tar: TarReader, target: Path, write: Writer) -> str:
     digest = hashlib.sha256()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(target, flags, 0o644)
     try:
-        left = size
-        while left > 0:
-            chunk = src.read(min(CHUNK, left))
-            if not chunk:
-                raise tarfile.ReadError(f"unexpected end of data in {target.name}")
-            left -= len(chunk)
+        while chunk := tar.read_chunk(CHUNK):
             digest.update(chunk)
             write(fd, chunk)
         os.fsync(fd)
@@ -159,11 +163,12 @@ def extract(
     files: dict[str, dict[str, Any]],
     limits: Limits,
     write: Writer = write_all,
+    label: str | None = None,
 ) -> None:
     """Stream every member into `dest` (an empty directory), checking each against `files`."""
     seen: set[str] = set()
     total = 0
-    with open_stream(path) as tar:
+    with open_stream(path, label) as tar:
         names = (MANIFEST_NAME, SIGNATURE_NAME)
         for index, (name, data) in enumerate(zip(names, head, strict=True)):
             if _read_small(tar, _next(tar, name), len(data)) != data:
@@ -172,7 +177,7 @@ def extract(
                 )
             _write_bytes(dest / name, data, write)
         count = 2
-        while True:  # not `for member in tar`: that would replay the first two members
+        while True:
             member = tar.next()
             if member is None:
                 break
@@ -181,20 +186,23 @@ def extract(
                 raise UpdateRefused(Refusal.OVERSIZED, f"more than {limits.max_members} members")
             name = safe_member_name(member.name)
             _check_type(member)
-            if member.isdir():
+            if member.kind == tarstream.DIRECTORY:
                 continue
             if name in seen or name in (MANIFEST_NAME, SIGNATURE_NAME):
-                raise UpdateRefused(Refusal.DUPLICATE_MEMBER, f"{name} is in the archive twice")
+                raise UpdateRefused(
+                    Refusal.DUPLICATE_MEMBER, f"{shown(name)} is in the archive twice"
+                )
             seen.add(name)
             entry = files.get(name)
             if entry is None:
                 raise UpdateRefused(
-                    Refusal.UNLISTED_FILE, f"{name} is in the archive but not in the manifest"
+                    Refusal.UNLISTED_FILE,
+                    f"{shown(name)} is in the archive but not in the manifest",
                 )
             if member.size > limits.max_file_bytes:
                 raise UpdateRefused(
                     Refusal.OVERSIZED,
-                    f"{name} is {member.size} bytes, above the per-file limit "
+                    f"{shown(name)} is {member.size} bytes, above the per-file limit "
                     f"{limits.max_file_bytes}",
                 )
             total += member.size
@@ -205,21 +213,20 @@ def extract(
             if member.size != entry.get("size"):
                 raise UpdateRefused(
                     Refusal.SIZE_MISMATCH,
-                    f"{name} is {member.size} bytes, the manifest says {entry.get('size')}",
+                    f"{shown(name)} is {member.size} bytes, the manifest says {entry.get('size')}",
                 )
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(member)
-            assert src is not None  # a regular file member always has a stream
-            if _write_member(src, target, member.size, write) != entry.get("sha256"):
+            if _write_member(tar, target, write) != entry.get("sha256"):
                 raise UpdateRefused(
                     Refusal.HASH_MISMATCH,
-                    f"{name} does not match its sha256 in the signed manifest",
+                    f"{shown(name)} does not match its sha256 in the signed manifest",
                 )
     missing = sorted(set(files) - seen)
     if missing:
         raise UpdateRefused(
-            Refusal.MISSING_FILE, f"the manifest lists {missing} but the archive lacks them"
+            Refusal.MISSING_FILE,
+            f"the manifest lists {shown(', '.join(missing))} but the archive lacks them",
         )
 
 

@@ -5,7 +5,6 @@ Each raises `UpdateRefused` with its own `Refusal`, so the caller can say exactl
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,17 @@ import numpy as np
 from agent import __version__
 from agent.bundles import archive
 from agent.bundles.bundle import load_bundle
-from agent.bundles.manifest import Manifest, parse_manifest
-from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.jsonbounds import parse_json
+from agent.bundles.manifest import MANIFEST_NAME, Manifest, parse_manifest
+from agent.bundles.refusals import Refusal, UpdateRefused, shown
 from agent.config import NodeTag, SiteConfig, Tag
 from agent.core.codec import DataType
 from agent.errors import BundleError, BundleFormatError, ConfigError
 
 log = logging.getLogger(__name__)
+HEX_DIGITS = "0123456789abcdef"
+#: The largest manifest.json read (archive.Limits.max_manifest_bytes has the same default).
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -29,36 +32,61 @@ def _version_tuple(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in text.split("."))
     except ValueError:
         raise UpdateRefused(
-            Refusal.BAD_MANIFEST, f"min_agent_version {text!r} is not like 0.1.0"
+            Refusal.BAD_MANIFEST, f"min_agent_version {shown(text)} is not like 0.1.0"
         ) from None
 
 
 def parse_head(manifest_bytes: bytes) -> tuple[dict[str, Any], Manifest]:
     """Parse signed manifest bytes; refuse an unknown format or a malformed field."""
-    try:
-        raw = json.loads(manifest_bytes.decode("utf-8"))
-        if not isinstance(raw, dict):
-            raise ValueError("not a JSON object")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UpdateRefused(Refusal.BAD_MANIFEST, f"manifest.json is not JSON: {exc}") from None
+    raw = parse_json(manifest_bytes, MANIFEST_NAME, Refusal.BAD_MANIFEST, MAX_MANIFEST_BYTES)
+    if not isinstance(raw, dict):
+        raise UpdateRefused(Refusal.BAD_MANIFEST, f"{MANIFEST_NAME} is not a JSON object")
     try:
         manifest = parse_manifest(raw)
     except BundleFormatError as exc:
         raise UpdateRefused(Refusal.UNKNOWN_FORMAT, str(exc)) from None
-    except (BundleError, KeyError, TypeError, ValueError) as exc:
-        raise UpdateRefused(Refusal.BAD_MANIFEST, str(exc)) from None
-    for rel in manifest.files:
-        archive.safe_member_name(rel)
-    for model in manifest.models.values():
-        if model not in manifest.files:
-            raise UpdateRefused(Refusal.BAD_MANIFEST, f"model {model!r} has no entry in 'files'")
+    except (BundleError, LookupError, TypeError, ValueError, ArithmeticError) as exc:
+        raise UpdateRefused(Refusal.BAD_MANIFEST, str(exc) or type(exc).__name__) from None
+    _check_listing(manifest)
     if _version_tuple(manifest.min_agent_version) > _version_tuple(__version__):
         raise UpdateRefused(
             Refusal.AGENT_TOO_OLD,
-            f"the bundle needs agent {manifest.min_agent_version} or newer; this is "
+            f"the bundle needs agent {shown(manifest.min_agent_version)} or newer; this is "
             f"{__version__}: update the agent first",
         )
     return raw, manifest
+
+
+def _check_listing(manifest: Manifest) -> None:
+    """`files`, `models` and `golden` name safe paths, each listed with a sha256 and a size."""
+    for rel, entry in manifest.files.items():
+        archive.safe_member_name(rel)
+        if not isinstance(entry, dict):
+            raise UpdateRefused(
+                Refusal.BAD_MANIFEST, f"files entry {shown(rel)} is not an object with sha256, size"
+            )
+        sha, size = entry.get("sha256"), entry.get("size")
+        if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set(HEX_DIGITS)):
+            raise UpdateRefused(
+                Refusal.BAD_MANIFEST, f"files entry {shown(rel)} has no 64-digit hex sha256"
+            )
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise UpdateRefused(
+                Refusal.BAD_MANIFEST, f"files entry {shown(rel)} has no size in bytes"
+            )
+    for precision, model in manifest.models.items():
+        if not isinstance(model, str) or model not in manifest.files:
+            raise UpdateRefused(
+                Refusal.BAD_MANIFEST, f"model {shown(precision)} has no entry in 'files'"
+            )
+    golden = manifest.golden
+    if golden is not None:
+        if not isinstance(golden.get("file"), str):
+            raise UpdateRefused(Refusal.BAD_MANIFEST, "golden.file must be a file name")
+        for key in ("rtol", "atol"):
+            value = golden.get(key, 0.0)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise UpdateRefused(Refusal.BAD_MANIFEST, f"golden.{key} must be a number")
 
 
 def check_version(manifest: Manifest, floor: int, allow_downgrade: bool) -> bool:

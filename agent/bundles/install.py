@@ -16,22 +16,24 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from agent.bundles import archive
 from agent.bundles.archive import Limits
 from agent.bundles.checks import check_compat, check_models, check_version, parse_head
 from agent.bundles.manifest import MANIFEST_NAME, Manifest
-from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.refusals import SHOWN_CHARS, Refusal, UpdateRefused, shown
 from agent.bundles.signing import TrustStore
 from agent.bundles.store import ModelStore, fsync_tree
 from agent.config import SiteConfig
@@ -101,7 +103,7 @@ class InstallResult:
         """One line for humans and the USB result file."""
         was = f" (was {self.previous})" if self.previous is not None else ""
         forced = ", downgrade override" if self.override else ""
-        return f"installed model {self.version} {self.label!r}{was}, key {self.key_id}{forced}"
+        return f"installed model {self.version} {shown(self.label)}{was}, key {self.key_id}{forced}"
 
 
 def _free(path: Path) -> int:
@@ -118,19 +120,39 @@ def _check_space(where: Path, need: int, limits: Limits, what: str) -> None:
         )
 
 
-def _copy_in(source: Path, target: Path, crash: CrashPoints) -> None:
+def open_regular(name: str | Path, dir_fd: int | None = None, follow: bool = True) -> BinaryIO:
+    """Open a bundle file for reading without blocking on a FIFO or device; refuse anything
+    but a regular file (and, with `follow` False, a symlink at the last component)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    flags |= 0 if follow else os.O_NOFOLLOW
+    label = shown(Path(name).name)
     try:
-        with source.open("rb") as src:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                for chunk in iter(lambda: src.read(archive.CHUNK), b""):
-                    crash.write(fd, chunk)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        why = "is a symlink" if exc.errno == errno.ELOOP else f"cannot be opened: {exc.strerror}"
+        raise UpdateRefused(Refusal.UNREADABLE, f"{label} {why}") from None
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise UpdateRefused(
+            Refusal.UNREADABLE, f"{label} is not a regular file (a directory, fifo or device)"
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _copy_in(src: BinaryIO, label: str, target: Path, crash: CrashPoints) -> None:
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            for chunk in iter(lambda: src.read(archive.CHUNK), b""):
+                crash.write(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise UpdateRefused(
-            Refusal.UNREADABLE, f"cannot copy {source}: {exc.strerror or exc}"
+            Refusal.UNREADABLE, f"cannot copy {label}: {exc.strerror or exc}"
         ) from None
 
 
@@ -145,22 +167,27 @@ def verify_into(
     allow_downgrade: bool = False,
     limits: Limits | None = None,
     crash: CrashPoints | None = None,
+    opened: BinaryIO | None = None,
 ) -> Verified:
-    """Steps 1-8 into an empty staging directory; return the verified, extracted bundle."""
+    """Steps 1-8 into an empty staging directory; return the verified, extracted bundle.
+    `opened` is the source already open (from a stick's folder); else `source` is opened."""
     limits = limits or Limits()
     crash = crash or CrashPoints()
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
+    src = opened if opened is not None else open_regular(source)
     try:
-        size = source.stat().st_size
-    except OSError as exc:
-        raise UpdateRefused(Refusal.UNREADABLE, f"{source}: {exc.strerror or exc}") from None
-    _check_space(staging, 2 * size, limits, f"copying {source.name}")
-    copy = staging / "bundle.tar"
-    _copy_in(source, copy, crash)
+        size = os.fstat(src.fileno()).st_size
+        label = shown(source.name)
+        _check_space(staging, 2 * size, limits, f"copying {label}")
+        copy = staging / "bundle.tar"
+        _copy_in(src, label, copy, crash)
+    finally:
+        if opened is None:
+            src.close()
     crash("copied")
     clock["copy"] = time.perf_counter() - t0
-    head = archive.read_head(copy, limits)
+    head = archive.read_head(copy, limits, source.name)
     crash("head-read")
     key = trust.verify(*head)
     crash("signature-checked")
@@ -179,7 +206,7 @@ def verify_into(
     bundle = staging / "bundle"
     bundle.mkdir()
     t1 = time.perf_counter()
-    archive.extract(copy, bundle, head, manifest.files, limits, crash.write)
+    archive.extract(copy, bundle, head, manifest.files, limits, crash.write, source.name)
     crash("extracted")
     clock["extract"] = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -233,8 +260,10 @@ def install_file(
     limits: Limits | None = None,
     crash: CrashPoints | None = None,
     on_done: Callable[[InstallResult], None] | None = None,
+    opened: BinaryIO | None = None,
 ) -> InstallResult:
-    """Verify, then install atomically; the running model is untouched by any refusal."""
+    """Verify, then install atomically; the running model is untouched by any refusal.
+    `opened`: the source already open for reading (a stick's file, see bundles/stick.py)."""
     crash = crash or CrashPoints.from_env()
     with store.locked():
         store.recover()
@@ -243,7 +272,7 @@ def install_file(
         try:
             v = verify_into(
                 source, staging, trust, floor=store.floor(), running=_running(store), site=site,
-                allow_downgrade=allow_downgrade, limits=limits, crash=crash,
+                allow_downgrade=allow_downgrade, limits=limits, crash=crash, opened=opened,
             )  # fmt: skip
             t0 = time.perf_counter()
             fsync_tree(v.path)
@@ -265,10 +294,10 @@ def install_file(
             pruned = store.prune()
             crash("pruned")
             v.seconds["commit"] = time.perf_counter() - t0
-            store.audit(action="installed", source=source.name, version=version,
+            store.audit(action="installed", source=source.name[:SHOWN_CHARS], version=version,
                         previous=previous, key_id=v.key_id, override=v.override)  # fmt: skip
         except UpdateRefused as exc:
-            store.audit(action="refused", source=source.name, reason=exc.reason.value,
+            store.audit(action="refused", source=source.name[:SHOWN_CHARS], reason=exc.reason.value,
                         detail=exc.detail)  # fmt: skip
             raise
         finally:

@@ -3,6 +3,11 @@
 Every refusal is an `UpdateRefused` carrying a `Refusal`; the CLI prints
 `refused (<reason>): <detail>` on one line and exits 3. Tests and the USB result file
 match on the reason's value, so the values are part of the contract.
+
+Bundle files come from untrusted media: every string taken from one (a member name, a key id,
+a file name on the stick) goes into a message through `shown`, which escapes control
+characters and cuts it to `SHOWN_CHARS`; `UpdateRefused` itself escapes and caps its whole
+detail at `MAX_DETAIL_CHARS`, so no refusal can flood stderr, updates.log or the result file.
 """
 
 from __future__ import annotations
@@ -43,6 +48,38 @@ class Refusal(enum.Enum):
     GOLDEN_MISMATCH = "golden-mismatch"  # outputs differ from the expected golden outputs
     BUSY = "busy"  # another install or rollback holds the store lock
     NO_PREVIOUS = "no-previous"  # a rollback was asked for, but no previous version is kept
+    UNEXPECTED = "unexpected-error"  # the updater failed on this file in a way it has no name for
+
+
+#: How much of one attacker-supplied string a message shows.
+SHOWN_CHARS = 200
+#: The longest detail a refusal carries.
+MAX_DETAIL_CHARS = 1000
+
+
+def _escaped(text: str) -> str:
+    """Control, format and unpaired surrogate characters as Python escapes; the rest as is."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _bounded(text: str, limit: int) -> str:
+    """Escaped and cut to `limit` characters (escaping only the part that can be shown)."""
+    escaped = _escaped(text[: limit + 1])
+    if len(text) <= limit and len(escaped) <= limit:
+        return escaped
+    return f"{escaped[:limit]}... ({len(text)} chars in all)"
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """An attacker-supplied value for a message: as is when it is short, printable text;
+    otherwise quoted with control characters escaped, at most `limit` chars."""
+    text: str | bytes = value if isinstance(value, (str, bytes)) else str(value)[: limit + 1]
+    if isinstance(text, str) and 0 < len(text) <= limit and text.isprintable():
+        return text
+    head = repr(text[:limit])  # repr escapes control, format and surrogate characters
+    return head if len(text) <= limit else f"{head}... ({len(text)} chars in all)"
 
 
 class UpdateRefused(BundleError):
@@ -50,5 +87,5 @@ class UpdateRefused(BundleError):
 
     def __init__(self, reason: Refusal, detail: str) -> None:
         self.reason = reason
-        self.detail = detail
-        super().__init__(f"refused ({reason.value}): {detail}")
+        self.detail = _bounded(detail, MAX_DETAIL_CHARS)
+        super().__init__(f"refused ({reason.value}): {self.detail}")

@@ -22,7 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.bundles.refusals import Refusal, UpdateRefused
+from agent.bundles.jsonbounds import parse_json
+from agent.bundles.refusals import Refusal, UpdateRefused, shown
 
 SIGNATURE_FORMAT = 1
 SIGNATURE_NAME = "manifest.sig"
@@ -96,10 +97,10 @@ class TrustStore:
 
     def verify(self, manifest: bytes, signature_file: bytes) -> str:
         """Check the signature file against the manifest bytes; return the key id used."""
-        if len(signature_file) > MAX_SIGNATURE_BYTES:
-            raise UpdateRefused(Refusal.SIGNATURE_MALFORMED, "manifest.sig is far too large")
+        doc = parse_json(
+            signature_file, SIGNATURE_NAME, Refusal.SIGNATURE_MALFORMED, MAX_SIGNATURE_BYTES
+        )
         try:
-            doc = json.loads(signature_file.decode("utf-8"))
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
             fmt, algorithm = doc.get("format"), doc.get("algorithm")
@@ -107,14 +108,18 @@ class TrustStore:
             if not isinstance(kid, str) or not isinstance(text, str):
                 raise ValueError("key_id and signature must be strings")
             signature = base64.b64decode(text, validate=True)
-        except (UnicodeDecodeError, ValueError, KeyError, binascii.Error) as exc:
+        except KeyError as exc:
+            raise UpdateRefused(
+                Refusal.SIGNATURE_MALFORMED, f"manifest.sig has no {exc.args[0]!r} field"
+            ) from None
+        except (ValueError, binascii.Error) as exc:
             raise UpdateRefused(
                 Refusal.SIGNATURE_MALFORMED, f"manifest.sig cannot be read: {exc}"
             ) from None
         if fmt != SIGNATURE_FORMAT or algorithm != ALGORITHM:
             raise UpdateRefused(
                 Refusal.SIGNATURE_MALFORMED,
-                f"manifest.sig is format {fmt!r}/{algorithm!r}; this agent reads "
+                f"manifest.sig is format {shown(fmt)}/{shown(algorithm)}; this agent reads "
                 f"{SIGNATURE_FORMAT}/{ALGORITHM}",
             )
         key = self.keys.get(kid)
@@ -122,7 +127,8 @@ class TrustStore:
             known = ", ".join(sorted(self.keys)) or "none"
             raise UpdateRefused(
                 Refusal.UNKNOWN_KEY,
-                f"signed by key {kid}, which is not in the trust directory {self.source} "
+                f"signed by key {shown(kid, 40)}, which is not in the trust directory "
+                f"{self.source} "
                 f"(trusted: {known}); copy its .pub file there if you trust it",
             )
         try:

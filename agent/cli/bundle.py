@@ -88,7 +88,12 @@ def _install(args: argparse.Namespace) -> str:
 def _usb(args: argparse.Namespace) -> str:
     from agent.bundles.usb import install_from_stick
 
-    outcome = install_from_stick(Path(args.path), _owned_store(args), _trust(args), _site(args))
+    result_file = Path(args.result_file) if args.result_file else None
+    outcome = install_from_stick(
+        Path(args.path), _owned_store(args), _trust(args), _site(args), result_file
+    )
+    for where in outcome.unwritten:
+        print(f"{PROG}: result file not written: {where}", file=sys.stderr)
     if outcome.installed is None:
         raise outcome.refusals[0]
     return outcome.installed.describe()
@@ -143,4 +148,9 @@ def add_parser(sub: Any) -> None:
     q = actions.add_parser("usb", help="install the newest valid bundle of a mounted stick")
     q.add_argument("path", help="mount point of the stick (bundles in lineside/*.bundle)")
     common(q, state_required=True)
+    q.add_argument(
+        "--result-file",
+        help="also write the result here (the stick is mounted read-only by the USB unit, "
+        "which copies this file onto it afterwards)",
+    )
     q.set_defaults(func=cmd_bundle, bundle_action=_usb)
