@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from agent.config import DeviceConfig, PlcConfig, Tag
 from agent.core.codec import DataType, decode, decode_bit, decode_string
+from agent.core.quality import judge
 from agent.ops.comms import LinkStatus, PlcStatus
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
@@ -244,10 +245,8 @@ def decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReadi
         return TagReading(1.0 if decode_bit(words[0], tag.bit) else 0.0)
     if tag.dtype is DataType.STRING:
         return TagReading(math.nan, Quality.GOOD, text=decode_string(words, tag.length, tag.layout))
-    value = tag.scaling.to_engineering(decode(words, tag.dtype, tag.layout))
-    if not math.isfinite(value):
-        return TagReading(value, Quality.UNCERTAIN, f"PLC sent {value} (not a finite number)")
-    return TagReading(value, Quality.GOOD)
+    # the quality policy (agent.core.quality): non-finite is bad, far outside `range` uncertain
+    return judge(tag.scaling.to_engineering(decode(words, tag.dtype, tag.layout)), tag.eu_range)
 
 
 def endpoint(plc: PlcConfig) -> str:
