@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
 T = ua.VariantType.DateTime
 MAX_PENDING_EVENTS = 1000
+_BAD = 0x80000000  # the severity bit of a Bad status code
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
 _POLICIES = {
     ("Basic256Sha256", "Sign"): ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -315,12 +316,30 @@ class ScadaServer:
             StatusCode=ua.StatusCode(status),
             SourceTimestamp=when, ServerTimestamp=dt.datetime.now(dt.UTC),
         )  # fmt: skip
-        await self._aspace.write_attribute_value(
-            self._nodes[path], ua.AttributeIds.Value, datavalue
-        )
+        if status & _BAD and value is not None:
+            await self._store_held(self._nodes[path], datavalue)
+        else:
+            await self._aspace.write_attribute_value(
+                self._nodes[path], ua.AttributeIds.Value, datavalue
+            )
         self._writes += 1
         if self._writes % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the detection loop and client requests in
+
+    async def _store_held(self, nodeid: ua.NodeId, datavalue: ua.DataValue) -> None:
+        """Store a Bad value that keeps the last value read, and tell the subscriptions.
+
+        asyncua nulls the value of every Bad write (OPC-UA Part 4 7.7.1 says a client is to
+        ignore it); we keep the last value beside the Bad code, as docs/quality.md says, so
+        this does what its write path does less that."""
+        attval = self._aspace._nodes[nodeid].attributes[ua.AttributeIds.Value]
+        attval.value = datavalue
+        attval.value_callback = None
+        for key, callback in list(attval.datachange_callbacks.items()):
+            try:
+                await callback(key, datavalue)
+            except Exception:
+                log.exception("OPC-UA subscription callback failed on %s", nodeid)
 
     async def publish(self, result: LineResult) -> None:
         """Write one result into the address space (the server's internal write path).
