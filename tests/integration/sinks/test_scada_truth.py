@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from asyncua import Client, ua
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from agent.config import DetectionConfig, load_tag_map
 from agent.core.quality import judge
@@ -25,8 +26,8 @@ from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.detectors.vae import VaeDetector
 from agent.pipeline.line import LineMonitor
 from agent.sinks.scada import ScadaServer
-from agent.types import Quality, Sample, Score, TagReading
-from tests.helpers import free_port
+from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
+from tests.helpers import free_port, wait_for
 from tests.scada_helpers import (
     LINE,
     PASSWORDS,
@@ -207,3 +208,53 @@ async def test_flags_turn_uncertain_once_the_line_was_not_judged_for_a_window(ri
         await rig.feed(fast(t + 20 + i))
     assert (await rig.read(flag)).StatusCode.value == ua.StatusCodes.Good
     assert await (await node(rig.client, "Agent/Health")).read_value() == "ok"
+
+
+ACK = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def event_notification(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def edge(state: EventState) -> Event:
+    return Event(
+        ts=time.time() - 3.0, line=LINE, kind=EventKind.ANOMALY, state=state, detector="vae",
+        severity=700, message=f"anomaly {state.value}", tag="speed",
+    )  # fmt: skip
+
+
+async def test_event_ids_are_the_journals_and_a_condition_never_raised_is_unknown(
+    rig: Rig, tmp_path: Path
+) -> None:
+    config = rig.server.config
+    cert, key, uri = client_certificate(tmp_path / "operator", "op")
+    trust(config, cert)
+    operator = await secure_client(config.endpoint, cert, key, uri, "otto", PASSWORDS["otto"])
+    async with operator:
+        seen = Events()
+        sub = await operator.create_subscription(50, seen)
+        ns = await operator.get_namespace_index("urn:lineside")
+        await sub.subscribe_events(
+            operator.nodes.server, operator.get_node(f"ns={ns};s=Types/LinesideAnomalyAlarmType")
+        )
+        spc = await node(operator, f"Lines/{LINE}/Alarms/Spc")
+        with pytest.raises(UaStatusCodeError) as never:
+            await spc.call_method(ACK, b"anything", ua.LocalizedText("never raised"))
+        assert never.value.code == ua.StatusCodes.BadEventIdUnknown
+        raised, cleared = edge(EventState.RAISED), edge(EventState.CLEARED)
+        rig.server.offer_event(raised)
+        await wait_for(lambda: len(seen.events) == 1, 5)
+        assert seen.events[0].EventId == raised.event_id.encode()
+        assert seen.events[0].Time == utc(raised.ts)  # when the edge happened, not when sent
+        anomaly = await node(operator, f"Lines/{LINE}/Alarms/Anomaly")
+        await anomaly.call_method(ACK, raised.event_id.encode(), ua.LocalizedText("seen"))
+        await wait_for(lambda: len(seen.events) == 2, 5)
+        assert seen.events[1].EventId == f"{raised.event_id}:ack1".encode()
+        rig.server.offer_event(cleared)
+        await wait_for(lambda: len(seen.events) == 3, 5)
+        assert seen.events[2].EventId == cleared.event_id.encode()
