@@ -120,10 +120,9 @@ class LineMonitor:
         self.shift = shift
         self.raise_after, self.clear_after = detection.raise_after, detection.clear_after
         self.clear_ratio = detection.clear_ratio
+        self.detection = detection
         self.alarms: dict[str, DebouncedAlarm | SustainedRuleAlarm] = {
-            "spc": SustainedRuleAlarm(
-                len(channels), detection.spc_hits, detection.spc_span, detection.clear_after
-            ),
+            "spc": self._rule_alarm(),
             "vae": self._score_alarm(),
         }
         if shift is not None:
@@ -156,6 +155,26 @@ class LineMonitor:
 
     def _score_alarm(self) -> DebouncedAlarm:
         return DebouncedAlarm(self.raise_after, self.clear_after)
+
+    def _rule_alarm(self) -> SustainedRuleAlarm:
+        d = self.detection
+        return SustainedRuleAlarm(len(self.channels), d.spc_hits, d.spc_span, d.clear_after)
+
+    def active_kinds(self) -> dict[EventKind, bool]:
+        """Whether the alarm behind each kind of event holds: the anomaly events follow the
+        VAE's alarm, or the fused decision in a shift fusion; the SPC events the rule alarm."""
+        anomaly = self.fused if self.fusion.mode in SHIFT_FUSIONS else self.alarms["vae"].active
+        return {EventKind.ANOMALY: anomaly, EventKind.SPC: self.alarms["spc"].active}
+
+    def close_alarm(self, kind: EventKind) -> None:
+        """Forget that the alarm behind `kind` holds (its raise was journaled as cleared): if
+        the fault is still there it raises again, as a new alarm with its own edges."""
+        if kind is EventKind.SPC:
+            self.alarms["spc"] = self._rule_alarm()
+        elif kind is EventKind.ANOMALY and self.fusion.mode in SHIFT_FUSIONS:
+            self.fused = False  # the detectors' alarms stand; the fusion raises anew on them
+        elif kind is EventKind.ANOMALY:
+            self.alarms["vae"] = self._score_alarm()
 
     def replace_shift(self, shift: ShiftDetector | None) -> None:
         """A new bundle's shift detector (a hot swap), with a fresh alarm of its own."""
@@ -285,6 +304,7 @@ class LineMonitor:
         takes the same debounce and hysteresis."""
         self.raise_after, self.clear_after = detection.raise_after, detection.clear_after
         self.clear_ratio = detection.clear_ratio
+        self.detection = detection
         for alarm in self.alarms.values():
             if isinstance(alarm, DebouncedAlarm):
                 alarm.raise_after, alarm.clear_after = detection.raise_after, detection.clear_after
