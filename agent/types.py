@@ -20,13 +20,16 @@ class Quality(enum.Enum):
 class TagReading:
     """One tag's engineering value with its quality; `reason` says why it is not good.
 
-    A string tag carries its text in `text` and NaN in `value`; a bool is 0.0 or 1.0.
+    A string tag carries its text in `text` and NaN in `value`; a bool is 0.0 or 1.0. `ts` is
+    the wall-clock time (s) of the poll that read it (None: its sample's time); a reading that
+    is not good keeps the last value read, under the time of the poll that failed.
     """
 
     value: float
     quality: Quality = Quality.GOOD
     reason: str = ""
     text: str | None = None
+    ts: float | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.learning import LearnedLimits, Learner, LearningStatus
 from agent.pipeline.line import LineMonitor, LineResult
+from agent.pipeline.readings import refresh
 from agent.types import Quality, Sample, TagReading
 
 LEARNING_STATE = "learning"
@@ -126,7 +127,7 @@ class CommissioningLine:
     def process(self, sample: Sample) -> LineResult:
         """Take one sample from any source of the line and return the line's new state."""
         self.just_learned = None
-        self.latest.update(sample.readings)
+        refresh(self.latest, sample)
         if self.monitor is None and self.learned is None:
             self._learn(sample)
         if self.monitor is not None:
@@ -139,7 +140,10 @@ class CommissioningLine:
                 alarms=result.alarms,
                 events=result.events,
                 fused=result.fused,
+                unjudged_rows=result.unjudged_rows,
+                judged=result.judged,
             )
+        # Learning: nothing judges the line yet, and its flags say so.
         return LineResult(
             ts=sample.ts,
             readings=dict(self.latest),
@@ -148,4 +152,5 @@ class CommissioningLine:
             alarms={},
             events=(),
             fused=False,
+            judged=False,
         )

@@ -32,12 +32,15 @@ from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.detectors.vae import VaeDetector
 from agent.pipeline.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
 from agent.pipeline.events.fusion import LEGACY_FUSION, SHIFT_FUSIONS, Fusion
+from agent.pipeline.readings import refresh
 from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
 
 ANOMALY_SEVERITY = 700
 SPC_SEVERITY = 500
 #: The summed score's alarm in the table (the vae-plus-shift fusion).
 SUMMED = "vae-plus-shift"
+#: Consecutive rows a missing channel is held at its last good value for the VAE.
+BRIDGE_ROWS = 1
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class LineResult:
     events: tuple[Event, ...]
     #: The line's fused decision (agent.pipeline.events.fusion); None: either alarm (the old rule).
     fused: bool | None = None
+    #: Rows since the detectors last judged the line (the VAE scored a window; on a line without
+    #: one, a row with every channel good); past one window the alarm flags are not a verdict.
+    unjudged_rows: int = 0
+    judged: bool = True
 
     @property
     def score(self) -> Score | None:
@@ -113,10 +120,9 @@ class LineMonitor:
         self.shift = shift
         self.raise_after, self.clear_after = detection.raise_after, detection.clear_after
         self.clear_ratio = detection.clear_ratio
+        self.detection = detection
         self.alarms: dict[str, DebouncedAlarm | SustainedRuleAlarm] = {
-            "spc": SustainedRuleAlarm(
-                len(channels), detection.spc_hits, detection.spc_span, detection.clear_after
-            ),
+            "spc": self._rule_alarm(),
             "vae": self._score_alarm(),
         }
         if shift is not None:
@@ -130,6 +136,15 @@ class LineMonitor:
         self.fused = False
         self.latest: dict[str, TagReading] = {}
         self.last_score: Score | None = None
+        # A channel missing from a row (a bad poll) is bridged for the VAE with its last good
+        # value for BRIDGE_ROWS rows, counted in `bridged`; longer, the window starts over.
+        self._last_good = np.full(len(channels), math.nan)
+        self._missing = np.zeros(len(channels), dtype=np.int64)
+        self.bridged = 0
+        #: How many rows without a verdict the flags stay a verdict: one window (without a VAE,
+        #: none: every row is charted, once bridged).
+        self.judge_limit = vae.window.size if vae is not None else 0
+        self.unjudged_rows = self.judge_limit + 1  # nothing judged yet
 
     @property
     def bundle_vae(self) -> VaeDetector:
@@ -140,6 +155,26 @@ class LineMonitor:
 
     def _score_alarm(self) -> DebouncedAlarm:
         return DebouncedAlarm(self.raise_after, self.clear_after)
+
+    def _rule_alarm(self) -> SustainedRuleAlarm:
+        d = self.detection
+        return SustainedRuleAlarm(len(self.channels), d.spc_hits, d.spc_span, d.clear_after)
+
+    def active_kinds(self) -> dict[EventKind, bool]:
+        """Whether the alarm behind each kind of event holds: the anomaly events follow the
+        VAE's alarm, or the fused decision in a shift fusion; the SPC events the rule alarm."""
+        anomaly = self.fused if self.fusion.mode in SHIFT_FUSIONS else self.alarms["vae"].active
+        return {EventKind.ANOMALY: anomaly, EventKind.SPC: self.alarms["spc"].active}
+
+    def close_alarm(self, kind: EventKind) -> None:
+        """Forget that the alarm behind `kind` holds (its raise was journaled as cleared): if
+        the fault is still there it raises again, as a new alarm with its own edges."""
+        if kind is EventKind.SPC:
+            self.alarms["spc"] = self._rule_alarm()
+        elif kind is EventKind.ANOMALY and self.fusion.mode in SHIFT_FUSIONS:
+            self.fused = False  # the detectors' alarms stand; the fusion raises anew on them
+        elif kind is EventKind.ANOMALY:
+            self.alarms["vae"] = self._score_alarm()
 
     def replace_shift(self, shift: ShiftDetector | None) -> None:
         """A new bundle's shift detector (a hot swap), with a fresh alarm of its own."""
@@ -153,7 +188,7 @@ class LineMonitor:
 
     def process(self, sample: Sample) -> LineResult:
         """Take one sample from any source of the line and return the line's new state."""
-        self.latest.update(sample.readings)
+        refresh(self.latest, sample)
         if self.clock is not None and sample.source != self.clock:
             return LineResult(
                 ts=sample.ts,
@@ -163,6 +198,8 @@ class LineMonitor:
                 alarms=self._active(),
                 events=(),
                 fused=self.fused,
+                unjudged_rows=self.unjudged_rows,
+                judged=self.judged,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
@@ -194,8 +231,12 @@ class LineMonitor:
         # alarm the shift detector carries is journaled and explained like one the VAE carries.
         follows_fusion = self.fusion.mode in SHIFT_FUSIONS
         # A row with a tag not good holds NaN there (every good reading is finite: the sources
-        # and replay mark a non-finite value otherwise), and the VAE starts its window over.
-        score = self.vae.update(row) if self.vae is not None else None
+        # and replay mark a non-finite value otherwise); one bad poll is bridged, a longer gap
+        # starts the VAE's window over.
+        complete = self._bridge(row, good)
+        score = self.vae.update(complete) if self.vae is not None else None
+        judged = score is not None if self.vae is not None else bool(np.isfinite(complete).all())
+        self.unjudged_rows = 0 if judged else self.unjudged_rows + 1
         if score is not None:
             scores["vae"] = self.last_score = score
             edge = self._level("vae", score)
@@ -232,7 +273,24 @@ class LineMonitor:
             alarms=alarms,
             events=tuple(events),
             fused=self.fused,
+            unjudged_rows=self.unjudged_rows,
+            judged=self.judged,
         )
+
+    @property
+    def judged(self) -> bool:
+        """Whether the detectors judged the line within the last window of rows."""
+        return self.unjudged_rows <= self.judge_limit
+
+    def _bridge(self, row: np.ndarray, good: np.ndarray) -> np.ndarray:
+        """The detectors' row with a channel missing for at most BRIDGE_ROWS rows held."""
+        self._missing = np.where(good, 0, self._missing + 1)
+        self._last_good = np.where(good, row, self._last_good)
+        hold = ~good & (self._missing <= BRIDGE_ROWS) & np.isfinite(self._last_good)
+        if not hold.any():
+            return row
+        self.bridged += 1
+        return np.where(hold, self._last_good, row)
 
     def _level(self, name: str, score: Score) -> Edge:
         alarm = self.alarms[name]
@@ -246,6 +304,7 @@ class LineMonitor:
         takes the same debounce and hysteresis."""
         self.raise_after, self.clear_after = detection.raise_after, detection.clear_after
         self.clear_ratio = detection.clear_ratio
+        self.detection = detection
         for alarm in self.alarms.values():
             if isinstance(alarm, DebouncedAlarm):
                 alarm.raise_after, alarm.clear_after = detection.raise_after, detection.clear_after

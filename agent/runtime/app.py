@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
 from agent.pipeline.build import build_commissioning, build_monitor, candidate_channels
 from agent.pipeline.commissioning import CommissioningLine
 from agent.pipeline.line import LineMonitor, LineResult
+from agent.runtime.alarm_restart import settle
 from agent.runtime.commissioning import (
     FirstModelWatch,
     LearningReports,
@@ -54,7 +56,7 @@ from agent.runtime.hotswap import ModelState, ModelUpdates, boot_check
 from agent.runtime.snapshot_file import snapshot_path
 from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.sinks.explainer import make_explainer
-from agent.sinks.journal import Journal, Retention
+from agent.sinks.journal import Journal, Retention, open_alarm_edges
 from agent.sinks.recorder import Recorder, recorded_tags
 from agent.sinks.scada import ScadaServer
 from agent.sources import make_source
@@ -148,9 +150,8 @@ class Agent:
             detection.state_max_age_s,
             self.registry,
         )
-        self.snapshots.restore(self.monitor, self._owner())
-        for event in self.snapshots.reopened:
-            self.scada.offer_event(event)
+        restored = self.snapshots.restore(self.monitor, self._owner())
+        self._settle_alarms(config, self.monitor, restored)
         self.listeners.append(self.snapshots.observe)
         self._init_common(config)
 
@@ -168,11 +169,33 @@ class Agent:
         self.updates = None
         self.explainer = None  # it explains a model's alarms; there is no model yet
         self.snapshots = None
+        self._settle_alarms(config, self.commissioning.monitor, restored=False)
         self.first_model = FirstModelWatch(config.model_store)
         self.learning = LearningReports(self.scada, self.journal, learned_file)
         if skipped:
             log.info("not learnt from: %s", "; ".join(f"{k} ({v})" for k, v in skipped.items()))
         self._init_common(config)
+
+    def _settle_alarms(
+        self, config: SiteConfig, monitor: LineMonitor | None, restored: bool
+    ) -> None:
+        """The journal's open alarms against the restored detectors (agent.runtime.alarm_restart):
+        adopted ones reopen SCADA's condition, the others are closed in the journal and SCADA."""
+        try:
+            journal_open = open_alarm_edges(config.journal_path, config.line)
+        except (sqlite3.Error, OSError) as exc:  # the journal writer will say what is wrong
+            log.warning("open alarms not settled: the journal cannot be read: %s", exc)
+            for event in self.snapshots.reopened if self.snapshots is not None else ():
+                self.scada.offer_event(event)
+            return
+        settled = settle(monitor, journal_open, restored)
+        if self.snapshots is not None:
+            self.snapshots.open_alarms = {e.kind: e for e in settled.adopted}
+        for event in settled.adopted:
+            self.scada.offer_event(event)
+        for event in settled.closed:
+            self.journal.send(event)
+            self.scada.offer_event(event)
 
     def _init_io(
         self, config: SiteConfig, channels: list[str], model_text: str, threshold: float

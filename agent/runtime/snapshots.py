@@ -6,22 +6,23 @@ shift detector with its frozen baseline) plus who it belongs to: the line, the b
 version and label, the channel list, a fingerprint of the detector parameters (SPC limits,
 shift parameters, window, hop, fusion mode) and the wall-clock time it was taken.
 
-Writing: every `[detection] state_interval_s` and once more at a clean stop, and only when the
-loop has processed a sample since the last one (an idle line keeps its snapshot's age). The
-event loop only takes the dict, in its own task (`LineMonitor.state()`, between two samples, so
-never half a sample); encoding, fsync and the atomic rename (temp file, fsync, rename, fsync of
-the directory) run in one worker thread. While a write is still running, the next one is
-skipped and counted: the loop never waits on the disk. A failed write is counted and logged
-once until one succeeds.
+Writing: on every alarm edge, every `[detection] state_interval_s` and once more at a clean
+stop, the timer's only when the loop has processed a sample since the last one (an idle line
+keeps its snapshot's age). The event loop only takes the dict, in its own task
+(`LineMonitor.state()`, between two samples, so never half a sample); encoding, fsync and the
+atomic rename (temp file, fsync, rename, fsync of the directory) run in one worker thread. While
+a write is still running, the next one is skipped and counted: the loop never waits on the disk.
+A failed write is counted and logged once until one succeeds.
 
 Restoring, at start only, and only when every check passes: same line, same model version,
 same channels, same detector fingerprint, and younger than `state_max_age_s`. Otherwise the
 agent starts fresh and logs one line saying why. A snapshot that cannot be parsed is moved
 aside (`<name>.<utc time>.corrupt`, so nothing is lost) and the agent starts fresh.
 
-The raise edge of each alarm still open is saved too: after a restore it is handed to the
-OPC-UA server again (not to the journal, which has it), so the SCADA alarm condition is active
-again under its original EventId and an acknowledgement still names the journaled alarm.
+The raise edge of each alarm still open is saved too. At start the agent settles the journal's
+open alarms against the restored detectors (agent.runtime.alarm_restart): an alarm both hold
+is adopted, and SCADA's condition is active again under its original EventId (the journal's
+event_id), so an acknowledgement still names the journaled alarm; any other is closed.
 
 A model hot swap (agent/runtime/hotswap.py) rebuilds the detectors in the running agent: later
 snapshots carry the new version and fingerprint, so a snapshot of one model is never restored
@@ -58,6 +59,7 @@ from agent.types import Event, EventKind, EventState
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 1
+EDGE_RETRY_S = 0.05  # an edge's snapshot waits this long for a running write, and again
 # A snapshot this far in the future means the clock was set back since: its age is unknown.
 CLOCK_SLACK_S = 60.0
 # The final write at a stop must leave the journal its share of the drain on a hung disk.
@@ -112,6 +114,7 @@ class DetectorSnapshots:
         # restore told to SCADA again, so its alarm condition is active with its own EventId.
         self.open_alarms: dict[EventKind, Event] = {}
         self.reopened: list[Event] = []
+        self._edge = asyncio.Event()  # an alarm edge since the last snapshot: write one now
 
     # --- at start --------------------------------------------------------------------------
 
@@ -211,6 +214,7 @@ class DetectorSnapshots:
                 self.open_alarms[event.kind] = event
             else:
                 self.open_alarms.pop(event.kind, None)
+            self._edge.set()
 
     @staticmethod
     def take(
@@ -254,11 +258,18 @@ class DetectorSnapshots:
 
     async def run(self, take: Callable[[], dict[str, Any]], progress: Callable[[], int]) -> None:
         """Every `interval_s`, offer `take()` if the loop has processed a sample since the last
-        one (`progress()` counts them): an idle line rewrites nothing and keeps its age."""
+        one (`progress()` counts them): an idle line rewrites nothing and keeps its age. An
+        alarm edge is written at once, so a kill -9 loses at most the edges of one write."""
         while True:
-            await asyncio.sleep(self.interval_s)
-            if self._moved(progress()):
-                self.offer(take())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await self._edge.wait()
+            edge = self._edge.is_set()
+            self._edge.clear()
+            due = self._moved(progress()) or edge
+            if due and not self.offer(take()) and edge:
+                self._edge.set()  # a write was running: the edge's snapshot follows it
+                await asyncio.sleep(EDGE_RETRY_S)
 
     def _moved(self, progress: int) -> bool:
         moved, self._progress = progress != self._progress, progress

@@ -43,7 +43,7 @@ from agent.sinks.journal_db import (
     record_row,
     write_rows,
 )
-from agent.types import Event
+from agent.types import Event, EventKind, EventState
 
 log = logging.getLogger(__name__)
 
@@ -268,3 +268,32 @@ class Journal:
 def read_events(path: Path, since: float | None = None) -> list[dict[str, Any]]:
     """Every journaled record (oldest first), as dicts; `since` filters on the timestamp."""
     return query(path, since=since)
+
+
+def open_alarm_edges(path: Path, line: str) -> list[Event]:
+    """The raise edge of every alarm of `line` the journal holds open: its last edge (per kind;
+    per PLC device for comms) is a raise. Empty when there is no journal yet."""
+    kinds = [k.value for k in ALARM_KINDS]
+    try:
+        rows = query(path, kinds=kinds, line=line)
+    except FileNotFoundError:
+        return []
+    last: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in rows:
+        details = row["details"]
+        key = (row["kind"], str(details.get("plc", "")), str(details.get("device", "")))
+        last[key] = row
+    return [_edge_of(r) for r in last.values() if r["state"] == EventState.RAISED.value]
+
+
+ALARM_KINDS = (EventKind.ANOMALY, EventKind.SPC, EventKind.COMMS)
+
+
+def _edge_of(row: dict[str, Any]) -> Event:
+    return Event(
+        ts=float(row["ts"]), line=str(row["line"]), kind=EventKind(row["kind"]),
+        state=EventState(row["state"]), detector=str(row["detector"]),
+        severity=int(row["severity"]), message=str(row["message"]), tag=str(row["tag"]),
+        score=row["score"], threshold=row["threshold"], details=dict(row["details"]),
+        event_id=str(row["event_id"]),
+    )  # fmt: skip

@@ -8,9 +8,16 @@ block, so a device with many blocks does not hold the line for the others.
 Failures never raise into the detection loop; they become bad-quality readings whose reason
 says what happened:
 - a Modbus exception answer marks only the tags of that request bad;
-- a device that does not answer is backed off on its own, the others carry on;
+- a device that does not answer on a working connection is backed off on its own, the others
+  carry on;
 - a lost connection marks every tag bad and is re-opened with exponential backoff and
-  jitter (pymodbus's own reconnect, which backs off up to 300 s, is switched off).
+  jitter (pymodbus's own reconnect, which backs off up to 300 s, is switched off); its
+  devices wait on that one backoff, never on their own on top of it, so the wait after a
+  PLC returns is at most `max_backoff_s` (plus one poll);
+- while a device waits out a backoff its tags are reported bad at its poll rate, each under
+  the time of that report, without touching the wire;
+- the connection is "back" (logged, its backoff reset) only after a good read, not when TCP
+  connects: a hung PLC accepts connections and answers nothing.
 Each failure is logged once at INFO, then quietly until it recovers, with counters. Every
 device's poll outcome also feeds its `LinkStatus` (`status`, agent.ops.comms): a device that
 fails for longer than the connection's timeout is `down`, and the agent raises a comms alarm
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 
 from agent.config import DeviceConfig, PlcConfig, Tag
 from agent.core.codec import DataType, decode, decode_bit, decode_string
+from agent.core.quality import judge
 from agent.ops.comms import LinkStatus, PlcStatus
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
@@ -105,19 +113,22 @@ class ModbusHub:
             try:
                 await self.transport.connect()
             except LinkError as exc:
-                self._link_retry_at = time.monotonic() + self._link_backoff.next_delay()
                 self._link_down(str(exc))
                 raise
         self.reconnects += 1
         self.status.connects += 1
-        self._link_backoff.reset()
+
+    def _link_answered(self) -> None:
+        """A good read: only now is a failing connection back."""
         if self._link_failing:
             log.info("PLC %s: connection %s is back", self.name, self.transport.description)
             self._link_failing = False
+            self._link_backoff.reset()
 
     def _link_down(self, reason: str) -> None:
         self.link.failures += 1
         self.link.last_error = reason
+        self._link_retry_at = time.monotonic() + self._link_backoff.next_delay()
         if not self._link_failing:
             log.info("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
             self._link_failing = True
@@ -145,7 +156,7 @@ class ModbusHub:
         try:
             await self._ensure_link()  # counts its own failed attempts in `link`
         except LinkError as exc:
-            return self._failed_sample(device, ts, str(exc))
+            return self._failed_sample(device, ts, str(exc), link=True)
         refused = ""  # the first Modbus exception answer of this poll
         try:
             for block in device.blocks:
@@ -158,7 +169,8 @@ class ModbusHub:
             if exc.link_down:  # the connection broke under a read
                 self.transport.close()
                 self._link_down(str(exc))
-            return self._failed_sample(device, ts, str(exc))
+            return self._failed_sample(device, ts, str(exc), link=exc.link_down)
+        self._link_answered()
         self._device_ok(device)
         if refused:
             self.status.failed(device.comms, refused, ts, time.time())
@@ -166,19 +178,26 @@ class ModbusHub:
             self.status.answered(device.comms, time.time())
         return Sample(ts=ts, source=device.source, readings=readings)
 
-    def _failed_sample(self, device: _Device, ts: float, reason: str) -> Sample:
-        self._device_failed(device, reason)
+    def _failed_sample(self, device: _Device, ts: float, reason: str, link: bool) -> Sample:
+        self._device_failed(device, reason, link)
         self.status.failed(device.comms, reason, ts, time.time())
-        return Sample(
-            ts=ts, source=device.source, readings=_bad(device.config.tag_map.tags, reason)
-        )
+        return self._bad_sample(device, ts)
 
-    def _device_failed(self, device: _Device, reason: str) -> None:
+    def _bad_sample(self, device: _Device, ts: float) -> Sample:
+        """Every tag of `device` bad with its last error, at `ts`."""
+        readings = _bad(device.config.tag_map.tags, device.stats.last_error)
+        return Sample(ts=ts, source=device.source, readings=readings)
+
+    def _device_failed(self, device: _Device, reason: str, link: bool) -> None:
         stats = device.stats
         stats.failures += 1
         stats.consecutive_failures += 1
         stats.last_error = reason
-        device.retry_at = time.monotonic() + device.backoff.next_delay()
+        # One backoff per failure: a connection down waits on the connection's alone.
+        if link:
+            device.retry_at = self._link_retry_at
+        else:
+            device.retry_at = time.monotonic() + device.backoff.next_delay()
         if stats.consecutive_failures == 1:
             log.info("PLC %s: %s; tags bad, retrying with backoff", device.source, reason)
         else:
@@ -207,9 +226,7 @@ class ModbusHub:
             raise_if_cancelled()  # a stop swallowed inside pymodbus (3.11's wait_for)
             emit(sample)
             if device.stats.consecutive_failures:
-                # Wait out the backoff, but still report at the poll rate at the slowest:
-                # SCADA keeps seeing fresh bad-quality timestamps.
-                await asyncio.sleep(max(0.0, device.retry_at - time.monotonic()))
+                await self._wait_out_backoff(device, emit)
                 next_at = loop.time()
                 continue
             next_at += interval
@@ -219,6 +236,15 @@ class ModbusHub:
                 device.stats.overruns += 1
                 next_at = now
             await asyncio.sleep(next_at - now)
+
+    async def _wait_out_backoff(self, device: _Device, emit: Emit) -> None:
+        """Sleep until the device's retry, reporting its tags bad at the poll rate meanwhile:
+        SCADA sees each bad value under the time it was last known bad, not a stale one."""
+        interval = device.config.poll_interval_s
+        while (left := device.retry_at - time.monotonic()) > 0:
+            await asyncio.sleep(min(interval, left))
+            if device.retry_at - time.monotonic() > 0:
+                emit(self._bad_sample(device, time.time()))
 
     async def run(self, emit: Emit) -> None:
         """Poll every device on its own schedule until cancelled."""
@@ -244,10 +270,8 @@ def decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReadi
         return TagReading(1.0 if decode_bit(words[0], tag.bit) else 0.0)
     if tag.dtype is DataType.STRING:
         return TagReading(math.nan, Quality.GOOD, text=decode_string(words, tag.length, tag.layout))
-    value = tag.scaling.to_engineering(decode(words, tag.dtype, tag.layout))
-    if not math.isfinite(value):
-        return TagReading(value, Quality.UNCERTAIN, f"PLC sent {value} (not a finite number)")
-    return TagReading(value, Quality.GOOD)
+    # the quality policy (agent.core.quality): non-finite is bad, far outside `range` uncertain
+    return judge(tag.scaling.to_engineering(decode(words, tag.dtype, tag.layout)), tag.eu_range)
 
 
 def endpoint(plc: PlcConfig) -> str:

@@ -1,8 +1,11 @@
 """Modbus TCP through pymodbus's async client, with its own retries and reconnects switched off.
 
-pymodbus matches replies to requests by the MBAP transaction id and drops any other frame, so
-a reply that arrives after its request timed out is discarded, never taken for the next one.
-On top of that we check the function code and the count of every answer.
+pymodbus matches replies to requests by the MBAP transaction id, but it takes a reply with
+transaction id 0 for the answer to any request: a peer that answers 0 one reply behind would
+hand us the previous poll's values as good. Our requests never carry 0 (pymodbus numbers them
+from 1), so we check the id of every answer ourselves, 0 included, and a mismatch drops the
+connection (the peer is out of step; a new connection starts both ends afresh). On top of
+that we check the function code and the count of every answer.
 """
 
 from __future__ import annotations
@@ -109,6 +112,13 @@ class PymodbusTcpTransport:
             raise LinkError(f"{request}: {what}", link_down=not client.connected) from exc
         except (ModbusException, OSError) as exc:
             raise LinkError(f"{request}: {exc}", link_down=True) from exc
+        sent = _request_tid(client)
+        if response.transaction_id == 0 or (sent is not None and response.transaction_id != sent):
+            raise LinkError(
+                f"{request}: answer carries transaction id {response.transaction_id}, "
+                f"not the request's {sent if sent is not None else '(non-zero)'}",
+                link_down=True,
+            )
         if response.isError():
             raise ExceptionReply(getattr(response, "exception_code", 0), request)
         expected = READ_FUNCTION[table]
@@ -142,3 +152,9 @@ class PymodbusTcpTransport:
                 link_down=False,
             )
         return [bool(b) for b in bits[:count]]
+
+
+def _request_tid(client: AsyncModbusTcpClient) -> int | None:
+    """The transaction id pymodbus put on the request just answered (None if it hides it)."""
+    tid = getattr(getattr(client, "ctx", None), "request_transaction_id", None)
+    return tid if isinstance(tid, int) else None

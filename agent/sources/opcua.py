@@ -46,6 +46,7 @@ from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
 from agent.config import NodeTag, PlcConfig
+from agent.core.quality import judge
 from agent.ops.comms import LinkStatus, PlcStatus
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
@@ -101,12 +102,8 @@ def to_reading(tag: NodeTag, dv: ua.DataValue) -> TagReading:
     if isinstance(value, bool):
         return TagReading(1.0 if value else 0.0, quality, reason)
     if isinstance(value, int | float):
-        number = tag.scaling.to_engineering(value)
-        if not math.isfinite(number):
-            return TagReading(
-                number, Quality.UNCERTAIN, f"server sent {value} (not a finite number)"
-            )
-        return TagReading(number, quality, reason)
+        # the quality policy (agent.core.quality): non-finite is bad, far outside `range` uncertain
+        return judge(tag.scaling.to_engineering(value), tag.eu_range, quality, reason, "server")
     if isinstance(value, str):
         return TagReading(math.nan, quality, reason, text=value)
     return TagReading(math.nan, Quality.UNCERTAIN, f"unsupported value type {type(value).__name__}")

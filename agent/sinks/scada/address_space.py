@@ -18,12 +18,32 @@ D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
 T = ua.VariantType.DateTime
 
 
+#: Integer register types and the OPC-UA type that holds every value of each.
+INTEGER_TYPES = {
+    DataType.INT16: ua.VariantType.Int16, DataType.UINT16: ua.VariantType.UInt16,
+    DataType.INT32: ua.VariantType.Int32, DataType.UINT32: ua.VariantType.UInt32,
+    DataType.INT64: ua.VariantType.Int64, DataType.UINT64: ua.VariantType.UInt64,
+}  # fmt: skip
+#: Roles whose values are whole numbers to SCADA: a status word's bits, a counter's count.
+INTEGER_ROLES = ("status", "counter")
+
+
 def value_type(tag: Tag | NodeTag) -> ua.VariantType:
-    """The OPC-UA type a tag's Value is published as."""
+    """The OPC-UA type a tag's Value is published as.
+
+    A status word or a counter read from an integer register keeps an integer type (its own,
+    or Int64 when an integer scale widens it); a scale or offset with a fraction makes it a
+    Double like every process value."""
     if isinstance(tag, Tag) and tag.dtype is DataType.STRING:
         return ua.VariantType.String
     if isinstance(tag, Tag) and tag.dtype is DataType.BOOL:
         return ua.VariantType.Boolean
+    if isinstance(tag, Tag) and tag.role in INTEGER_ROLES and tag.dtype in INTEGER_TYPES:
+        scale, offset = tag.scaling.scale, tag.scaling.offset
+        if scale == 1.0 and offset == 0.0:
+            return INTEGER_TYPES[tag.dtype]
+        if scale.is_integer() and offset.is_integer():
+            return ua.VariantType.Int64
     return ua.VariantType.Double
 
 

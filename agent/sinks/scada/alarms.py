@@ -9,13 +9,16 @@ clears with the last device that answers again.
 
 Supported:
 - an event on every transition (raised, cleared, acknowledged), emitted through the Server
-  object, with EventId, ConditionId (`NodeId`), SourceNode (the line, or the signal that
+  object, with EventId (the journal's `event_id` of the edge, so SCADA history and
+  `lineside events` join on it; an acknowledgement's is `<event_id>:ack<n>`), ConditionId
+  (`NodeId`), SourceNode (the line, or the signal that
   tripped it, or the PLC), Severity (700 anomaly, 600 comms, 500 SPC), Message, ActiveState,
   AckedState, Retain, Comment and ClientUserId;
 - the condition instances' ActiveState/AckedState/Severity/Message/Retain variables mirror the
   last event, so a client that reads instead of subscribing sees the same;
 - `Acknowledge(EventId, Comment)` (the standard AcknowledgeableConditionType method, called on
-  the condition) for the `operator` role; a stale EventId gives BadEventIdUnknown, a second
+  the condition) for the `operator` role; a stale EventId, or any on a condition that never
+  raised, gives BadEventIdUnknown, a second
   acknowledgement BadConditionBranchAlreadyAcked;
 - `ConditionRefresh(SubscriptionId)`: asyncua re-sends every retained condition between
   RefreshStart and RefreshEnd events.
@@ -93,6 +96,7 @@ class Condition:
         self.acked = True
         self.acks = 0
         self.alarm_id = ""  # our Event.event_id of the last raise, which an ack refers to
+        self.acks_of_raise = 0
         self.down: set[str] = set()  # a comms condition: the devices down now
 
     @property
@@ -156,17 +160,32 @@ class Condition:
         ev.SourceName = event.tag or self.line
         ev.Comment = _lt("")
         ev.ClientUserId = ""
-        await self._fire(dt.datetime.fromtimestamp(event.ts, dt.UTC))
+        self.acks_of_raise = 0
+        await self._fire(dt.datetime.fromtimestamp(event.ts, dt.UTC), event.event_id)
 
-    async def _fire(self, when: dt.datetime) -> None:
-        await self.generator.trigger(time_attr=when)
+    async def _fire(self, when: dt.datetime, event_id: str) -> None:
+        """Send the condition's event under `event_id` (the journal's, so that SCADA history
+        and `lineside events` join on it). asyncua's `trigger` would draw a random EventId, so
+        this does what it does with ours."""
+        ev = self.event
+        ev.EventId = ua.Variant(event_id.encode(), ua.VariantType.ByteString)
+        ev.Time = when
+        ev.ReceiveTime = dt.datetime.now(dt.UTC)
+        local = ua.uaprotocol_auto.TimeZoneDataType()
+        offset = when.astimezone().utcoffset()
+        local.Offset = int(offset.total_seconds() // 60) if offset is not None else 0
+        local.DaylightSavingInOffset = False
+        ev.LocalTime = local
+        await self.generator.isession.subscription_service.trigger_event(ev)
         await self._mirror()
 
     async def acknowledge(self, event_id: bytes | None, comment: str) -> ua.StatusCode:
         """The Acknowledge method: mark the current state acknowledged, with a comment."""
         user = CURRENT_USER.get()
         who = (user.name if user is not None else None) or "anonymous"
-        if event_id != self.event.EventId.Value:
+        current = getattr(self.event.EventId, "Value", None)  # None: the condition never fired
+        known = current is not None and bool(self.alarm_id)
+        if not known or not isinstance(event_id, bytes) or event_id != current:
             audit.warning(
                 "acknowledge refused: %s on %s: stale or unknown EventId", who, self.node.nodeid
             )
@@ -185,7 +204,8 @@ class Condition:
         )  # fmt: skip
         if self.on_ack is not None:
             self.on_ack(self.alarm_id, who, comment)
-        await self._fire(dt.datetime.now(dt.UTC))
+        self.acks_of_raise += 1  # the ack's own event: the raise's id and its ack number
+        await self._fire(dt.datetime.now(dt.UTC), f"{self.alarm_id}:ack{self.acks_of_raise}")
         return ua.StatusCode(ua.StatusCodes.Good)
 
 

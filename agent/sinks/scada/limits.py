@@ -11,17 +11,25 @@ from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 from agent.config.opcua import ScadaLimits
+from agent.core.quality import NOT_FINITE, OUTSIDE_RANGE
 from agent.ops.counters import CounterRegistry
 from agent.types import Quality, TagReading
 
-# Reason text from the sources -> the Bad status code that says it best (first match wins).
+# Reason text from the sources -> the Bad status code that says it best (first match wins;
+# the table in docs/quality.md). No connection at all is BadNoCommunication, whatever the
+# connect saw; a connection whose device did not answer in time is BadTimeout.
 _BAD_REASONS = (
-    (("timed out", "timeout", "deadline"), ua.StatusCodes.BadTimeout),
+    (("connect to", "refused", "unreachable", "not connected", "not open", "cannot open"),
+     ua.StatusCodes.BadNoCommunication),
+    (("no reply within", "no complete reply", "no answer", "timed out", "timeout", "deadline"),
+     ua.StatusCodes.BadTimeout),
+    ((NOT_FINITE,), ua.StatusCodes.BadSensorFailure),
     (("exception",), ua.StatusCodes.BadDeviceFailure),
-    (("crc", "garbled", "frame", "byte count"), ua.StatusCodes.BadCommunicationError),
+    (("crc", "garbled", "frame", "byte count", "transaction id", "short reply"),
+     ua.StatusCodes.BadCommunicationError),
     (("waiting",), ua.StatusCodes.BadWaitingForInitialData),
     (("bad node id",), ua.StatusCodes.BadNodeIdUnknown),
-)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,8 @@ def status_of(reading: TagReading) -> int:
     if isinstance(named, int):
         return named
     if reading.quality is Quality.UNCERTAIN:
+        if OUTSIDE_RANGE in reading.reason:
+            return ua.StatusCodes.UncertainEngineeringUnitsExceeded
         return ua.StatusCodes.UncertainSensorNotAccurate
     reason = reading.reason.lower()
     for words, code in _BAD_REASONS:

@@ -94,7 +94,7 @@ def eu_range(tag: Tag | NodeTag) -> ua.Range:
 def attrs_value(vtype: ua.VariantType) -> ua.Variant:
     """A blank value of a type, for a variable that has no reading yet."""
     blank: Any = {ua.VariantType.String: "", ua.VariantType.Boolean: False}.get(vtype, 0.0)
-    if vtype in (ua.VariantType.UInt32, ua.VariantType.UInt64):
+    if vtype.name.startswith(("Int", "UInt")):
         blank = 0
     if vtype is ua.VariantType.DateTime:
         blank = None

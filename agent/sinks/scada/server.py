@@ -70,12 +70,13 @@ from agent.sinks.scada.security import (
     ScadaUserManager,
     ensure_server_certificate,
 )
-from agent.types import Event, EventKind, Quality
+from agent.types import Event, EventKind, Quality, TagReading
 
 log = logging.getLogger(__name__)
 D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
 T = ua.VariantType.DateTime
 MAX_PENDING_EVENTS = 1000
+_BAD = 0x80000000  # the severity bit of a Bad status code
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
 _POLICIES = {
     ("Basic256Sha256", "Sign"): ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -311,35 +312,56 @@ class ScadaServer:
             return
         self._last[path] = (value, status)
         datavalue = PublishedValue(
-            ua.Variant(value, vtype), StatusCode=ua.StatusCode(status),
-            SourceTimestamp=when, ServerTimestamp=when,
+            ua.Variant(value, vtype) if value is not None else ua.Variant(),  # null: no value
+            StatusCode=ua.StatusCode(status),
+            SourceTimestamp=when, ServerTimestamp=dt.datetime.now(dt.UTC),
         )  # fmt: skip
-        await self._aspace.write_attribute_value(
-            self._nodes[path], ua.AttributeIds.Value, datavalue
-        )
+        if status & _BAD and value is not None:
+            await self._store_held(self._nodes[path], datavalue)
+        else:
+            await self._aspace.write_attribute_value(
+                self._nodes[path], ua.AttributeIds.Value, datavalue
+            )
         self._writes += 1
         if self._writes % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the detection loop and client requests in
 
+    async def _store_held(self, nodeid: ua.NodeId, datavalue: ua.DataValue) -> None:
+        """Store a Bad value that keeps the last value read, and tell the subscriptions.
+
+        asyncua nulls the value of every Bad write (OPC-UA Part 4 7.7.1 says a client is to
+        ignore it); we keep the last value beside the Bad code, as docs/quality.md says, so
+        this does what its write path does less that."""
+        attval = self._aspace._nodes[nodeid].attributes[ua.AttributeIds.Value]
+        attval.value = datavalue
+        attval.value_callback = None
+        for key, callback in list(attval.datachange_callbacks.items()):
+            try:
+                await callback(key, datavalue)
+            except Exception:
+                log.exception("OPC-UA subscription callback failed on %s", nodeid)
+
     async def publish(self, result: LineResult) -> None:
-        """Write one result into the address space (the server's internal write path)."""
-        when = dt.datetime.fromtimestamp(result.ts, dt.UTC)
+        """Write one result into the address space (the server's internal write path).
+
+        Each tag's SourceTimestamp is its own poll's time (`TagReading.ts`), the line's nodes
+        carry the row's; ServerTimestamp is when the value reached the address space."""
+        when = _utc(result.ts)
         base = f"Lines/{self.line}"
         for tag in self.tags:
             reading = result.readings.get(tag.name)
             if reading is None:
                 continue
             p = f"{base}/Signals/{tag.name}"
+            polled = _utc(reading.ts) if reading.ts is not None else when
             vtype = value_type(tag)
-            value: object = reading.value
-            if vtype is S:
-                value = reading.text or ""
-            elif vtype is B:
-                value = reading.value == 1.0
-            await self._write(f"{p}/Value", value, vtype, status_of(reading), when, always=True)
+            status = status_of(reading)
+            await self._write(
+                f"{p}/Value", _value(reading, vtype), vtype, status, polled, always=True
+            )
             text = "good" if reading.quality is Quality.GOOD else (
                 f"{reading.quality.value}: {reading.reason}")  # fmt: skip
-            await self._write(f"{p}/Quality", text, S, when=when)
+            await self._write(f"{p}/Quality", text, S, when=polled)
         for i, channel in enumerate(self.channels):
             p = f"{base}/Signals/{channel}"
             await self._write(
@@ -349,15 +371,15 @@ class ScadaServer:
                 await self._write(
                     f"{p}/AnomalyContribution", result.score.contributions[i], D, when=when
                 )
-        # Without good readings of every model tag the detectors cannot judge the line: the
-        # alarm flags keep their last value but say it is only the last usable one.
-        blind = [
-            c for c in self.channels
-            if result.readings.get(c) is None or result.readings[c].quality is not Quality.GOOD
-        ]  # fmt: skip
-        judged = ua.StatusCodes.UncertainLastUsableValue if blind else ua.StatusCodes.Good
+        # The flags and the score are a verdict only while the detectors judge the line: once
+        # they have not for more than a window (a tag bad, the window refilling) they keep
+        # their last value but say it is only the last usable one, and Health says why.
+        judged = ua.StatusCodes.Good if result.judged else ua.StatusCodes.UncertainLastUsableValue
+        score = f"{base}/AnomalyScore"
         if result.score is not None:
-            await self._write(f"{base}/AnomalyScore", result.score.value, D, when=when, always=True)
+            await self._write(score, result.score.value, D, judged, when, always=True)
+        elif not result.judged and score in self._last:
+            await self._write(score, self._last[score][0], D, judged, when)
         for name, flag in (
             ("AnomalyActive", result.anomaly_active),
             ("SpcAlarmActive", result.spc_alarm_active),
@@ -366,7 +388,7 @@ class ScadaServer:
             await self._write(f"{base}/{name}", flag, B, judged, when)
         if result.events:
             await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
-        self.health = f"degraded: no good reading of {', '.join(blind)}" if blind else "ok"
+        self.health = _health(result, self.channels)
         await self._publish_agent()
 
     async def _publish_agent(self) -> None:
@@ -420,3 +442,34 @@ class ScadaServer:
         """Stop the server and close client sessions."""
         with contextlib.suppress(Exception):
             await self._server.stop()
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def _value(reading: TagReading, vtype: ua.VariantType) -> object:
+    """What a Value node holds: the reading's text, flag, whole number or number. A reading
+    with no value at all (bad before any good one) is null: the status code says why."""
+    if vtype is S:
+        return reading.text if reading.text is not None else None
+    if not math.isfinite(reading.value):
+        return None
+    if vtype is B:
+        return reading.value == 1.0
+    if vtype is D:
+        return reading.value
+    return int(reading.value)
+
+
+def _health(result: LineResult, channels: Sequence[str]) -> str:
+    """Agent/Health: ok, or degraded with the model tags not good and how long nothing was
+    judged."""
+    blind = [
+        c for c in channels
+        if result.readings.get(c) is None or result.readings[c].quality is not Quality.GOOD
+    ]  # fmt: skip
+    parts = [f"no good reading of {', '.join(blind)}"] if blind else []
+    if not result.judged:
+        parts.append(f"the line not judged for {result.unjudged_rows} rows")
+    return f"degraded: {'; '.join(parts)}" if parts else "ok"
