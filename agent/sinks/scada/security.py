@@ -10,8 +10,8 @@
   `admin` with full rights and any password; it is never used here, and no session ever gets
   asyncua's Admin role. Passwords are checked only over a secure channel whose certificate is
   trusted. After `lockout_after` bad passwords in a row a name is locked for `lockout_s` on
-  that client certificate only; password checks are rate limited server-wide (burst 5, then 2
-  per second) so a login flood costs bounded CPU.
+  that client certificate only; password checks are rate limited per certificate (burst 5,
+  then 2 per second) so a login flood costs bounded CPU.
 - Roles: `viewer` reads, browses and subscribes (and may call ConditionRefresh); `operator` may
   also call Acknowledge. Nobody may Write, AddNodes, DeleteNodes, change references, read
   history or TransferSubscriptions (asyncua would hand over another session's subscription).
@@ -208,7 +208,8 @@ class ScadaUserManager:
 
     A lockout holds one user name on one client certificate (the channel's, which the trusted
     directory accepted): whoever guesses a password from one HMI locks only that HMI out, never
-    the same user on another. Password checks are also rate limited server-wide.
+    the same user on another. Password checks are rate limited per certificate too (burst 5,
+    then 2 per second), so a login flood costs bounded CPU and slows only its own sender.
     """
 
     BURST = 5.0
@@ -223,17 +224,18 @@ class ScadaUserManager:
         # (name, certificate sha256) -> (failures in a row, locked until)
         self.failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self.login_failures = 0
-        self._tokens = self.BURST
-        self._refilled = time.monotonic()
+        # certificate sha256 -> (tokens, last refill): password checks per client certificate
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def _take_token(self) -> bool:
+    def _take_token(self, thumbprint: str) -> bool:
         now = time.monotonic()
-        self._tokens = min(self.BURST, self._tokens + (now - self._refilled) * self.CHECKS_PER_S)
-        self._refilled = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
+        tokens, refilled = self._buckets.pop(thumbprint, (self.BURST, now))
+        tokens = min(self.BURST, tokens + (now - refilled) * self.CHECKS_PER_S)
+        taken = tokens >= 1.0
+        self._buckets[thumbprint] = (tokens - 1.0 if taken else tokens, now)
+        while len(self._buckets) > self.MAX_TRACKED:
+            self._buckets.popitem(last=False)
+        return taken
 
     def count_refusal(self) -> None:
         """Count a login refused before it reached this manager (the door's refusals)."""
@@ -279,7 +281,7 @@ class ScadaUserManager:
         if user is None:
             self._fail(key, "no such user")
             return None
-        if not self._take_token():
+        if not self._take_token(key[1]):
             self.login_failures += 1
             audit.warning("login refused: user %s: too many password checks, try again", name)
             return None
