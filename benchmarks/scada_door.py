@@ -65,7 +65,8 @@ async def serve(args: argparse.Namespace) -> None:
     from agent.runtime.app import Agent
     from tests.helpers import site_config
 
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.CRITICAL)  # refusals are expected here
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     tmp = Path(args.tmp)
     config = site_config(tmp / "no-bundle", tmp, args.plc_port, args.opcua_port, args.speedup)
     learning = LearningConfig(period_s=3600.0, min_rows=40, max_rows=100_000)
