@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from asyncua import Client
 
+from agent.config.opcua import OpcUaConfig
 from agent.errors import StartupError
 from agent.sinks.scada import ScadaServer
 from agent.sinks.scada.pki import ensure_server_certificate
@@ -38,16 +39,15 @@ def disk_full_after(size: int) -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, previous)
 
 
-async def log_in(config: object, tmp_path: Path) -> float:
+async def log_in(config: OpcUaConfig, tmp_path: Path) -> float:
     """Start the server, log in over SignAndEncrypt, read the threshold."""
     cert, key, uri = client_certificate(tmp_path / "client", "hmi")
-    trust(config, cert)  # type: ignore[arg-type]
-    server = ScadaServer(config, "line-a", [], [], "1", threshold=1.0)  # type: ignore[arg-type]
+    trust(config, cert)
+    server = ScadaServer(config, "line-a", [], [], "1", threshold=1.0)
     await server.start()
     try:
-        client: Client = await secure_client(
-            config.endpoint, cert, key, uri, "ada", PASSWORDS["ada"],  # type: ignore[attr-defined]
-        )  # fmt: skip
+        client: Client = await secure_client(config.endpoint, cert, key, uri, "ada",
+                                             PASSWORDS["ada"])  # fmt: skip
         async with client:
             ns = await client.get_namespace_index("urn:lineside")
             value = await client.get_node(f"ns={ns};s=Lines/line-a/Threshold").read_value()
