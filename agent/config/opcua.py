@@ -18,10 +18,15 @@ password_hash = "scrypt$n=16384,r=8,p=1$..."   # from `lineside hash-password`
 [opcua.limits]               # so a flood of clients cannot starve the detection loop
 max_connections = 16
 max_sessions = 8
-max_subscriptions = 16
+max_subscriptions = 16       # all sessions together ...
+max_subscriptions_per_session = 4        # ... and one session
+max_monitored_items_per_session = 5000
 max_queue_size = 10          # values kept per monitored item for a slow client
-lockout_after = 5            # bad passwords in a row before the user is locked out ...
-lockout_s = 300.0            # ... for this long
+handshake_timeout_s = 3.0    # from connect to an activated session, or the socket is closed
+max_connections_per_address = 4   # connections one address may hold without a trusted cert
+reserved_for_trusted = 4     # connection and session slots only a trusted certificate may take
+lockout_after = 5            # bad passwords in a row, per user and client certificate, ...
+lockout_s = 300.0            # ... lock that pair for this long
 ```
 """
 
@@ -59,7 +64,12 @@ class ScadaLimits:
     max_connections: int = 16
     max_sessions: int = 8
     max_subscriptions: int = 16
+    max_subscriptions_per_session: int = 4
+    max_monitored_items_per_session: int = 5000
     max_queue_size: int = 10
+    handshake_timeout_s: float = 3.0
+    max_connections_per_address: int = 4
+    reserved_for_trusted: int = 4
     lockout_after: int = 5
     lockout_s: float = 300.0
 
@@ -178,6 +188,16 @@ def _users(s: Section) -> tuple[ScadaUser, ...]:
     return tuple(users)
 
 
+def _handshake_timeout(lim: Section, default: float) -> float:
+    value = lim.positive("handshake_timeout_s", float, default)
+    if not 0.5 <= value <= 60.0:
+        raise lim.error(
+            "handshake_timeout_s", f"{value} is outside 0.5..60 s",
+            "a real client connects and logs in within a second; 3 s is the default",
+        )  # fmt: skip
+    return value
+
+
 def _limits(s: Section) -> ScadaLimits:
     lim = s.table("limits", required=False)
     lim.reject_unknown(_LIMIT_KEYS)
@@ -186,7 +206,18 @@ def _limits(s: Section) -> ScadaLimits:
         max_connections=lim.within("max_connections", 1, 1000, d.max_connections),
         max_sessions=lim.within("max_sessions", 1, 1000, d.max_sessions),
         max_subscriptions=lim.within("max_subscriptions", 1, 1000, d.max_subscriptions),
+        max_subscriptions_per_session=lim.within(
+            "max_subscriptions_per_session", 1, 1000, d.max_subscriptions_per_session
+        ),
+        max_monitored_items_per_session=lim.within(
+            "max_monitored_items_per_session", 1, 1_000_000, d.max_monitored_items_per_session
+        ),
         max_queue_size=lim.within("max_queue_size", 1, 10_000, d.max_queue_size),
+        handshake_timeout_s=_handshake_timeout(lim, d.handshake_timeout_s),
+        max_connections_per_address=lim.within(
+            "max_connections_per_address", 1, 1000, d.max_connections_per_address
+        ),
+        reserved_for_trusted=lim.within("reserved_for_trusted", 0, 999, d.reserved_for_trusted),
         lockout_after=lim.within("lockout_after", 1, 100, d.lockout_after),
         lockout_s=lim.positive("lockout_s", float, d.lockout_s),
     )
@@ -194,6 +225,17 @@ def _limits(s: Section) -> ScadaLimits:
         raise lim.error(
             "max_sessions", f"{limits.max_sessions} exceeds max_connections "
             f"{limits.max_connections}", "each session needs a connection: raise max_connections",
+        )  # fmt: skip
+    if limits.max_subscriptions_per_session > limits.max_subscriptions:
+        raise lim.error(
+            "max_subscriptions_per_session", f"{limits.max_subscriptions_per_session} exceeds "
+            f"max_subscriptions {limits.max_subscriptions}",
+            "lower it, or raise max_subscriptions (all sessions together)",
+        )  # fmt: skip
+    if limits.reserved_for_trusted >= limits.max_sessions:
+        raise lim.error(
+            "reserved_for_trusted", f"{limits.reserved_for_trusted} leaves none of max_sessions "
+            f"{limits.max_sessions} to anyone else", "keep it below max_sessions",
         )  # fmt: skip
     return limits
 

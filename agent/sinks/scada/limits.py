@@ -13,8 +13,10 @@ from asyncua.server.internal_session import InternalSession
 from agent.config.opcua import ScadaLimits
 from agent.core.quality import NOT_FINITE, OUTSIDE_RANGE
 from agent.ops.counters import CounterRegistry
+from agent.sinks.scada.channel import GuardedInternalServer
 from agent.types import Quality, TagReading
 
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
 # Reason text from the sources -> the Bad status code that says it best (first match wins;
 # the table in docs/quality.md). No connection at all is BadNoCommunication, whatever the
 # connect saw; a connection whose device did not answer in time is BadTimeout.
@@ -166,13 +168,21 @@ def status_of(reading: TagReading) -> int:
 def apply_limits(server: Server, limits: ScadaLimits) -> None:
     """Cap connections, sessions, subscriptions and queues so clients cannot starve the loop."""
     iserver = server.iserver
-    iserver.max_connections = limits.max_connections
+    iserver.max_connections = limits.max_connections  # held by the door's ConnectionBook
     iserver.max_subscriptions = limits.max_subscriptions
+    if isinstance(iserver, GuardedInternalServer):
+        iserver.session_limits = limits  # per-session subscriptions and monitored items
     iserver.max_monitored_item_queue_size = limits.max_queue_size
     # unacknowledged publish results kept per subscription for Republish: bounded memory
     iserver.max_unacked_messages_per_subscription = 64
     iserver.max_pending_messages_per_connection = 100
-    iserver.max_pending_activation_seconds = 10.0
+    # the door's own deadline (door.py) closes a connection without a session; asyncua's
+    # would close it gently, waiting for a client that does not read
+    iserver.max_pending_activation_seconds = 0
+    # A request is a few hundred kB at most (5,000 monitored items); asyncua would buffer a
+    # 100 MB one from anyone who opened the unencrypted discovery channel.
+    server.limits.max_message_size = MAX_REQUEST_BYTES
+    server.limits.max_chunk_count = MAX_REQUEST_BYTES // server.limits.max_recv_buffer + 1
     # A client that drops its connection while it holds subscriptions leaves its session for
     # a possible transfer until the session times out; keep that short, or a flapping HMI
     # would use up max_sessions for minutes.

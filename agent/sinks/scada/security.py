@@ -1,16 +1,17 @@
 """Who may connect and what they may do: certificates, trust store, users, roles, audit.
 
-- The server certificate and key are generated on first start into the PKI directory of the
-  state dir (key mode 0600), and renewed when expired or issued for another URI/host.
+- The server certificate and key: pki.py. The door before login (connection slots, the
+  handshake deadline, what an unsecured channel may do, per-session caps): door.py, channel.py.
 - A client certificate is accepted only if it is valid now and either lies, byte for byte, in
   the trusted directory or is signed by a CA certificate placed there. Anything else is refused
   with BadCertificateUntrusted and its DER copy is kept in the rejected directory for review
   (an administrator moves it to trusted/ to accept it; no restart needed).
 - Users: salted scrypt hashes from the config. asyncua's default user manager admits the name
   `admin` with full rights and any password; it is never used here, and no session ever gets
-  asyncua's Admin role. After `lockout_after` bad passwords in a row a name is locked for
-  `lockout_s`; password checks are rate limited server-wide (burst 5, then 2 per second) so a
-  login flood costs bounded CPU.
+  asyncua's Admin role. Passwords are checked only over a secure channel whose certificate is
+  trusted. After `lockout_after` bad passwords in a row a name is locked for `lockout_s` on
+  that client certificate only; password checks are rate limited per certificate (burst 5,
+  then 2 per second) so a login flood costs bounded CPU.
 - Roles: `viewer` reads, browses and subscribes (and may call ConditionRefresh); `operator` may
   also call Acknowledge. Nobody may Write, AddNodes, DeleteNodes, change references, read
   history or TransferSubscriptions (asyncua would hand over another session's subscription).
@@ -23,7 +24,6 @@ import contextvars
 import datetime as dt
 import hashlib
 import logging
-import os
 import socket
 import time
 from collections import OrderedDict
@@ -33,17 +33,24 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.utils import Buffer, ServiceError
-from asyncua.crypto import cert_gen
+from asyncua.crypto import uacrypto
 from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
-from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
+from asyncua.crypto.security_policies import (
+    SecurityPolicy,
+    SecurityPolicyFactory,
+    SecurityPolicyNone,
+)
 from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from agent.config.opcua import OpcUaConfig, ScadaUser
 from agent.config.passwords import verify_password
+from agent.sinks.scada.channel import ChannelRules, GuardedInternalServer, GuardedProcessor
+from agent.sinks.scada.door import GuardedBinaryServer, Slot
+from agent.sinks.scada.pki import fingerprint
 
 audit = logging.getLogger("lineside.audit")
 log = logging.getLogger(__name__)
@@ -132,13 +139,22 @@ class DiscoveryOnly(PermissionRuleset):
 
 
 class LinesideServer(Server):
-    """asyncua's Server with one gap closed.
+    """asyncua's Server with its door guarded (door.py, channel.py).
 
     asyncua lets any client open a SecurityPolicy None channel, even when no None endpoint is
     offered (it is needed for GetEndpoints), and a session on that channel is never checked
     against a permission ruleset: it could read and write everything. Here a None channel
-    without a configured None endpoint gets the DiscoveryOnly ruleset.
+    without a configured None endpoint gets the DiscoveryOnly ruleset, and its activation is
+    refused before that (channel.py). Connections go through a `ConnectionBook` under a
+    handshake deadline; the UserName token of each endpoint names the endpoint's own policy,
+    so a password is encrypted with the server's key, and an unsecured endpoint takes none.
     """
+
+    def __init__(self, user_manager: ScadaUserManager, rules: ChannelRules,
+                 deadline_s: float) -> None:  # fmt: skip
+        super().__init__(iserver=GuardedInternalServer(user_manager=user_manager))
+        self.rules = rules
+        self.deadline_s = deadline_s
 
     async def _setup_server_nodes(self) -> None:
         await super()._setup_server_nodes()
@@ -150,9 +166,51 @@ class LinesideServer(Server):
                 )
             )  # fmt: skip
 
+    def _set_endpoints(self, policy: type[SecurityPolicy], mode: ua.MessageSecurityMode,
+                       level: int) -> None:  # fmt: skip
+        super()._set_endpoints(policy, mode, level)
+        endpoint = self.iserver.endpoints[-1]
+        tokens = []
+        for token in endpoint.UserIdentityTokens:
+            if token.TokenType == ua.UserTokenType.UserName:
+                if mode == ua.MessageSecurityMode.None_:
+                    continue  # no password over an unsecured channel
+                token.SecurityPolicyUri = policy.URI
+            tokens.append(token)
+        endpoint.UserIdentityTokens = tokens
+
+    def _make_processor(self, iserver: Any, transport: Any, limits: Any, slot: Slot) -> Any:
+        return GuardedProcessor(iserver, transport, limits, slot, self.rules)
+
+    async def start(self) -> None:
+        """Listen, as asyncua's `start` does, with the guarded TCP server."""
+        if self.iserver.certificate is not None:
+            uacrypto.check_certificate(
+                self.iserver.certificate, self._application_uri, socket.gethostname()
+            )
+        await self._setup_server_nodes()
+        await self.iserver.start()
+        try:
+            host, port = self._get_bind_socket_info()
+            self.bserver = GuardedBinaryServer(
+                self.iserver, host, port, self.limits, book=self.rules.book,
+                deadline_s=self.deadline_s, make_processor=self._make_processor,
+            )  # fmt: skip
+            self.bserver.set_policies(self._policies)
+            await self.bserver.start()
+        except Exception:
+            await self.iserver.stop()
+            raise
+
 
 class ScadaUserManager:
-    """Checks user names and passwords from the config; locks out repeated failures."""
+    """Checks user names and passwords from the config; locks out repeated failures.
+
+    A lockout holds one user name on one client certificate (the channel's, which the trusted
+    directory accepted): whoever guesses a password from one HMI locks only that HMI out, never
+    the same user on another. Password checks are rate limited per certificate too (burst 5,
+    then 2 per second), so a login flood costs bounded CPU and slows only its own sender.
+    """
 
     BURST = 5.0
     CHECKS_PER_S = 2.0
@@ -163,33 +221,40 @@ class ScadaUserManager:
         self.allow_anonymous = config.allow_anonymous
         self.lockout_after = config.limits.lockout_after
         self.lockout_s = config.limits.lockout_s
-        self.failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # name -> (n, until)
+        # (name, certificate sha256) -> (failures in a row, locked until)
+        self.failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self.login_failures = 0
-        self._tokens = self.BURST
-        self._refilled = time.monotonic()
+        # certificate sha256 -> (tokens, last refill): password checks per client certificate
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def _take_token(self) -> bool:
+    def _take_token(self, thumbprint: str) -> bool:
         now = time.monotonic()
-        self._tokens = min(self.BURST, self._tokens + (now - self._refilled) * self.CHECKS_PER_S)
-        self._refilled = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
+        tokens, refilled = self._buckets.pop(thumbprint, (self.BURST, now))
+        tokens = min(self.BURST, tokens + (now - refilled) * self.CHECKS_PER_S)
+        taken = tokens >= 1.0
+        self._buckets[thumbprint] = (tokens - 1.0 if taken else tokens, now)
+        while len(self._buckets) > self.MAX_TRACKED:
+            self._buckets.popitem(last=False)
+        return taken
 
-    def _fail(self, name: str, why: str) -> None:
+    def count_refusal(self) -> None:
+        """Count a login refused before it reached this manager (the door's refusals)."""
         self.login_failures += 1
-        count, until = self.failures.pop(name, (0, 0.0))
+
+    def _fail(self, key: tuple[str, str], why: str) -> None:
+        self.login_failures += 1
+        count, until = self.failures.pop(key, (0, 0.0))
         count += 1
         if count >= self.lockout_after and until <= time.monotonic():
             until = time.monotonic() + self.lockout_s
             audit.warning(
-                "locked out: user %s for %.0f s after %d failures", name, self.lockout_s, count
-            )
-        self.failures[name] = (count, until)
+                "locked out: user %s on certificate %s for %.0f s after %d failures",
+                key[0], key[1][:16], self.lockout_s, count,
+            )  # fmt: skip
+        self.failures[key] = (count, until)
         while len(self.failures) > self.MAX_TRACKED:
             self.failures.popitem(last=False)
-        audit.warning("login refused: user %s: %s", name, why)
+        audit.warning("login refused: user %s: %s", key[0], why)
 
     def get_user(
         self,
@@ -207,33 +272,34 @@ class ScadaUserManager:
             self.login_failures += 1
             return None
         name = username[:64]
-        _, until = self.failures.get(name, (0, 0.0))
+        key = (name, hashlib.sha256(bytes(certificate or b"")).hexdigest())
+        _, until = self.failures.get(key, (0, 0.0))
         if until > time.monotonic():
-            self._fail(name, f"locked out for another {until - time.monotonic():.0f} s")
+            self._fail(key, f"locked out for another {until - time.monotonic():.0f} s")
             return None
         user = self.users.get(name)
         if user is None:
-            self._fail(name, "no such user")
+            self._fail(key, "no such user")
             return None
-        if not self._take_token():
+        if not self._take_token(key[1]):
             self.login_failures += 1
             audit.warning("login refused: user %s: too many password checks, try again", name)
             return None
         if not verify_password(password or "", user.password):
-            self._fail(name, "wrong password")
+            self._fail(key, "wrong password")
             return None
-        self.failures.pop(name, None)
+        self.failures.pop(key, None)
         audit.info("login: user %s (%s)", name, user.role)
         return SessionUser(role=UserRole.User, name=name, scada_role=user.role)
 
 
-def _fingerprint(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+_fingerprint = fingerprint
 
 
 def _common_name(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else "unnamed"
+    text = str(names[0].value) if names else "unnamed"
+    return "".join(c if c.isprintable() else "?" for c in text[:64])  # the client's own words
 
 
 def _load_cert(path: Path) -> x509.Certificate | None:
@@ -248,7 +314,10 @@ def _load_cert(path: Path) -> x509.Certificate | None:
 
 
 class ClientCertificateCheck:
-    """asyncua certificate validator: trusted directory, validity dates, rejected copies."""
+    """Client certificates: trusted directory, validity dates, rejected copies (at most
+    `MAX_REJECTED` kept, so a peer presenting new certificates cannot fill the disk)."""
+
+    MAX_REJECTED = 100
 
     def __init__(self, trusted: Path, rejected: Path) -> None:
         self.trusted = trusted
@@ -282,19 +351,34 @@ class ClientCertificateCheck:
                     continue
         return False
 
-    def _refuse(self, cert: x509.Certificate, why: str, code: int) -> None:
-        self.refused += 1
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in _common_name(cert))
+    def accepts(self, der: bytes) -> bool:
+        """True if this DER certificate is valid now and trusted (nothing logged or kept)."""
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return False
+        now = dt.datetime.now(dt.UTC)
+        valid = cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+        return valid and self.is_trusted(cert)
+
+    def _keep(self, cert: x509.Certificate) -> str:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in _common_name(cert)[:40])
         target = self.rejected / f"{name}_{_fingerprint(cert)[:16]}.der"
         try:
             self.rejected.mkdir(parents=True, exist_ok=True)
+            if not target.exists() and len(list(self.rejected.iterdir())) >= self.MAX_REJECTED:
+                return f"not kept: {self.rejected} holds {self.MAX_REJECTED} already"
             target.write_bytes(cert.public_bytes(serialization.Encoding.DER))
         except OSError as exc:
             log.warning("cannot keep the rejected certificate in %s: %s", self.rejected, exc)
-        audit.warning(
-            "certificate refused: CN=%s sha256=%s: %s; kept as %s (move it to %s to trust it)",
-            _common_name(cert), _fingerprint(cert), why, target, self.trusted,
-        )  # fmt: skip
+            return "not kept"
+        return f"kept as {target} (move it to {self.trusted} to trust it)"
+
+    def _refuse(self, cert: x509.Certificate, why: str, code: int) -> None:
+        self.refused += 1
+        kept = self._keep(cert)
+        audit.warning("certificate refused: CN=%s sha256=%s: %s; %s",
+                      _common_name(cert), _fingerprint(cert), why, kept)  # fmt: skip
         raise ServiceError(code)
 
     async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
@@ -309,64 +393,4 @@ class ClientCertificateCheck:
                 cert, "not in the trusted directory", ua.StatusCodes.BadCertificateUntrusted
             )
         audit.info("certificate accepted: CN=%s sha256=%s (%s)", _common_name(cert),
-                   _fingerprint(cert), app.ApplicationUri)  # fmt: skip
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _cert_fits(cert: x509.Certificate, app_uri: str, host: str) -> bool:
-    now = dt.datetime.now(dt.UTC)
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc - dt.timedelta(days=1):
-        return False
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    return app_uri in san.get_values_for_type(x509.UniformResourceIdentifier) and host in (
-        san.get_values_for_type(x509.DNSName)
-    )
-
-
-def ensure_server_certificate(config: OpcUaConfig, app_uri: str) -> tuple[Path, Path]:
-    """The server's certificate and key: configured, or generated into the PKI directory."""
-    cert_path, key_path = config.certificate_path, config.private_key_path
-    for folder in (config.trusted_path, config.rejected_path):
-        folder.mkdir(parents=True, exist_ok=True)
-    if config.certificate is not None:
-        return cert_path, key_path  # the operator's own certificate: never overwritten
-    host = socket.gethostname()
-    if key_path.is_file():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    else:
-        key = cert_gen.generate_private_key()
-        _write_private(key_path, cert_gen.dump_private_key_as_pem(key))
-        log.info("generated the OPC-UA server key %s", key_path)
-    if cert_path.is_file():
-        existing = _load_cert(cert_path)
-        if (
-            existing is not None
-            and _cert_fits(existing, app_uri, host)
-            and (
-                existing.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
-            )
-        ):
-            return cert_path, key_path
-    cert = cert_gen.generate_self_signed_app_certificate(
-        key,
-        f"Lineside {host}",
-        {"organizationName": "Lineside"},
-        [x509.UniformResourceIdentifier(app_uri), x509.DNSName(host), x509.DNSName("localhost")],
-        extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        days=365 * 2,
-    )
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    log.info(
-        "generated the OPC-UA server certificate %s (sha256 %s)", cert_path, _fingerprint(cert)
-    )
-    return cert_path, key_path
+                   _fingerprint(cert), str(app.ApplicationUri)[:128])  # fmt: skip

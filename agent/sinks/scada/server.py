@@ -60,15 +60,17 @@ from agent.ops.counters import CounterRegistry
 from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
+from agent.sinks.scada.channel import ChannelRules
+from agent.sinks.scada.door import ConnectionBook
 from agent.sinks.scada.limits import AGENT_VARIABLES, AgentCounters, apply_limits, status_of
 from agent.sinks.scada.model import PublishedValue
+from agent.sinks.scada.pki import ensure_server_certificate
 from agent.sinks.scada.plcs import build_plc_nodes, publish_plcs
 from agent.sinks.scada.security import (
     ClientCertificateCheck,
     LinesideServer,
     RolePermissions,
     ScadaUserManager,
-    ensure_server_certificate,
 )
 from agent.types import Event, EventKind, Quality, TagReading
 
@@ -118,9 +120,12 @@ class ScadaServer:
         self.event_drops = 0
         self.users = ScadaUserManager(config)
         self.certificates = ClientCertificateCheck(config.trusted_path, config.rejected_path)
-        self._server: Server = LinesideServer(
-            user_manager=self.users
-        )  # never asyncua's permissive default
+        self.connections = ConnectionBook(config.limits)
+        rules = ChannelRules(
+            config.serves_none, self.certificates, self.connections, self.users.count_refusal
+        )
+        # never asyncua's permissive default user manager
+        self._server: Server = LinesideServer(self.users, rules, config.limits.handshake_timeout_s)
         self._ns = 0
         self._nodes: dict[str, ua.NodeId] = {}
         self._last: dict[str, tuple[Any, int]] = {}
@@ -182,7 +187,7 @@ class ScadaServer:
             await server.load_private_key(str(key))
             for policy in config.security_policies:
                 policies += [_POLICIES[(policy, mode)] for mode in config.security_modes]
-            server.set_certificate_validator(self.certificates)
+            # the channel's own certificate is checked by the door (channel.py), not by asyncua
         if config.serves_none:
             policies.append(ua.SecurityPolicyType.NoSecurity)
         server.set_security_policy(policies, permission_ruleset=RolePermissions())

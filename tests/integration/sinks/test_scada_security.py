@@ -101,7 +101,8 @@ async def test_wrong_password_is_refused_then_the_name_is_locked(
             pass
     messages = audit()
     assert messages.count("login refused: user ada: wrong password") == 3
-    assert any(m.startswith("locked out: user ada for 60 s") for m in messages)
+    locked = [m for m in messages if m.startswith("locked out: user ada on certificate")]
+    assert locked and locked[0].endswith("for 60 s after 3 failures")
     assert any(m.startswith("login refused: user ada: locked out") for m in messages)
     assert "login: user otto (operator)" in messages
     assert not any(PASSWORDS["ada"] in m or "nope" in m for m in messages)
@@ -124,7 +125,8 @@ async def test_no_security_is_refused_unless_enabled(
         error = await refused(plain)
         assert "No matching endpoints" in error  # asyncua's client sees none to use
         # A client that ignores the endpoints and opens an unsecured channel anyway: asyncua
-        # lets it (GetEndpoints needs it), so every request in such a session must be refused.
+        # lets it (GetEndpoints needs it), so its login is refused before any password check,
+        # and a request in the session it created is refused too.
         raw = Client(config.endpoint, timeout=5)
         await raw.connect_socket()
         try:
@@ -141,7 +143,8 @@ async def test_no_security_is_refused_unless_enabled(
                 PolicyId="username", UserName="ada", Password=PASSWORDS["ada"].encode()
             )
             activate = ua.ActivateSessionParameters(UserIdentityToken=token, LocaleIds=["en"])
-            await raw.uaclient.activate_session(activate)
+            with pytest.raises(UaError) as refusal:
+                await raw.uaclient.activate_session(activate)
             read = ua.ReadParameters()
             read.NodesToRead = [
                 ua.ReadValueId(
@@ -153,6 +156,7 @@ async def test_no_security_is_refused_unless_enabled(
                 await raw.uaclient.read(read)
         finally:
             raw.disconnect_socket()
+        assert "BadSecurityPolicyRejected" in repr(refusal.value)
         assert "BadUserAccessDenied" in repr(info.value)
 
     opened = scada_config(tmp_path / "open", free_port(), security="secure+none",

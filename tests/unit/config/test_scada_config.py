@@ -48,6 +48,24 @@ def test_defaults_are_secure(tmp_path: Path) -> None:
     )
 
 
+def test_the_door_limits_default_and_load(tmp_path: Path) -> None:
+    limits = load_config(site_with(tmp_path, "[opcua]\n" + USER)).opcua.limits
+    assert (limits.max_subscriptions_per_session, limits.max_monitored_items_per_session) == (
+        4, 5000)  # fmt: skip
+    assert (limits.handshake_timeout_s, limits.max_connections_per_address) == (3.0, 4)
+    assert limits.reserved_for_trusted == 4
+    text = (
+        "[opcua]\n" + USER + "[opcua.limits]\nmax_subscriptions_per_session = 2\n"
+        "max_monitored_items_per_session = 100\nhandshake_timeout_s = 1\n"
+        "max_connections_per_address = 8\nreserved_for_trusted = 0\n"
+    )
+    limits = load_config(site_with(tmp_path, text)).opcua.limits
+    assert (limits.max_subscriptions_per_session, limits.max_monitored_items_per_session) == (
+        2, 100)  # fmt: skip
+    assert (limits.handshake_timeout_s, limits.max_connections_per_address) == (1.0, 8)
+    assert limits.reserved_for_trusted == 0
+
+
 def test_port_may_be_given_apart(tmp_path: Path) -> None:
     text = '[opcua]\nendpoint = "opc.tcp://10.0.0.5/lineside"\nport = 4855\n' + USER
     assert load_config(site_with(tmp_path, text)).opcua.endpoint == (
@@ -96,6 +114,24 @@ def test_port_may_be_given_apart(tmp_path: Path) -> None:
          "greater than 0"),
         ("[opcua]\n" + USER + "[opcua.limits]\nmax_sesions = 4\n", "opcua.limits.max_sesions",
          "max_sessions"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nmax_subscriptions_per_session = 20\n",
+         "opcua.limits.max_subscriptions_per_session", "exceeds max_subscriptions 16"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nmax_subscriptions_per_session = 0\n",
+         "opcua.limits.max_subscriptions_per_session", "outside 1..1000"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nmax_monitored_items_per_session = 0\n",
+         "opcua.limits.max_monitored_items_per_session", "outside 1..1000000"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nhandshake_timeout_s = 0.1\n",
+         "opcua.limits.handshake_timeout_s", "outside 0.5..60"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nhandshake_timeout_s = -3\n",
+         "opcua.limits.handshake_timeout_s", "greater than 0"),
+        ("[opcua]\n" + USER + '[opcua.limits]\nhandshake_timeout_s = "3"\n',
+         "opcua.limits.handshake_timeout_s", "must be a float"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nmax_connections_per_address = 0\n",
+         "opcua.limits.max_connections_per_address", "outside 1..1000"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nreserved_for_trusted = 8\n",
+         "opcua.limits.reserved_for_trusted", "keep it below max_sessions"),
+        ("[opcua]\n" + USER + "[opcua.limits]\nreserved_for_trusted = -1\n",
+         "opcua.limits.reserved_for_trusted", "outside 0..999"),
     ],
 )  # fmt: skip
 def test_bad_opcua_settings_name_the_field(
