@@ -137,6 +137,9 @@ def unbound_number(
         else:
             near = before[-1:] or after[:1]
             subject = near[0][1] if near else ""
+            owner = [s[1] for s in before if s[1] in tag_units][-1:]
+            if subject == "contribution" and owner:  # "throughput's contribution 4.0"
+                subject = owner[0]
             values = (
                 [q.value for q in facts_q if q.subject == subject]
                 if subject

@@ -33,6 +33,7 @@ passive voice, change nothing; a few verbs are refused on their own.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from agent.config.catalogue import Catalogue
@@ -137,9 +138,14 @@ def blanket_claim(text: str) -> str | None:
 
 
 def markup(text: str) -> str | None:
-    """HTML, markdown, a link or an address: a published explanation is plain text."""
+    """HTML, markdown, a link, an address or a pictograph: an explanation is plain text."""
     hit = _MARKUP.search(text)
-    return hit.group(0).strip() or hit.group(0) if hit else None
+    if hit:
+        return hit.group(0).strip() or hit.group(0)
+    for c in text:
+        if unicodedata.category(c) == "So" and c not in "°℃℉":  # emoji, box drawing ...
+            return f"U+{ord(c):04X}"
+    return None
 
 
 MAX_CHARS = 1000

@@ -76,6 +76,7 @@ WRONG_TAG = [
     "At 204.1, throughput is below its normal range.",  # the tag after the number
     "The threshold is 12.0 and the score 8.0 on melt_pressure.",  # score and threshold swapped
     "melt_pressure 188 bar.",
+    "throughput has the largest contribution, 12.0.",  # melt_pressure's contribution
 ]
 
 
@@ -266,6 +267,7 @@ def test_the_answer_is_in_the_configured_language(facts, catalogue, language, te
         ("melt_pressure is **high**.", "markup"),
         ("melt_pressure is high ＜img src=x onerror=alert(1)＞", "markup"),  # full-width
         ("melt_pressure is high; javascript:void(0)", "markup"),
+        ("melt_pressure is high 🔥.", "markup"),
         ("   ", "empty"),
         ("\u200b\u200b", "empty"),
         ("Something is wrong on the line, please check.", "no-tag"),
