@@ -84,6 +84,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/daemon.py
 	$(BIN)/python benchmarks/first_value.py
 	$(BIN)/python benchmarks/record.py
+	$(BIN)/python benchmarks/guard.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

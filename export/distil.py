@@ -332,7 +332,7 @@ def evaluate(
         for language in languages:
             out = lm.generate(lm.encode(build_prompt(f, language)), 160)
             text = lm.decode(out.tokens).strip()
-            verdict = check(text, f, catalogue)
+            verdict = check(text, f, catalogue, language=language)
             grounded += verdict.accepted
             if not verdict.accepted:
                 reasons[verdict.reason] = reasons.get(verdict.reason, 0) + 1

@@ -1,5 +1,7 @@
 """Anomaly explanations: facts first (pure), a template or a small LLM to phrase them, a guard.
 
-Modules: `facts` (what happened, as data), `catalogue` (the site's failure modes), `template`
-(the deterministic default), `guard` (refuses unsupported LLM text), `llm` (onnxruntime decode).
+Modules: `facts` (what happened, as data), `template` (the deterministic default), `llm`
+(onnxruntime decode), `worker` (the explainer process), `guard` (refuses any LLM text the facts
+do not support) with `tokens` (normalisation, numbers in every form), `binding` (numbers,
+times and causes bound to their fact) and `lexicon` (language, vocabulary).
 """

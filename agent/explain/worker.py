@@ -8,6 +8,10 @@ It speaks over a `multiprocessing` pipe:
     worker -> parent   ("ready", info) once, then (job_id, text, info) per job;
                        text is None and info["error"] says why when the explainer raised
 
+In `llm` mode the grounding guard judges every answer here, off the agent's event loop: info
+["guard"] is "ok", or the reason it refused the answer (info["guard_detail"] says what it
+found, truncated), and then text is None: a refused answer never leaves the worker.
+
 A crash or a hang is the parent's business: it kills and restarts the process.
 """
 
@@ -17,13 +21,15 @@ import importlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from agent.config.catalogue import Catalogue
 from agent.config.explain import ExplainConfig
 from agent.explain.facts import Facts
+from agent.explain.guard import check
 
 Explain = Callable[[Facts], "tuple[str, dict[str, Any]]"]
 #: The defaults of a spec are those of `[explain]`.
@@ -32,7 +38,8 @@ _DEFAULT = ExplainConfig()
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything the worker needs, picklable: mode, language, model, budgets, priority."""
+    """Everything the worker needs, picklable: mode, language, model, budgets, priority, and
+    the catalogue the guard checks causes against."""
 
     mode: str = _DEFAULT.mode
     language: str = _DEFAULT.language
@@ -42,6 +49,7 @@ class WorkerSpec:
     nice: int = _DEFAULT.nice
     cpu: int | None = _DEFAULT.cpu
     factory: str = "agent.explain.worker:default_explainer"  # module:function(spec) -> Explain
+    catalogue: Catalogue = field(default_factory=lambda: _DEFAULT.catalogue)
 
 
 def default_explainer(spec: WorkerSpec) -> Explain:
@@ -92,4 +100,24 @@ def serve(conn: Connection, spec: WorkerSpec) -> None:
         except Exception as exc:  # an explainer bug must not take the worker down
             conn.send((job_id, None, {"error": f"{type(exc).__name__}: {exc}"}))
             continue
-        conn.send((job_id, text, info | {"seconds": time.perf_counter() - t0}))
+        info = info | {"seconds": time.perf_counter() - t0}
+        answer: str | None = text
+        if spec.mode == "llm":
+            answer, info = guarded(text, facts, spec, info)
+        conn.send((job_id, answer, info))
+
+
+GUARD_DETAIL = 200  # characters of what the guard found, kept for the log and the journal
+
+
+def guarded(
+    text: object, facts: Facts, spec: WorkerSpec, info: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    """The guard's verdict on an LLM answer: the text and "ok", or None and the reason."""
+    answer = text if isinstance(text, str) else ""
+    t0 = time.perf_counter()
+    verdict = check(answer, facts, spec.catalogue, language=spec.language)
+    info = info | {"guard_s": time.perf_counter() - t0}
+    if verdict.accepted:
+        return answer, info | {"guard": "ok"}
+    return None, info | {"guard": verdict.reason, "guard_detail": verdict.detail[:GUARD_DETAIL]}

@@ -5,10 +5,12 @@ on a raised alarm, queues a snapshot. Overflow policy: the queue is bounded (`qu
 when full, the OLDEST snapshot is dropped (the newest alarm matters most) and counted in
 `stats.dropped`. `run` builds the facts, renders the template (always ready as the fallback)
 and asks a separate worker process (lower priority, optionally pinned to a CPU) for the text.
-An LLM answer goes through the grounding guard; a rejected one is replaced by the template and
-its reason counted. A worker that crashes or stays silent past `timeout_s` is killed and
-restarted, and that event gets the template text. Every result goes to the publishers (OPC-UA
-`LastExplanation`, the journal), linked to the event id.
+An LLM answer goes through the grounding guard, in the worker process (never on this loop); a
+refused one never leaves the worker: the template is published instead and the reason counted.
+A worker that crashes or stays silent past `timeout_s` is killed and restarted, and that event
+gets the template text. Every result goes to the publishers (OPC-UA
+`LastExplanation`, the journal), linked to the event id, with its `guard` marker: `ok` (the
+LLM's answer, passed), `template` (template mode) or the reason the LLM's answer was refused.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import numpy as np
 from agent.bundles.bundle import Bundle
 from agent.config.explain import ExplainConfig
 from agent.explain.facts import Facts, LineContext, PastEvent, Snapshot, build_facts
-from agent.explain.guard import check
 from agent.explain.template import render
 from agent.explain.worker import WorkerSpec, serve
 from agent.ops.counters import CounterRegistry
@@ -62,6 +63,18 @@ class Explanation:
     source: str  # "llm" or "template"
     reason: str = ""  # why the template was used in llm mode: guard verdict or worker failure
     facts: Facts | None = None
+
+    @property
+    def guard(self) -> str:
+        """`ok` (an LLM answer the guard passed), `template`, or why the LLM's was not used."""
+        if self.source == "llm":
+            return "ok"
+        return self.reason.split(":")[0] if self.reason else "template"
+
+    @property
+    def grounded(self) -> bool:
+        """Every claim of the text is in the facts: the template, or a passed LLM answer."""
+        return self.source in ("llm", "template")
 
 
 @dataclass
@@ -162,6 +175,7 @@ class ExplainerSink:
             mode=config.mode, language=config.language, model=config.model,
             max_new_tokens=config.max_new_tokens, max_seconds=config.max_seconds,
             nice=config.nice, cpu=config.cpu, factory=factory or WorkerSpec.factory,
+            catalogue=config.catalogue,
         )  # fmt: skip
         self.stats = ExplainerStats()
         if registry is not None:
@@ -289,8 +303,14 @@ class ExplainerSink:
             log.warning("explainer worker died: restarting it")
             self._kill_worker()
             return None, "worker-crashed"
+        guard = self.last_info.get("guard")
+        if guard not in (None, "ok"):
+            detail = self.last_info.get("guard_detail", "")
+            return None, f"{guard}: {detail}" if detail else str(guard)
         if text is None:
             return None, "worker-error"
+        if self.config.mode == "llm" and guard != "ok":
+            return None, "unguarded"  # never publish an answer the guard has not seen
         return str(text), ""
 
     async def explain(self, snapshot: Snapshot) -> Explanation:
@@ -302,11 +322,7 @@ class ExplainerSink:
         text, reason = await self._ask_worker(facts)
         source = "template"
         if text is not None and self.config.mode == "llm":
-            verdict = check(text, facts, self.config.catalogue)
-            if verdict.accepted:
-                source = "llm"
-            else:
-                reason = f"{verdict.reason}: {verdict.detail}" if verdict.detail else verdict.reason
+            source = "llm"  # the worker's guard passed it
         elif text is not None:
             template = text  # the worker rendered the template itself
         if source == "llm":
@@ -359,8 +375,9 @@ def journal_publisher(journal: Journal) -> Publisher:
 
     async def publish(x: Explanation) -> None:
         top = x.facts.tags[0].tag if x.facts is not None and x.facts.tags else ""
+        details = {"reason": x.reason, "tag": top, "line": x.line}
         journal.record_explanation(
-            x.event_id, x.text, x.source, {"reason": x.reason, "tag": top, "line": x.line}
+            x.event_id, x.text, x.source, details | {"grounded": x.grounded, "guard": x.guard}
         )
 
     return publish
@@ -375,7 +392,7 @@ def make_explainer(
         return None
 
     async def to_scada(x: Explanation) -> None:
-        scada.publish_explanation(x.text, x.ts, x.event_id)
+        scada.publish_explanation(x.text, x.ts, x.event_id, x.guard)
 
     return ExplainerSink(
         config.explain,

@@ -104,6 +104,8 @@ async def build_address_space(
         ("LastExplanation", S, None, "Plain-language explanation of the last anomaly"),
         ("LastExplanationTime", T, None, "When the last explanation was written"),
         ("LastExplanationEvent", S, None, "Event id of the alarm the last explanation is about"),
+        ("LastExplanationGrounded", B, None, "True: every claim of it is in the facts"),
+        ("LastExplanationGuard", S, None, "ok (LLM, guard passed) | template | why refused"),
         ("ModelVersion", S, None, "Version of the running model bundle"),
         ("ModelStatus", S, None, "Model bundle status: running, updating, rolled back, ..."),
         ("ModelLastUpdate", S, None, "When the model bundle was last installed (ISO 8601)"),

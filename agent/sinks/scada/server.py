@@ -11,7 +11,9 @@ Objects, so an integrator can type them into a SCADA tag list:
     Lines/<line>/AnomalyScore, Threshold            Double
                 /AnomalyActive, SpcAlarmActive, AlarmActive   Boolean
                 /LastEvent, LastExplanation         String (+ LastExplanationTime, DateTime,
-                                                    LastExplanationEvent, the alarm's id)
+                                                    LastExplanationEvent, the alarm's id,
+                                                    LastExplanationGrounded, Boolean, and
+                                                    LastExplanationGuard: ok | template | why)
                 /ModelVersion, ModelStatus          String (+ ModelLastUpdate, String)
                 /Learning                           Boolean: learning on the device (no model)
                 /LearningState                      String: waiting for good data | learning |
@@ -133,7 +135,7 @@ class ScadaServer:
         self._aspace: Any = None
         self._latest: LineResult | None = None
         self._events: deque[Event] = deque()
-        self._explanation: tuple[str, float, str] | None = None
+        self._explanation: tuple[str, float, str, str] | None = None
         self._model: tuple[str, str, str] | None = (model_version, "running", "")
         self._learning: tuple[str, float, float] | None = None
         self._started = time.monotonic()
@@ -278,9 +280,12 @@ class ScadaServer:
         if self.on_acknowledge is not None:
             self.on_acknowledge(alarm_id, user, comment)
 
-    def publish_explanation(self, text: str, ts: float, event_id: str = "") -> None:
-        """Publish the explanation of alarm `event_id` (wall-clock `ts`, s); never blocks."""
-        self._explanation = (text, ts, event_id)
+    def publish_explanation(
+        self, text: str, ts: float, event_id: str = "", guard: str = "template"
+    ) -> None:
+        """Publish the explanation of alarm `event_id` (wall-clock `ts`, s) and the guard's
+        word on it (`ok`, `template` or why the LLM's answer was refused); never blocks."""
+        self._explanation = (text, ts, event_id, guard)
         self._wake.set()
 
     def publish_model(self, version: str, status: str, last_update: str) -> None:
@@ -413,12 +418,15 @@ class ScadaServer:
     async def _publish_explanation(self) -> None:
         if self._explanation is None:
             return
-        (text, ts, event_id), self._explanation = self._explanation, None
+        (text, ts, event_id, guard), self._explanation = self._explanation, None
         when = dt.datetime.fromtimestamp(ts, dt.UTC)
         base = f"Lines/{self.line}"
         await self._write(f"{base}/LastExplanation", text, S, when=when, always=True)
         await self._write(f"{base}/LastExplanationTime", when, T, when=when, always=True)
         await self._write(f"{base}/LastExplanationEvent", event_id, S, when=when, always=True)
+        # Only grounded text is ever published: the template, or an LLM answer that passed.
+        await self._write(f"{base}/LastExplanationGrounded", True, B, when=when, always=True)
+        await self._write(f"{base}/LastExplanationGuard", guard, S, when=when, always=True)
 
     async def _publish_events(self) -> None:
         assert self.alarms is not None

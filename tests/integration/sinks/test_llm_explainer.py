@@ -12,6 +12,7 @@ import pytest
 
 from agent.config.explain import ExplainConfig
 from agent.explain.facts import build_facts
+from agent.explain.guard import REASONS
 from agent.explain.template import render
 from agent.sinks.explainer import ExplainerSink
 from export.distil import model_from_config
@@ -19,7 +20,7 @@ from export.llm import export_llm
 from tests.explain_helpers import Collector, context, demo_catalogue, pressure_snapshot, run_sink
 from tests.tiny_llm import CORPUS, TINY
 
-GUARD_REASONS = {"deny-list", "unknown-tag", "unknown-cause", "wrong-number", "no-tag", "empty"}
+GUARD_REASONS = set(REASONS)
 
 
 @pytest.mark.timeout(300)

@@ -131,7 +131,9 @@ async def test_viewer_browses_units_ranges_and_subscribes(rig: Rig) -> None:
         health = await node(client, "Agent/Health")
         assert "melt_pressure" in await health.read_value()
 
-        rig.server.publish_explanation("melt_temp is 12x its usual error", 1_767_225_600.0)
+        rig.server.publish_explanation(
+            "melt_temp is 12x its usual error", 1_767_225_600.0, "e-1", "wrong-number"
+        )
         rig.server.publish_model("8", "running", "2026-01-01T00:00:00Z")
         explanation = await node(client, f"Lines/{LINE}/LastExplanation")
 
@@ -144,6 +146,10 @@ async def test_viewer_browses_units_ranges_and_subscribes(rig: Rig) -> None:
             await asyncio.sleep(0.05)
         stamp = await (await node(client, f"Lines/{LINE}/LastExplanationTime")).read_value()
         assert stamp.timestamp() == 1_767_225_600.0
+        grounded = await node(client, f"Lines/{LINE}/LastExplanationGrounded")
+        assert await grounded.read_value() is True
+        guard = await node(client, f"Lines/{LINE}/LastExplanationGuard")
+        assert await guard.read_value() == "wrong-number"  # the LLM's answer was refused
         assert await (await node(client, f"Lines/{LINE}/ModelVersion")).read_value() == "8"
         assert await (await node(client, f"Lines/{LINE}/ModelStatus")).read_value() == "running"
 
