@@ -207,6 +207,12 @@ class TarReader:
                 size = 0  # links, directories and devices carry no data
             if kind == DIRECTORY:
                 name = name.rstrip("/") or name
+            elif name.endswith("/"):
+                # tarfile would take it for a folder (the old V7 form); a bundle has none such
+                raise UpdateRefused(
+                    Refusal.UNSAFE_PATH,
+                    f"{self._label} has a member {shown(name)} named like a folder but not one",
+                )
             self._left, self._pad = size, -size % BLOCK
             return TarMember(name, kind, size, linkname)
         raise UpdateRefused(

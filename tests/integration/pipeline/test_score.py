@@ -94,22 +94,31 @@ def test_fp32_and_int8_are_both_available(bundle_dir: Path, tmp_path: Path) -> N
     assert np.corrcoef(int8.score[both], fp32.score[both])[0, 1] > 0.95
 
 
-def test_nan_rows_restart_the_window(bundle_dir: Path, tmp_path: Path) -> None:
-    source = tmp_path / "in.csv"
-    _historian(bundle_dir, source, rows=100)
+def _with_nan_rows(source: Path, rows: list[int]) -> None:
     lines = source.read_text(encoding="utf-8").splitlines()
-    cells = lines[60].split(",")
-    cells[1] = "NaN"
-    lines[60] = ",".join(cells)
+    for row in rows:
+        cells = lines[row].split(",")
+        cells[1] = "NaN"
+        lines[row] = ",".join(cells)
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_one_nan_row_is_bridged_and_a_longer_gap_restarts_the_window(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    _historian(bundle_dir, source, rows=140)
+    _with_nan_rows(source, [60, 100, 101])  # data rows 59, 99 and 100
     replay = replay_csv(bundle_dir, source)
     window = load_bundle(bundle_dir).manifest.window
-    assert len(replay.lines) == 100
-    bad = 59  # line 61 of the file is data row 59
-    assert np.isnan(replay.score[bad])
-    # The window starts over after the gap: no score until `window` good rows again.
-    assert np.isnan(replay.score[bad + 1 : bad + window]).all()
-    assert not np.isnan(replay.score[bad + window])
+    assert len(replay.lines) == 140
+    # One bad row is bridged with the channel's last good value (agent.pipeline.line,
+    # BRIDGE_ROWS): the window goes on and the row is scored.
+    assert not np.isnan(replay.score[59 : 59 + 2]).any()
+    # Two in a row are a gap: the window starts over, no score until `window` good rows again.
+    gap = 100
+    assert np.isnan(replay.score[gap : gap + window]).all()
+    assert not np.isnan(replay.score[gap + window])
 
 
 def test_missing_column_is_a_data_error_naming_it(bundle_dir: Path, tmp_path: Path) -> None:
