@@ -25,8 +25,10 @@ def test_a_changed_plc_port_is_named_with_its_index(tmp_path: Path) -> None:
 
 def test_a_changed_timeout_and_unit_are_named(tmp_path: Path) -> None:
     old = load_config(write_site(tmp_path))
-    text = SITE.read_text().replace("timeout_s = 0.5", "timeout_s = 0.7").replace(
-        "unit = 1", "unit = 2"
+    text = (
+        SITE.read_text()
+        .replace("timeout_s = 0.5", "timeout_s = 0.7")
+        .replace("unit = 1", "unit = 2")
     )
     new = load_config(write_site(tmp_path, text))
     assert plan_reload(old, new).restart == ("plc[0].timeout_s", "plc[0].device[0].unit")
@@ -48,8 +50,10 @@ def test_a_second_plc_is_named_as_a_count(tmp_path: Path) -> None:
 
 def test_a_changed_server_endpoint_and_an_applied_rule(tmp_path: Path) -> None:
     old = load_config(write_site(tmp_path))
-    text = SITE.read_text().replace("127.0.0.1:4840", "127.0.0.1:4841").replace(
-        "raise_after = 3 ", "raise_after = 4 "
+    text = (
+        SITE.read_text()
+        .replace("127.0.0.1:4840", "127.0.0.1:4841")
+        .replace("raise_after = 3 ", "raise_after = 4 ")
     )
     plan = plan_reload(old, load_config(write_site(tmp_path, text)))
     assert plan.apply == ("detection.raise_after",)
