@@ -13,7 +13,11 @@ Failures (disk full, read-only state directory, a file that cannot be opened): t
 stops journaling, logs the reason once, sets `stats.healthy = False` (published to SCADA as
 Agent/JournalOk) and retries every `retry_interval_s`, keeping at most `max_pending` records
 for the retry; beyond that the queue fills and new records are dropped and counted. The
-detection loop is never blocked by any of this.
+detection loop is never blocked by any of this. With nothing to write the retry timer still
+probes the disk (opens the file, writes and syncs a small probe file beside it, takes the
+write lock), so `healthy` turns true within one retry interval of space coming back, not at
+the next alarm edge. A backlog is written `chunk_rows` records per transaction: when only
+part of it fits, that part is committed and the rest waits for the next retry.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -46,6 +51,9 @@ from agent.sinks.journal_db import (
 from agent.types import Event, EventKind, EventState
 
 log = logging.getLogger(__name__)
+
+# What the disk probe writes and syncs beside the journal: a few pages, as a small commit would.
+PROBE_BYTES = 16 * 1024
 
 __all__ = ["Journal", "JournalStats", "Retention", "read_events"]
 
@@ -76,6 +84,7 @@ class Journal:
         max_pending: int = 10_000,
         flush_interval_s: float = 0.2,
         retry_interval_s: float = 2.0,
+        chunk_rows: int = 500,
         retention: Retention | None = None,
         prune_interval_s: float = 600.0,
         on_commit: Callable[[list[str]], None] | None = None,
@@ -86,6 +95,7 @@ class Journal:
         self.model_version = ""
         self.flush_interval_s = flush_interval_s
         self.retry_interval_s = retry_interval_s
+        self.chunk_rows = max(1, chunk_rows)
         self.retention = retention or Retention()
         self.prune_interval_s = prune_interval_s
         self.on_commit = on_commit
@@ -182,6 +192,45 @@ class Journal:
         self._prune_if_due()
         return elapsed
 
+    def _probe(self) -> None:
+        """Raise if the journal cannot write now: open it, write and sync a probe file beside
+        it, take SQLite's write lock."""
+        if self._db is None:
+            self._open()
+        assert self._db is not None
+        probe = self.path.with_name(f".{self.path.name}.probe")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\0" * PROBE_BYTES)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("ROLLBACK")
+
+    def _recovered(self, kept: int) -> None:
+        if not self.stats.healthy:
+            log.warning("journal %s: writing again (%d record(s) kept)", self.path, kept)
+            self.stats.healthy = True
+            self.stats.last_error = ""
+
+    async def _probe_when_due(self) -> None:
+        """While failing with nothing to write: probe the disk on the retry timer."""
+        await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
+        if self.stats.healthy or self._pending or not self._queue.empty():
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._probe)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return
+        self._recovered(0)
+
     def _failed(self, exc: BaseException) -> None:
         self.stats.write_errors += 1
         reason = f"{type(exc).__name__}: {exc}"
@@ -218,30 +267,34 @@ class Journal:
         if not self._pending or time.monotonic() < self._retry_at:
             return
         loop = asyncio.get_running_loop()
-        batch = self._pending
-        try:
-            elapsed = await loop.run_in_executor(self._executor, self._write, batch)
-        except (sqlite3.Error, OSError) as exc:
-            self._failed(exc)
-            return
-        self._pending = []
-        self.stats.written += len(batch)
-        self.stats.batches += 1
-        self.stats.last_commit_ms = elapsed * 1e3
-        if not self.stats.healthy:
-            log.warning("journal %s: writing again (%d record(s) kept)", self.path, len(batch))
-            self.stats.healthy = True
-            self.stats.last_error = ""
-        if self.on_commit is not None:
+        written = 0
+        while self._pending:
+            batch = self._pending[: self.chunk_rows]
             try:
-                self.on_commit([r[0] for r in batch])
-            except Exception:
-                log.exception("journal %s: on_commit callback failed", self.path)
+                elapsed = await loop.run_in_executor(self._executor, self._write, batch)
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc)
+                return
+            del self._pending[: len(batch)]
+            self.stats.written += len(batch)
+            self.stats.batches += 1
+            self.stats.last_commit_ms = elapsed * 1e3
+            written += len(batch)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit([r[0] for r in batch])
+                except Exception:
+                    log.exception("journal %s: on_commit callback failed", self.path)
+        # Healthy again only once the whole backlog is in: a part that fitted is not recovery.
+        self._recovered(written)
 
     async def run(self) -> None:
         """Commit whatever arrived, `flush_interval_s` after its oldest record, until cancelled."""
         while True:
             if not self._pending and self._queue.empty():
+                if not self.stats.healthy:
+                    await self._probe_when_due()
+                    continue
                 self._arrived.clear()
                 await self._arrived.wait()
             now = time.monotonic()
