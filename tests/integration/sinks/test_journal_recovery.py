@@ -1,4 +1,4 @@
-"""The journal after a failing disk: it probes on its retry timer, and writes a backlog in chunks."""
+"""The journal after a failing disk: it probes on its retry timer, writes a backlog in chunks."""
 
 from __future__ import annotations
 
