@@ -12,7 +12,14 @@ no I/O); a separate task rewrites the file from that, so the disk never sits on 
 and the file goes stale as soon as the loop stops making progress, like the watchdog.
 
 The file holds one JSON object: the wall-clock time of the last loop iteration, the journal's
-health and the pid. `lineside health` exits 0 if it is fresh, 1 otherwise, saying why.
+health (and its error) and the pid. It lives in the runtime directory, a tmpfs under systemd
+(`/run/lineside`, RuntimeDirectory=), so a full or read-only state directory does not stop the
+agent from saying it is alive; `runtime_dir` says where (LINESIDE_RUNTIME_DIR, systemd's
+RUNTIME_DIRECTORY, /run/lineside, then the state directory, the first that is writable).
+
+`lineside health` exits with one of `HEALTH_CODES`: 0 alive and writing, 1 not running or
+stalled (restart it), 3 alive but cannot write its state (the journal is failing: a full or
+read-only disk, which a restart does not fix).
 """
 
 from __future__ import annotations
@@ -107,7 +114,40 @@ class Watchdog:
             self._next = now + self.interval_s
 
 
-DEFAULT_FILE = Path("/var/lib/lineside/heartbeat.json")
+RUNTIME_DIR_ENV = "LINESIDE_RUNTIME_DIR"
+DEFAULT_RUNTIME_DIR = Path("/run/lineside")
+DEFAULT_STATE_DIR = Path("/var/lib/lineside")
+HEARTBEAT_NAME = "heartbeat.json"
+
+# `lineside health` exit codes. Not 2: argparse's usage error, and Docker reserves it.
+HEALTH_OK = 0
+HEALTH_DEAD = 1
+HEALTH_CANNOT_WRITE = 3
+HEALTH_CODES = {
+    HEALTH_OK: "alive: the loop made progress lately and the journal writes",
+    HEALTH_DEAD: "not running, or the detection loop stalled (heartbeat missing or too old)",
+    HEALTH_CANNOT_WRITE: "alive, but its state directory cannot be written (journal failing)",
+}
+
+
+def _runtime_candidates() -> list[Path]:
+    """Runtime directories in the order they are tried: ours, systemd's, the default."""
+    found = [os.environ.get(RUNTIME_DIR_ENV, "")]
+    found += os.environ.get("RUNTIME_DIRECTORY", "").split(":")  # RuntimeDirectory=, maybe many
+    return [Path(d) for d in found if d] + [DEFAULT_RUNTIME_DIR]
+
+
+def runtime_dir(state_dir: Path) -> Path:
+    """Where the heartbeat goes: the first writable runtime directory, else `state_dir`."""
+    for candidate in _runtime_candidates():
+        if candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return state_dir
+
+
+def heartbeat_files(state_dir: Path = DEFAULT_STATE_DIR) -> list[Path]:
+    """Where `lineside health` looks for a heartbeat, in order."""
+    return [d / HEARTBEAT_NAME for d in (*_runtime_candidates(), state_dir)]
 
 
 class Heartbeat:
@@ -150,16 +190,29 @@ class Heartbeat:
 
 
 def check(path: Path, max_age_s: float, now: float | None = None) -> tuple[bool, str]:
-    """Whether the heartbeat at `path` is fresh, and a one-line reason."""
+    """Whether the agent behind the heartbeat at `path` is alive, and a one-line reason."""
+    code, reason = health(path, max_age_s, now)
+    return code != HEALTH_DEAD, reason
+
+
+def health(path: Path, max_age_s: float, now: float | None = None) -> tuple[int, str]:
+    """The heartbeat at `path` judged: one of `HEALTH_CODES` and a one-line reason."""
     now = time.time() if now is None else now
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
+        loop_ts = float(state.get("loop_ts", 0.0))
     except FileNotFoundError:
-        return False, f"no heartbeat at {path}: the agent is not running or not started yet"
-    except (OSError, ValueError) as exc:
-        return False, f"heartbeat {path} unreadable: {exc}"
-    age = now - float(state.get("loop_ts", 0.0))
+        return HEALTH_DEAD, f"no heartbeat at {path}: the agent is not running or not started yet"
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        return HEALTH_DEAD, f"heartbeat {path} unreadable: {exc}"
+    age = now - loop_ts
     if age > max_age_s:
-        return False, f"detection loop stalled: last progress {age:.0f} s ago"
-    journal = "journal ok" if state.get("journal_ok", True) else "journal NOT writing"
-    return True, f"ok: last progress {age:.1f} s ago, {journal}"
+        return HEALTH_DEAD, f"detection loop stalled: last progress {age:.0f} s ago"
+    if not state.get("journal_ok", True):
+        error = state.get("journal_error") or "unknown error"
+        return HEALTH_CANNOT_WRITE, (
+            f"cannot write: the loop is alive (last progress {age:.1f} s ago) but journal "
+            f"NOT writing to {state.get('state_dir', 'the state directory')} ({error}); "
+            "free space or fix its permissions, a restart does not help"
+        )
+    return HEALTH_OK, f"ok: last progress {age:.1f} s ago, journal ok"

@@ -40,7 +40,14 @@ from agent.config.reload import ReloadPlan, plan_reload
 from agent.ops.comms import CommsEdge
 from agent.ops.counters import CounterRegistry
 from agent.ops.logs import set_context
-from agent.ops.systemd import Heartbeat, Watchdog, notify, status_line
+from agent.ops.systemd import (
+    HEARTBEAT_NAME,
+    Heartbeat,
+    Watchdog,
+    notify,
+    runtime_dir,
+    status_line,
+)
 from agent.pipeline.build import build_commissioning, build_monitor, candidate_channels
 from agent.pipeline.commissioning import CommissioningLine
 from agent.pipeline.line import LineMonitor, LineResult
@@ -234,9 +241,13 @@ class Agent:
 
     def _init_common(self, config: SiteConfig) -> None:
         self.watchdog = Watchdog()
-        self.heartbeat = Heartbeat(
-            config.journal_path.parent / "heartbeat.json",
-            extra=lambda: {"journal_ok": self.journal.stats.healthy},
+        self.heartbeat = Heartbeat(  # on tmpfs: a full state directory is not a dead agent
+            runtime_dir(config.state_dir) / HEARTBEAT_NAME,
+            extra=lambda: {
+                "journal_ok": self.journal.stats.healthy,
+                "journal_error": self.journal.stats.last_error,
+                "state_dir": str(config.state_dir),
+            },
         )
         # Source (`plc/device` or `plc`) -> "ok" or "bad (n tags)", from the latest sample.
         self.plc_states: dict[str, str] = {}

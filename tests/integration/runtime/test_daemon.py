@@ -144,12 +144,15 @@ def test_ready_status_journald_fields_reload_and_drain(
     site = fast_site(tmp_path, bundle_dir, simulator, opcua_port)
     journald = Listener(str(tmp_path / "journal.socket"))
     err_path = tmp_path / "stderr.log"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
     with err_path.open("w") as err:
         st = os.fstat(err.fileno())
         env = {
             "NOTIFY_SOCKET": notify.address,
             "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}",
             "LINESIDE_JOURNAL_SOCKET": journald.address,
+            "RUNTIME_DIRECTORY": str(run_dir),  # as RuntimeDirectory= sets it
         }
         started = time.monotonic()
         agent = spawn(["run", "--config", str(site)], env, err)
@@ -192,11 +195,11 @@ def test_ready_status_journald_fields_reload_and_drain(
         mark = time.monotonic()
         agent.send_signal(signal.SIGHUP)
         restart = record("reload refused", after=mark)
-        assert "opcua changed and need a restart" in restart["MESSAGE"], restart["MESSAGE"]
+        assert "opcua.endpoint changed and need a restart" in restart["MESSAGE"], restart["MESSAGE"]
         assert agent.poll() is None and port_open(opcua_port)
 
-        heartbeat = tmp_path / "heartbeat.json"
-        assert heartbeat.exists()
+        heartbeat = run_dir / "heartbeat.json"  # on the runtime dir, not the state dir
+        assert heartbeat.exists() and not (tmp_path / "heartbeat.json").exists()
         drain_s = stop(agent)
     finally:
         if agent.poll() is None:
@@ -274,10 +277,12 @@ async def test_read_only_state_directory_alarms_on_opcua_and_detection_continues
     pki = f'allow_anonymous = true\npki_dir = "{tmp_path / "pki"}"'
     site.write_text(text.replace("allow_anonymous = true", pki))
     err_path = tmp_path / "stderr.log"
+    run_dir = tmp_path / "run"  # the heartbeat's tmpfs, writable while the state dir is not
+    run_dir.mkdir()
+    env = {"NOTIFY_SOCKET": notify.address, "LINESIDE_RUNTIME_DIR": str(run_dir)}
     with err_path.open("w") as err:
         agent = spawn(
-            ["run", "--config", str(site)], {"NOTIFY_SOCKET": notify.address}, err,
-            read_only_prefix(state),
+            ["run", "--config", str(site)], env, err, read_only_prefix(state),
         )  # fmt: skip
     try:
         _, ready = notify.wait("READY=1", timeout=60)
@@ -293,6 +298,24 @@ async def test_read_only_state_directory_alarms_on_opcua_and_detection_continues
             assert await processed.read_value() > first + 5  # detection runs on
             assert await ok.read_value() is False
             assert await errors.read_value() >= 1
+        # `lineside health` tells "cannot write" (3) from dead or stalled (1).
+        health = [sys.executable, "-m", "agent", "health", "--state-dir", str(state)]
+        health_env = {**os.environ, "LINESIDE_RUNTIME_DIR": str(run_dir)}
+
+        def judged() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                health, env=health_env, capture_output=True, text=True, timeout=60
+            )
+
+        deadline = time.monotonic() + 30  # the first heartbeat may predate the first loop turn
+        while (verdict := judged()).returncode == 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert verdict.returncode == 3, verdict.stderr
+        assert "cannot write" in verdict.stderr and str(state) in verdict.stderr
+        alive = subprocess.run(
+            [*health, "--alive-only"], env=health_env, capture_output=True, text=True, timeout=60
+        )
+        assert alive.returncode == 0 and "cannot write" in alive.stdout
         drain_s = stop(agent)
     finally:
         if agent.poll() is None:
