@@ -85,6 +85,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/first_value.py
 	$(BIN)/python benchmarks/record.py
 	$(BIN)/python benchmarks/guard.py
+	$(BIN)/python benchmarks/scada_door.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
