@@ -159,7 +159,9 @@ class Heartbeat:
         self.path = path
         self.interval_s = interval_s
         self.extra = extra
-        self.last_progress = 0.0
+        self.last_progress = (
+            time.time()
+        )  # a start is progress: never "stalled" before the first sample
         self.write_errors = 0
 
     def beat(self) -> None:

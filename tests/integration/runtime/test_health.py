@@ -75,6 +75,7 @@ def test_the_command_finds_the_runtime_heartbeat_and_exits_by_code(tmp_path: Pat
     env = {systemd.RUNTIME_DIR_ENV: str(run_dir)}
     # A stale heartbeat in the state dir (an older agent's) is not read while ours is there.
     stale = systemd.Heartbeat(state / systemd.HEARTBEAT_NAME)
+    stale.last_progress -= 3600  # its loop last moved an hour ago
     stale.write()
     _beat(run_dir / systemd.HEARTBEAT_NAME, journal_ok=False, journal_error="disk full")
     failing = _health(env, "--state-dir", str(state))
