@@ -86,6 +86,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/record.py
 	$(BIN)/python benchmarks/guard.py
 	$(BIN)/python benchmarks/scada_door.py
+	$(BIN)/python benchmarks/time_to_bad.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
