@@ -205,8 +205,12 @@ class TarReader:
                 size = _pax_size(pax["size"])
             if kind != REGULAR:
                 size = 0  # links, directories and devices carry no data
+            if not name.strip("/"):
+                raise UpdateRefused(
+                    Refusal.UNSAFE_PATH, f"{self._label} has a member with no name ({shown(name)})"
+                )
             if kind == DIRECTORY:
-                name = name.rstrip("/") or name
+                name = name.rstrip("/")
             elif name.endswith("/"):
                 # tarfile would take it for a folder (the old V7 form); a bundle has none such
                 raise UpdateRefused(
