@@ -132,6 +132,16 @@ class SiteConfig:
             return [self]
         return [self.line_view(line.name) for line in self.lines]
 
+    def with_bundle(self, name: str, bundle: Path | None) -> SiteConfig:
+        """The site with line `name` running on `bundle` (its first model, installed)."""
+        if not self.lines:
+            return dataclasses.replace(self, bundle=bundle)
+        lines = tuple(
+            dataclasses.replace(ln, bundle=bundle) if ln.name == name else ln for ln in self.lines
+        )
+        first = lines[0]
+        return dataclasses.replace(self, lines=lines, bundle=first.bundle)
+
     def line_view(self, name: str) -> SiteConfig:
         """The one-line config of line `name` (KeyError if the site has no such line)."""
         if not self.lines:
@@ -288,7 +298,11 @@ def _lines(root: Section, base: Path, errors: ErrorList) -> list[LineConfig]:
     read: list[tuple[Section, tuple[PlcConfig, ...]]] = []
     sections = errors.attempt(lambda: root.tables("line")) or []
     for section in sections:
-        name = errors.attempt(lambda s=section: check_line_name(s, seen))
+        try:
+            name: str | None = check_line_name(section, seen)
+        except ConfigError as exc:
+            errors.add(exc)
+            name = None
         line = _one_line(section, base, Path(root.source), errors, name)
         if line is not None:
             lines.append(line)

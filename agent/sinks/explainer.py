@@ -179,7 +179,7 @@ class ExplainerSink:
         )  # fmt: skip
         self.stats = ExplainerStats()
         if registry is not None:
-            registry.register("explainer", self.stats)
+            registry.register_part("explainer", self.stats)
         self._queue: collections.deque[Snapshot] = collections.deque()
         self._wake = asyncio.Event()
         n = len(context.channels)
@@ -377,7 +377,11 @@ def journal_publisher(journal: Journal) -> Publisher:
         top = x.facts.tags[0].tag if x.facts is not None and x.facts.tags else ""
         details = {"reason": x.reason, "tag": top, "line": x.line}
         journal.record_explanation(
-            x.event_id, x.text, x.source, details | {"grounded": x.grounded, "guard": x.guard}
+            x.event_id,
+            x.text,
+            x.source,
+            details | {"grounded": x.grounded, "guard": x.guard},
+            line=x.line,
         )
 
     return publish
@@ -392,7 +396,7 @@ def make_explainer(
         return None
 
     async def to_scada(x: Explanation) -> None:
-        scada.publish_explanation(x.text, x.ts, x.event_id, x.guard)
+        scada.publish_explanation(x.text, x.ts, x.event_id, x.guard, line=config.line)
 
     return ExplainerSink(
         config.explain,
