@@ -60,6 +60,7 @@ class LineRunner:
         self.first_model: FirstModelWatch | None = None
         self.learning: LearningReports | None = None
         self._bundle: Bundle | None = None
+        self.judged = True  # the last result's: the detectors judged the line
         if config.bundle is None:
             channels, skipped = candidate_channels(config)
             self.learned_file = learned_path(config.state_dir, config.line)
@@ -190,6 +191,7 @@ class LineRunner:
         if self.updates is not None:
             self.updates.at_boundary()  # a model swap happens between two samples only
         result = self.monitor.process(sample)
+        self.judged = result.judged
         if self.learning is not None and self.commissioning is not None:
             self.learning.after(self.commissioning)
         for event in result.events:
@@ -228,7 +230,8 @@ class LineRunner:
 
     def describe(self) -> str:
         """The line in the STATUS= line and the heartbeat: its model or its learning."""
+        judged = "" if self.judged else ", not judged (a model tag is not good)"
         if self.commissioning is None:
-            return f"model {self.model_version}"
+            return f"model {self.model_version}{judged}"
         status = self.commissioning.status()
-        return f"commissioning ({status.state}, {100.0 * status.progress:.0f} %)"
+        return f"commissioning ({status.state}, {100.0 * status.progress:.0f} %){judged}"
