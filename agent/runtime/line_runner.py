@@ -5,7 +5,7 @@ A site has one line or several (`[[line]]`, agent/config/lines.py); the agent
 the recorder, heartbeat and status) and keeps one `LineRunner` per line. A runner holds the
 line's `LineMonitor` (or `CommissioningLine`), its model updates (hot swap and probation),
 detector snapshots, explainer, learnt limits and first-model watch, each on the line's own
-files: `snapshot.<line>.json`, `learned-limits.<line>.json` and the line's model store.
+files: `detector-state.<line>.json`, `learned-limits.<line>.json` and the line's model store.
 
 It is built in two steps: `__init__` loads the model (or the learnt limits) so the agent can
 tell the OPC-UA server what the line's folder holds; `attach` then wires it to the server and

@@ -175,8 +175,8 @@ async def test_two_lines_run_with_their_own_models_and_alarms(
         for plc in plcs:
             await plc.stop()
     # Each line kept its own detector snapshot.
-    assert {p.name for p in config.state_dir.glob("snapshot.*.json")} == {
-        f"snapshot.{line}.json" for line in LINES
+    assert {p.name for p in config.state_dir.glob("detector-state.*.json")} == {
+        f"detector-state.{line}.json" for line in LINES
     }
 
 
