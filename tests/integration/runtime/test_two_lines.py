@@ -14,10 +14,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from asyncua import Client
 
+from agent.bundles.install import install_file
+from agent.bundles.store import ModelStore
 from agent.config import SiteConfig, load_config
 from agent.demo.run import demo_opcua
 from agent.demo.simulator.plc import SimulatedPlc
@@ -78,29 +81,38 @@ def two_line_site(
     return path, dataclasses.replace(config, opcua=demo_opcua(state, opcua_port, SCADA_PASSWORD))
 
 
-def models_in_stores(bundle_dir: Path, tmp_path: Path, versions: list[int]) -> list[Path]:
+def models_in_stores(
+    bundle_dir: Path, tmp_path: Path, versions: list[int]
+) -> tuple[list[Path], Callable[[str, int], None]]:
     """The first lines' own model stores under the state directory, model `versions[i]`
-    installed in line i's; the `current` link of each."""
+    installed in line i's; the `current` link of each, and how to install another version
+    into a line's store (signed with the same key)."""
     key, trust, _ = make_keys(tmp_path)
     files = tmp_path / "files"
     files.mkdir()
-    currents = []
+    stores = {line: tmp_path / "state" / "lines" / line for line in LINES}
     for line, version in zip(LINES, versions, strict=False):
-        root = tmp_path / "state" / "lines" / line
-        installed_store(root, signed(bundle_dir, key, files, version), trust)
-        currents.append(root / "models" / "current")
-    return currents
+        installed_store(stores[line], signed(bundle_dir, key, files, version), trust)
+
+    def install(line: str, version: int) -> None:
+        install_file(signed(bundle_dir, key, files, version), ModelStore(stores[line]), trust)
+
+    return [stores[line] / "models" / "current" for line in LINES[: len(versions)]], install
 
 
 async def read(client: Client, ns: int, path: str) -> object:
     return await client.get_node(f"ns={ns};s={path}").read_value()
 
 
+async def _reads(client: Client, ns: int, path: str, value: object) -> bool:
+    return await read(client, ns, path) == value
+
+
 async def test_two_lines_run_with_their_own_models_and_alarms(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
     ports, opcua_port = [free_port(), free_port()], free_port()
-    bundles = models_in_stores(bundle_dir, tmp_path, versions=[3, 4])
+    bundles, install = models_in_stores(bundle_dir, tmp_path, versions=[3, 4])
     _, config = two_line_site(tmp_path, ports, opcua_port, list(bundles))
     processes = [ExtrusionLine(seed=21), ExtrusionLine(seed=22)]
     plcs = [
@@ -166,6 +178,16 @@ async def test_two_lines_run_with_their_own_models_and_alarms(
         assert set(state["lines"]) == set(LINES)
         code, reason = health(beat, 30.0)
         assert code == 0 and "lines: extruder-1 model 3" in reason
+
+        # A new model in line 1's store swaps line 1's model only.
+        processes[1].clear()
+        one.updates.poll_s = 0.1
+        await asyncio.to_thread(install, "extruder-1", 5)
+        await wait_for(lambda: one.model_version == "5", 20)
+        version_one = "Lines/extruder-1/ModelVersion"
+        await eventually(lambda: _reads(client, ns, version_one, "5 (v5)"), 5)
+        assert two.model_version == "4" and two.updates.swaps == 0
+        assert await read(client, ns, "Lines/extruder-2/ModelVersion") == "4 (v4)"
     finally:
         await client.disconnect()
         await run.stop()
@@ -182,7 +204,7 @@ async def test_two_lines_run_with_their_own_models_and_alarms(
 
 async def test_a_first_model_for_one_commissioning_line(bundle_dir: Path, tmp_path: Path) -> None:
     ports, opcua_port = [free_port(), free_port()], free_port()
-    (line_one,) = models_in_stores(bundle_dir, tmp_path, versions=[1])
+    (line_one,), _ = models_in_stores(bundle_dir, tmp_path, versions=[1])
     path, config = two_line_site(tmp_path, ports, opcua_port, [line_one, None])
     plcs = [
         SimulatedPlc(ExtrusionLine(seed=30 + i), port=port, period_s=1.0 / SPEEDUP)
