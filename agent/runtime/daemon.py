@@ -12,6 +12,7 @@ Reloadable without a restart (the model stays loaded, the window, charts and ala
 carry on):
     detection.raise_after, clear_after, clear_ratio, spc_hits, spc_span
     journal.retention_days, journal.max_mb
+    and in a site of several lines each line's line[i].detection.* of the list above
 Everything else needs `systemctl restart lineside`: line.name, model.* (a new model comes
 through a bundle swap, not a reload), detection.flatline_samples (the SPC charts count it),
 opcua.*, journal.path and every [[plc]] (connections are opened at start).
@@ -20,8 +21,9 @@ A reload that fails to load, or that changes anything of the second list, is ref
 whole and the running config stays; the log says why.
 
 A line with no model (commissioning mode) runs until a first bundle is installed in its state
-directory's store (`lineside bundle install ... --state-dir`); the agent then drains and is
-built again on that bundle in the same process, within seconds (agent.runtime.commissioning).
+directory's store (`lineside bundle install ... --state-dir`, and `--line NAME` in a site of
+several lines: `<state dir>/lines/NAME`); the agent then drains and is built again with that
+line on that bundle in the same process, within seconds (agent.runtime.commissioning).
 """
 
 from __future__ import annotations

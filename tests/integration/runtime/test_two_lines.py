@@ -3,8 +3,9 @@ line with its own signed model in its own store, one OPC-UA server read by a Sig
 asyncua client, one SQLite journal; at 10x speed.
 
 A fault on line 2's PLC raises line 2's alarm and never line 1's; each line's folder shows its
-own model; journal rows carry their line; STATUS= and the heartbeat name both lines; a first
-bundle installed for a commissioning line (`--line`) ends the run for that line only.
+own model; journal rows carry their line; STATUS= and the heartbeat name both lines; a new
+model in one line's store swaps that line's only; a first bundle installed for a commissioning
+line (`bundle install --line`) ends the run for that line.
 """
 
 from __future__ import annotations
