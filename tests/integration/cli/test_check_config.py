@@ -116,7 +116,8 @@ def test_check_config_cli_only_complains_about_the_bundle(path: Path, tmp_path: 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"lineside check-config: {copy}: model.bundle: "), lines[0]
+    field = "line[0].model.bundle" if "[[line]]" in text else "model.bundle"  # several lines
+    assert lines[0].startswith(f"lineside check-config: {copy}: {field}: "), lines[0]
     assert "does not exist" in lines[0]
     assert "Traceback" not in result.stderr
 
