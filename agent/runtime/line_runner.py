@@ -230,7 +230,7 @@ class LineRunner:
 
     def describe(self) -> str:
         """The line in the STATUS= line and the heartbeat: its model or its learning."""
-        judged = "" if self.judged else ", not judged (a model tag is not good)"
+        judged = "" if self.judged else ", not judged"
         if self.commissioning is None:
             return f"model {self.model_version}{judged}"
         status = self.commissioning.status()
