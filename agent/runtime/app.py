@@ -36,9 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from agent.bundles.bundle import Bundle
 from agent.config import NodeTag, SiteConfig, Tag
 from agent.config.reload import ReloadPlan, plan_reload
 from agent.ops.comms import CommsEdge
@@ -52,13 +50,8 @@ from agent.ops.systemd import (
     runtime_dir,
     status_line,
 )
-from agent.pipeline.commissioning import CommissioningLine
-from agent.pipeline.line import LineMonitor, LineResult
-from agent.runtime.commissioning import FirstModelWatch, ModelArrived
-from agent.runtime.hotswap import ModelUpdates
-from agent.runtime.line_runner import LineRunner
-from agent.runtime.snapshots import DetectorSnapshots
-from agent.sinks.explainer import ExplainerSink
+from agent.runtime.commissioning import ModelArrived
+from agent.runtime.line_runner import FirstLine, LineRunner
 from agent.sinks.journal import Journal, Retention
 from agent.sinks.recorder import Recorder, recorded_tags
 from agent.sinks.scada import ScadaServer
@@ -106,7 +99,7 @@ class LoopStats:
     queue_drops: int = 0  # samples dropped from the full sample queue
 
 
-class Agent:
+class Agent(FirstLine):
     """Everything the daemon runs for one site config: its lines (`LineRunner`, one each, in
     agent/runtime/line_runner.py) and what they share."""
 
@@ -184,62 +177,6 @@ class Agent:
     def line(self, name: str) -> LineRunner:
         """The runner of line `name`."""
         return next(runner for runner in self.lines if runner.name == name)
-
-    # The first line's parts, by their old names: a one-line site's agent is its line.
-
-    @property
-    def monitor(self) -> LineMonitor | CommissioningLine:
-        """The first line's pipeline."""
-        return self.lines[0].monitor
-
-    @property
-    def commissioning(self) -> CommissioningLine | None:
-        """The first line's commissioning pipeline, if it has no model."""
-        return self.lines[0].commissioning
-
-    @property
-    def updates(self) -> ModelUpdates | None:
-        """The first line's model updates (None in commissioning mode)."""
-        return self.lines[0].updates
-
-    @property
-    def snapshots(self) -> DetectorSnapshots | None:
-        """The first line's detector snapshots."""
-        return self.lines[0].snapshots
-
-    @property
-    def explainer(self) -> ExplainerSink | None:
-        """The first line's explainer."""
-        return self.lines[0].explainer
-
-    @property
-    def first_model(self) -> FirstModelWatch | None:
-        """The first line's first-model watch (commissioning mode)."""
-        return self.lines[0].first_model
-
-    @property
-    def listeners(self) -> list[Callable[[LineResult], None]]:
-        """The first line's result listeners."""
-        return self.lines[0].listeners
-
-    @property
-    def model_version(self) -> str:
-        """The first line's running model version."""
-        return self.lines[0].model_version
-
-    @property
-    def recorder(self) -> Recorder | None:
-        """The first line's recorder (`[record]`)."""
-        return self.recorders.get(self.lines[0].name)
-
-    @property
-    def bundle(self) -> Bundle:
-        """The bundle the first line runs on now (a hot swap changes it)."""
-        return self.lines[0].bundle
-
-    def snapshot(self) -> dict[str, Any]:
-        """The first line's snapshot dict, taken on the loop between two samples."""
-        return self.lines[0].snapshot()
 
     @property
     def sample_queue_drops(self) -> int:

@@ -39,6 +39,7 @@ from agent.runtime.snapshot_file import snapshot_path
 from agent.runtime.snapshots import DetectorSnapshots, Owner
 from agent.sinks.explainer import ExplainerSink, make_explainer
 from agent.sinks.journal import Journal, open_alarm_edges
+from agent.sinks.recorder import Recorder
 from agent.sinks.scada import ScadaServer
 from agent.types import Event, Sample
 
@@ -235,3 +236,65 @@ class LineRunner:
             return f"model {self.model_version}{judged}"
         status = self.commissioning.status()
         return f"commissioning ({status.state}, {100.0 * status.progress:.0f} %){judged}"
+
+
+class FirstLine:
+    """The first line's parts by their one-line names, for the agent (`Agent.monitor`, ...):
+    a one-line site's agent is its line."""
+
+    lines: list[LineRunner]
+    recorders: dict[str, Recorder]
+
+    @property
+    def monitor(self) -> LineMonitor | CommissioningLine:
+        """The first line's pipeline."""
+        return self.lines[0].monitor
+
+    @property
+    def commissioning(self) -> CommissioningLine | None:
+        """The first line's commissioning pipeline, if it has no model."""
+        return self.lines[0].commissioning
+
+    @property
+    def updates(self) -> ModelUpdates | None:
+        """The first line's model updates (None in commissioning mode)."""
+        return self.lines[0].updates
+
+    @property
+    def snapshots(self) -> DetectorSnapshots | None:
+        """The first line's detector snapshots."""
+        return self.lines[0].snapshots
+
+    @property
+    def explainer(self) -> ExplainerSink | None:
+        """The first line's explainer."""
+        return self.lines[0].explainer
+
+    @property
+    def first_model(self) -> FirstModelWatch | None:
+        """The first line's first-model watch (commissioning mode)."""
+        return self.lines[0].first_model
+
+    @property
+    def listeners(self) -> list[Callable[[LineResult], None]]:
+        """The first line's result listeners."""
+        return self.lines[0].listeners
+
+    @property
+    def model_version(self) -> str:
+        """The first line's running model version."""
+        return self.lines[0].model_version
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The first line's recorder (`[record]`)."""
+        return self.recorders.get(self.lines[0].name)
+
+    @property
+    def bundle(self) -> Bundle:
+        """The bundle the first line runs on now (a hot swap changes it)."""
+        return self.lines[0].bundle
+
+    def snapshot(self) -> dict[str, Any]:
+        """The first line's snapshot dict, taken on the loop between two samples."""
+        return self.lines[0].snapshot()
