@@ -220,6 +220,13 @@ async def test_a_first_model_for_one_commissioning_line(bundle_dir: Path, tmp_pa
         one, two = run.agent.lines
         assert one.commissioning is None and two.commissioning is not None
         assert "extruder-2 commissioning" in run.agent.status()
+        # SIGHUP's reload retunes each line with its own [line.detection].
+        path.write_text(path.read_text().replace("fusion = ", "raise_after = 6\nfusion = ", 1))
+        edited = dataclasses.replace(load_config(path), opcua=config.opcua)
+        plan = run.agent.reload(edited)
+        assert plan.apply == ("line[0].detection.raise_after",) and not plan.restart
+        assert one.monitor.detection.raise_after == 6
+        assert two.monitor.detection.raise_after == 3
         # The CLI refuses to guess the line of a site with several ...
         key, _, trust_dir = make_keys(tmp_path, "cli-keys")
         (tmp_path / "cli-files").mkdir()
