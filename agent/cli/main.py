@@ -57,16 +57,19 @@ def check_file(path: Path, check_bundle: bool) -> str:
 
 def _check_line(site: SiteConfig, config: SiteConfig, check_bundle: bool) -> str:
     """One line of a site checked (its bundle, or that it has a tag to learn from)."""
+    names = [line.name for line in site.lines]
+    prefix = f"line[{names.index(config.line)}]." if names else ""  # a site of several lines
     if check_bundle:
         from agent.bundles.checks import check_bundle_fits
 
-        names = [line.name for line in site.lines]
-        field = f"line[{names.index(config.line)}].model.bundle" if names else "model.bundle"
-        check_bundle_fits(config, field=field)
+        check_bundle_fits(config, field=f"{prefix}model.bundle")
     if config.bundle is None:
         from agent.pipeline.build import build_commissioning
 
-        build_commissioning(config, None)  # refuses a line with no tag to learn from
+        try:
+            build_commissioning(config, None)  # refuses a line with no tag to learn from
+        except ConfigError as exc:
+            raise ConfigError(prefix + exc.field, exc.problem, exc.fix, source=exc.source) from None
     model = (
         f"no model: commissioning mode, learns for {config.learning.period_s:g} s"
         if config.bundle is None
