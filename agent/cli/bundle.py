@@ -41,19 +41,43 @@ def _trust(args: argparse.Namespace) -> Any:
 
 
 def _site(args: argparse.Namespace) -> Any:
+    """The site config's view of the line the bundle is for (`--line`), or None."""
     if not args.config:
         return None
     from agent.config import load_config
 
     try:
-        return load_config(Path(args.config))
+        site = load_config(Path(args.config))
     except ConfigError as exc:
         raise UsageError(f"--config: {exc}") from None
+    names = site.line_names
+    if args.line is None and len(names) > 1:
+        raise UsageError(
+            f"--config {args.config} has {len(names)} lines ({', '.join(names)}): "
+            "say which this bundle is for with --line NAME"
+        )
+    try:
+        return site.line_view(args.line or names[0])
+    except KeyError:
+        raise UsageError(
+            f"--line {args.line!r} is not a line of {args.config}; its lines: {', '.join(names)}"
+        ) from None
+
+
+def _store_root(args: argparse.Namespace) -> Path:
+    """The store of the line: `--state-dir`, or its `lines/<line>` with `--line` (or the
+    site's only line when it is of the `[[line]]` form)."""
+    from agent.config.lines import line_store
+
+    site = _site(args)
+    several = site.store_root is not None if site is not None else args.line is not None
+    line = site.line if site is not None else args.line
+    return line_store(Path(args.state_dir), line) if several else Path(args.state_dir)
 
 
 def _owned_store(args: argparse.Namespace) -> ModelStore:
     """The store, refusing to write into it as root when the agent's user owns it."""
-    store = ModelStore(Path(args.state_dir))
+    store = ModelStore(_store_root(args))
     if os.geteuid() == 0 and store.root.is_dir() and store.root.stat().st_uid != 0:
         raise UsageError(
             f"{store.root} belongs to another user (the agent's): run this as that user, "
@@ -65,7 +89,7 @@ def _owned_store(args: argparse.Namespace) -> ModelStore:
 def _verify(args: argparse.Namespace) -> str:
     from agent.bundles.install import verify_file
 
-    store = ModelStore(Path(args.state_dir)) if args.state_dir else None
+    store = ModelStore(_store_root(args)) if args.state_dir else None
     v = verify_file(Path(args.path), _trust(args), store=store, site=_site(args))
     m = v.manifest
     return f"ok: model {m.model_version} {m.label!r}, {len(m.files)} files, key {v.key_id}"
@@ -125,6 +149,11 @@ def add_parser(sub: Any) -> None:
             help=f"directory of trusted public keys, *.pub (default {DEFAULT_TRUST_DIR})",
         )  # fmt: skip
         q.add_argument("--config", help="site config: the bundle's channels must be its tags")
+        q.add_argument(
+            "--line",
+            help="the line the bundle is for (required when the site has several); its store "
+            "is <state-dir>/lines/<line>",
+        )
         q.add_argument(
             "--state-dir",
             default=str(DEFAULT_STATE_DIR) if state_required else None,

@@ -8,10 +8,14 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.cli import bundle, events, health, passwords, probe, record, score, spc
 from agent.errors import BundleError, ConfigError, LinesideError
+
+if TYPE_CHECKING:
+    from agent.config import SiteConfig
 
 
 def _setup_logging(level: str) -> None:
@@ -42,26 +46,36 @@ def check_file(path: Path, check_bundle: bool) -> str:
         return f"failure-mode catalogue, {len(load_catalogue(path).modes)} modes"
     if "line" in root or "plc" in root or not root:
         config = load_config(path)
-        if check_bundle:
-            from agent.bundles.checks import check_bundle_fits
-
-            check_bundle_fits(config)
-        if config.bundle is None:
-            from agent.pipeline.build import build_commissioning
-
-            build_commissioning(config, None)  # refuses a line with no tag to learn from
-        model = (
-            f"no model: commissioning mode, learns for {config.learning.period_s:g} s"
-            if config.bundle is None
-            else f"model {config.bundle}"
-        )
-        return (
-            f"site, line {config.line}, {len(config.plcs)} connection(s), "
-            f"{len(config.tags)} tags, {model}"
-        )
+        lines = [_check_line(config, view, check_bundle) for view in config.line_views()]
+        if len(lines) == 1:
+            return f"site, {lines[0]}"
+        return f"site, {len(lines)} lines: " + "; ".join(lines)
     if "server" in root or any("node_id" in t for t in root.get("tag", []) if isinstance(t, dict)):
         return f"OPC-UA node map, {len(load_node_map(path).tags)} nodes"
     return f"Modbus tag map, {len(load_tag_map(path).tags)} tags"
+
+
+def _check_line(site: SiteConfig, config: SiteConfig, check_bundle: bool) -> str:
+    """One line of a site checked (its bundle, or that it has a tag to learn from)."""
+    names = [line.name for line in site.lines]
+    prefix = f"line[{names.index(config.line)}]." if names else ""  # a site of several lines
+    if check_bundle:
+        from agent.bundles.checks import check_bundle_fits
+
+        check_bundle_fits(config, field=f"{prefix}model.bundle")
+    if config.bundle is None:
+        from agent.pipeline.build import build_commissioning
+
+        try:
+            build_commissioning(config, None)  # refuses a line with no tag to learn from
+        except ConfigError as exc:
+            raise ConfigError(prefix + exc.field, exc.problem, exc.fix, source=exc.source) from None
+    model = (
+        f"no model: commissioning mode, learns for {config.learning.period_s:g} s"
+        if config.bundle is None
+        else f"model {config.bundle}"
+    )
+    return f"line {config.line}, {len(config.plcs)} connection(s), {len(config.tags)} tags, {model}"
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -125,19 +139,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
 
+    ports = args.port or [5020]
+
     async def serve() -> None:
-        plc = SimulatedPlc(
-            ExtrusionLine(seed=args.seed),
-            host=args.host,
-            port=args.port,
-            period_s=1.0 / args.speedup,
-        )
-        await plc.start()
-        print(f"simulated extrusion line on modbus-tcp {args.host}:{args.port}, unit 1")
+        # One independent line per port (seed, seed + 1, ...): a site of several lines.
+        plcs = [
+            SimulatedPlc(
+                ExtrusionLine(seed=args.seed + i),
+                host=args.host,
+                port=port,
+                period_s=1.0 / args.speedup,
+            )
+            for i, port in enumerate(ports)
+        ]
+        for plc, port in zip(plcs, ports, strict=True):
+            await plc.start()
+            print(f"simulated extrusion line on modbus-tcp {args.host}:{port}, unit 1")
         try:
-            await plc.run()
+            await asyncio.gather(*(plc.run() for plc in plcs))
         finally:
-            await plc.stop()
+            for plc in plcs:
+                await plc.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
@@ -188,7 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="serve the simulated line over Modbus TCP")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5020)
+    p.add_argument(
+        "--port",
+        type=int,
+        action="append",
+        help="Modbus TCP port (default 5020); repeat it to serve one simulated line per port",
+    )
     p.add_argument("--speedup", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--historian", help="write a CSV of normal operation instead of serving")

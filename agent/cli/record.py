@@ -58,29 +58,47 @@ def _print_event(event: Event) -> None:
 
 
 async def record(config: SiteConfig, settings: RecordConfig, duration: float | None) -> Recorder:
-    """Record the site's PLCs until a signal or `duration` seconds; return the recorder."""
+    """Record the site's PLCs until a signal or `duration` seconds, each line in its own
+    files; return the (first line's) recorder."""
+    recorders = [await _line_recorder(view, settings, duration) for view in config.line_views()]
+    await _record_lines(recorders, duration)
+    return recorders[0][0]
+
+
+async def _line_recorder(
+    view: SiteConfig, settings: RecordConfig, duration: float | None
+) -> tuple[Recorder, list[Any]]:
+    """One line's recorder and the sources of its PLCs."""
     from agent.sinks.recorder import Recorder, recorded_tags
     from agent.sources import make_source
 
-    tags = recorded_tags(config)
+    tags = recorded_tags(view)
     if not tags:
-        raise ConfigError("plc", "the line has no numeric tag to record", "map at least one")
-    recorder = Recorder(settings, config.line, tags, on_event=_print_event, on_closed=_print_file)
-    sources = [make_source(plc) for plc in config.plcs]
+        raise ConfigError("plc", f"line {view.line} has no numeric tag to record", "map one")
+    recorder = Recorder(settings, view.line, tags, on_event=_print_event, on_closed=_print_file)
+    sources = [make_source(plc) for plc in view.plcs]
     print(
-        f"recording {len(tags)} tags of line {config.line} from {len(sources)} PLC connection(s) "
+        f"recording {len(tags)} tags of line {view.line} from {len(sources)} PLC connection(s) "
         f"to {settings.path}" + (f" for {duration:g} s" if duration else " (Ctrl-C stops)"),
         file=sys.stderr,
         flush=True,
     )
+    return recorder, sources
+
+
+async def _record_lines(lines: list[tuple[Recorder, list[Any]]], duration: float | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(s.run(recorder.offer), name=f"plc:{s.name}") for s in sources]
-            tasks.append(tg.create_task(recorder.run(), name="recorder"))
+            tasks = [
+                tg.create_task(s.run(recorder.offer), name=f"plc:{s.name}")
+                for recorder, sources in lines
+                for s in sources
+            ]
+            tasks += [tg.create_task(r.run(), name=f"recorder:{r.line}") for r, _ in lines]
             try:
                 async with asyncio.timeout(duration):
                     await stop.wait()
@@ -91,8 +109,8 @@ async def record(config: SiteConfig, settings: RecordConfig, duration: float | N
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await recorder.aclose()
-    return recorder
+        for recorder, _ in lines:
+            await recorder.aclose()
 
 
 def cmd_record(args: argparse.Namespace) -> int:

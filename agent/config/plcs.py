@@ -327,8 +327,9 @@ def load_plc(p: Section, base: Path) -> PlcConfig:
     )
 
 
-def check_connections(plcs: tuple[PlcConfig, ...], path: Path) -> None:
-    """Tag names unique across the line; one [[plc]] per serial port."""
+def check_connections(plcs: tuple[PlcConfig, ...], path: Path, prefix: str = "") -> None:
+    """Tag names unique across the line; one [[plc]] per serial port (`prefix`: the line's
+    table, e.g. `line[1].`, in a site of several lines)."""
     errors = ErrorList()
     owners: dict[str, str] = {}
     serial_ports: dict[str, str] = {}
@@ -336,14 +337,14 @@ def check_connections(plcs: tuple[PlcConfig, ...], path: Path) -> None:
         for tag in plc.tags:
             if tag.name in owners:
                 errors.add(ConfigError(
-                    f"plc[{i}]", f"tag {tag.name!r} is also defined by {owners[tag.name]}",
+                    f"{prefix}plc[{i}]", f"tag {tag.name!r} is also defined by {owners[tag.name]}",
                     "tag names must be unique across the line", source=str(path),
                 ))  # fmt: skip
             owners[tag.name] = plc.name
         if plc.serial is not None:
             if plc.serial.port in serial_ports:
                 errors.add(ConfigError(
-                    f"plc[{i}].serial.port",
+                    f"{prefix}plc[{i}].serial.port",
                     f"{plc.serial.port} is also used by {serial_ports[plc.serial.port]}",
                     "list every slave of one bus as a [[plc.device]] of one [[plc]]",
                     source=str(path),

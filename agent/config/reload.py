@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config.site import DetectionConfig, SiteConfig
+from agent.config.site import DetectionConfig, LineConfig, SiteConfig
 
 RELOADABLE_DETECTION = ("raise_after", "clear_after", "clear_ratio", "spc_hits", "spc_span")
 RELOADABLE_SITE = ("journal_retention_days", "journal_max_mb")
@@ -30,9 +30,12 @@ _FILE_NAMES = {
     "plcs": "plc",
     "journal_retention_days": "journal.retention_days",
     "journal_max_mb": "journal.max_mb",
+    "lines": "line",
 }
+# In a `[[line]]` site these top-level fields repeat the first line's: `lines` covers them.
+_FIRST_LINE_FIELDS = ("line", "bundle", "detection", "plcs", "explain", "learning", "store_root")
 # Nested fields whose table spells them otherwise (`[[plc.device]]`, `[[plc.device.tag]]`).
-_NESTED_NAMES = {"devices": "device", "tags": "tag"}
+_NESTED_NAMES = {"devices": "device", "tags": "tag", "plcs": "plc", "bundle": "model.bundle"}
 # A refusal lists at most this many leaves of one top-level field, then a count.
 MAX_LEAVES = 8
 
@@ -54,8 +57,13 @@ def plan_reload(old: SiteConfig, new: SiteConfig) -> ReloadPlan:
     """Compare two site configs field by field."""
     apply: list[str] = []
     restart: list[str] = []
+    several = bool(old.lines or new.lines)
     for f in dataclasses.fields(SiteConfig):
-        if f.name in ("path", "detection"):
+        if f.name in ("path", "detection") or (several and f.name in _FIRST_LINE_FIELDS):
+            continue
+        if f.name == "lines" and len(old.lines) == len(new.lines):
+            for i, (a, b) in enumerate(zip(old.lines, new.lines, strict=True)):
+                _plan_line(f"line[{i}]", a, b, apply, restart)
             continue
         if getattr(old, f.name) != getattr(new, f.name):
             name = _FILE_NAMES.get(f.name, f.name)
@@ -65,15 +73,35 @@ def plan_reload(old: SiteConfig, new: SiteConfig) -> ReloadPlan:
                 restart.extend(
                     _capped(changed_fields(name, getattr(old, f.name), getattr(new, f.name)))
                 )
-    for f in dataclasses.fields(DetectionConfig):
-        if getattr(old.detection, f.name) != getattr(new.detection, f.name):
-            if f.name == "precision":
-                restart.append("model.precision")
-            elif f.name in RELOADABLE_DETECTION:
-                apply.append(f"detection.{f.name}")
-            else:
-                restart.append(f"detection.{f.name}")
+    if not several:
+        _plan_detection("", old.detection, new.detection, apply, restart)
     return ReloadPlan(tuple(apply), tuple(restart))
+
+
+def _plan_line(
+    name: str, old: LineConfig, new: LineConfig, apply: list[str], restart: list[str]
+) -> None:
+    """One `[[line]]` table: its detection as a one-line site's, everything else a restart."""
+    for f in dataclasses.fields(LineConfig):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if f.name == "detection":
+            _plan_detection(f"{name}.", a, b, apply, restart)
+        elif a != b:
+            sub = f"{name}.{_NESTED_NAMES.get(f.name, f.name)}"
+            restart.extend(_capped(changed_fields(sub, a, b)))
+
+
+def _plan_detection(
+    prefix: str, old: DetectionConfig, new: DetectionConfig, apply: list[str], restart: list[str]
+) -> None:
+    for f in dataclasses.fields(DetectionConfig):
+        if getattr(old, f.name) != getattr(new, f.name):
+            if f.name == "precision":
+                restart.append(f"{prefix}model.precision")
+            elif f.name in RELOADABLE_DETECTION:
+                apply.append(f"{prefix}detection.{f.name}")
+            else:
+                restart.append(f"{prefix}detection.{f.name}")
 
 
 def changed_fields(name: str, old: Any, new: Any) -> list[str]:

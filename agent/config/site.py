@@ -1,5 +1,10 @@
-"""The site config: one line, its PLC connections (agent/config/plcs.py), model, SCADA server,
-journal, learning and recording.
+"""The site config: its lines, their PLC connections (agent/config/plcs.py), models, SCADA
+server, journal, learning and recording.
+
+A site is one line (`[line] name`, top-level `[model]`, `[[plc]]`, `[detection]`, ...) or
+several (`[[line]]` tables, each with its own; agent/config/lines.py). Whoever runs or checks
+a line takes its view (`SiteConfig.line_views`): a one-line `SiteConfig` of that line with the
+site's server, journal and recording.
 
 `load_config` reports every problem it finds in one `ConfigErrors`: each top-level section,
 each `[[plc]]` and device, and each tag of a tag map is checked on its own.
@@ -11,12 +16,20 @@ mode, learning its limits on the device (`[learning]`, agent/config/learning.py)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.bundles.manifest import FUSIONS
 from agent.config.explain import ExplainConfig, load_explain
 from agent.config.learning import LearningConfig, load_learning
+from agent.config.lines import (
+    check_line_name,
+    check_plcs_across_lines,
+    is_several_lines,
+    line_store,
+    refuse_mixed_forms,
+)
 from agent.config.opcua import OpcUaConfig, load_opcua
 from agent.config.plcs import (
     BAUD_RATES,
@@ -60,8 +73,24 @@ class DetectionConfig:
 
 
 @dataclass(frozen=True)
+class LineConfig:
+    """One line of a `[[line]]` site: its PLCs, model (None: commissioning) and detectors."""
+
+    name: str
+    bundle: Path | None
+    detection: DetectionConfig
+    plcs: tuple[PlcConfig, ...]
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
-    """A whole site config: one line, its PLCs, model, server and journal."""
+    """A whole site config: its line(s), PLCs, models, server and journal.
+
+    A one-line site (and the view of one line) has its line in `line`, `bundle`, `detection`,
+    `plcs`, `explain`, `learning` and `lines` empty. A `[[line]]` site lists them in `lines`;
+    `plcs` is then every PLC of the site and the other line fields are the first line's."""
 
     path: Path
     line: str
@@ -76,6 +105,10 @@ class SiteConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
     record: RecordConfig | None = None  # `[record]`: the historian CSV recording, if any
+    #: The `[[line]]` tables of a site of that form; empty for a one-line site or a line's view.
+    lines: tuple[LineConfig, ...] = ()
+    #: The root of this line's model store when it is not the state directory ([[line]] form).
+    store_root: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -85,8 +118,44 @@ class SiteConfig:
     @property
     def model_store(self) -> Path:
         """The store a line in commissioning mode watches for its first bundle (the
-        `--state-dir` of `lineside bundle install`)."""
-        return self.state_dir
+        `--state-dir` of `lineside bundle install`, or `<it>/lines/<line>` with `--line`)."""
+        return self.store_root or self.state_dir
+
+    @property
+    def line_names(self) -> list[str]:
+        """The names of the site's lines, in file order."""
+        return [line.name for line in self.lines] if self.lines else [self.line]
+
+    def line_views(self) -> list[SiteConfig]:
+        """One one-line config per line, each with the site's server, journal and recording."""
+        if not self.lines:
+            return [self]
+        return [self.line_view(line.name) for line in self.lines]
+
+    def with_bundle(self, name: str, bundle: Path | None) -> SiteConfig:
+        """The site with line `name` running on `bundle` (its first model, installed)."""
+        if not self.lines:
+            return dataclasses.replace(self, bundle=bundle)
+        lines = tuple(
+            dataclasses.replace(ln, bundle=bundle) if ln.name == name else ln for ln in self.lines
+        )
+        first = lines[0]
+        return dataclasses.replace(self, lines=lines, bundle=first.bundle)
+
+    def line_view(self, name: str) -> SiteConfig:
+        """The one-line config of line `name` (KeyError if the site has no such line)."""
+        if not self.lines:
+            if name != self.line:
+                raise KeyError(name)
+            return self
+        line = next((ln for ln in self.lines if ln.name == name), None)
+        if line is None:
+            raise KeyError(name)
+        return dataclasses.replace(
+            self, line=line.name, bundle=line.bundle, detection=line.detection,
+            plcs=line.plcs, explain=line.explain, learning=line.learning, lines=(),
+            store_root=line_store(self.state_dir, line.name),
+        )  # fmt: skip
 
     @property
     def tags(self) -> dict[str, Tag | NodeTag]:
@@ -157,47 +226,90 @@ def load_config(path: Path) -> SiteConfig:
     known = {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
     known |= {"record"}
     errors.attempt(lambda: root.reject_unknown(known))
-    line = errors.attempt(lambda: _line_name(root))
-    bundle = errors.attempt(lambda: _bundle(root, base))
-    detection = errors.attempt(lambda: _detection(root))
     journal = errors.attempt(lambda: _journal(root, base))
     state_dir = journal[0].parent if journal is not None else base
     opcua = errors.attempt(
         lambda: load_opcua(root.table("opcua", required=False), base, state_dir=state_dir)
     )
-    plcs: list[PlcConfig] = []
+    record = errors.attempt(
+        lambda: load_record(root.table("record"), base, state_dir) if root.has("record") else None
+    )
+    if is_several_lines(root):
+        errors.attempt(lambda: refuse_mixed_forms(root))
+        lines = _lines(root, base, errors)
+        first = lines[0] if lines else None
+    else:
+        name = errors.attempt(lambda: _line_name(root))
+        first = _one_line(root, base, path, errors, name)
+        lines = []
+    journal_path, retention_days, max_mb = errors.result(journal)
+    first = errors.result(first)
+    return SiteConfig(
+        path=path,
+        line=first.name,
+        bundle=first.bundle,  # None: commissioning mode
+        detection=first.detection,
+        opcua=errors.result(opcua),
+        journal_path=journal_path,
+        plcs=tuple(p for line in lines for p in line.plcs) if lines else first.plcs,
+        journal_retention_days=retention_days,
+        journal_max_mb=max_mb,
+        explain=first.explain,
+        learning=first.learning,
+        record=record,
+        lines=tuple(lines),
+    )
+
+
+def _one_line(
+    root: Section, base: Path, path: Path, errors: ErrorList, name: str | None
+) -> LineConfig | None:
+    """A line's model, detection, PLCs, explainer and learning, from `root` (the file's top
+    for the one-line form, a `[[line]]` table otherwise); None when an error was kept."""
     found_before = len(errors.errors)
+    bundle = errors.attempt(lambda: _bundle(root, base))
+    detection = errors.attempt(lambda: _detection(root))
+    plcs: list[PlcConfig] = []
+    plcs_before = len(errors.errors)
     for p in errors.attempt(lambda: root.tables("plc")) or []:
         try:
             plcs.append(load_plc(p, base))
         except ConfigError as exc:
             errors.add(exc)
-    all_plcs = len(errors.errors) == found_before  # cross-checks only over the whole line
+    all_plcs = len(errors.errors) == plcs_before  # cross-checks only over the whole line
+    prefix = f"{root.path}." if root.path else ""
     if all_plcs:
-        errors.attempt(lambda: check_connections(tuple(plcs), path))
+        errors.attempt(lambda: check_connections(tuple(plcs), path, prefix))
     explain = errors.attempt(lambda: load_explain(root.table("explain", required=False), base))
     learning = errors.attempt(lambda: load_learning(root.table("learning", required=False)))
-    record = errors.attempt(
-        lambda: load_record(root.table("record"), base, state_dir) if root.has("record") else None
-    )
     if explain is not None and all_plcs:
         tags = {t.name for plc in plcs for t in plc.tags}
-        errors.attempt(lambda: _check_catalogue(explain, tags, path))
-    journal_path, retention_days, max_mb = errors.result(journal)
-    return SiteConfig(
-        path=path,
-        line=errors.result(line),
-        bundle=bundle,  # None: commissioning mode (errors were raised just above)
-        detection=errors.result(detection),
-        opcua=errors.result(opcua),
-        journal_path=journal_path,
-        plcs=tuple(plcs),
-        journal_retention_days=retention_days,
-        journal_max_mb=max_mb,
-        explain=errors.result(explain),
-        learning=errors.result(learning),
-        record=record,
-    )
+        errors.attempt(lambda: _check_catalogue(explain, tags, path, prefix))
+    if len(errors.errors) > found_before or name is None:
+        return None
+    assert detection is not None and explain is not None and learning is not None
+    return LineConfig(name, bundle, detection, tuple(plcs), explain, learning)
+
+
+def _lines(root: Section, base: Path, errors: ErrorList) -> list[LineConfig]:
+    """Every `[[line]]` table, each checked on its own, then the PLCs across them."""
+    seen: dict[str, str] = {}
+    lines: list[LineConfig] = []
+    read: list[tuple[Section, tuple[PlcConfig, ...]]] = []
+    sections = errors.attempt(lambda: root.tables("line")) or []
+    for section in sections:
+        try:
+            name: str | None = check_line_name(section, seen)
+        except ConfigError as exc:
+            errors.add(exc)
+            name = None
+        line = _one_line(section, base, Path(root.source), errors, name)
+        if line is not None:
+            lines.append(line)
+            read.append((section, line.plcs))
+    if len(lines) == len(sections):
+        errors.attempt(lambda: check_plcs_across_lines(read))
+    return lines
 
 
 def _line_name(root: Section) -> str:
@@ -214,18 +326,19 @@ def _bundle(root: Section, base: Path) -> Path | None:
 
 
 def check_catalogue_fits(config: SiteConfig) -> None:
-    """Every symptom of the site's catalogue must name a tag of the line."""
-    _check_catalogue(config.explain, set(config.tags), config.path)
+    """Every symptom of each line's catalogue must name a tag of that line."""
+    for view in config.line_views():
+        _check_catalogue(view.explain, set(view.tags), view.path)
 
 
-def _check_catalogue(explain: ExplainConfig, tags: set[str], site: Path) -> None:
+def _check_catalogue(explain: ExplainConfig, tags: set[str], site: Path, prefix: str = "") -> None:
     catalogue = explain.catalogue
     errors = ErrorList()
     for i, mode in enumerate(catalogue.modes):
         for j, symptom in enumerate(mode.symptoms):
             if symptom.tag not in tags:
                 errors.add(ConfigError(
-                    "explain.catalogue",
+                    f"{prefix}explain.catalogue",
                     f"mode[{i}].symptoms[{j}].tag: {symptom.tag!r} is not a tag of the line",
                     "known: " + ", ".join(sorted(tags)),
                     source=str(catalogue.path or site),
@@ -239,6 +352,7 @@ __all__ = [
     "PROTOCOLS",
     "DetectionConfig",
     "DeviceConfig",
+    "LineConfig",
     "OpcUaClientConfig",
     "PlcConfig",
     "SerialSettings",

@@ -40,6 +40,17 @@ class CounterRegistry:
             raise ValueError(f"counters {name!r} are already registered")
         self._views[name] = view
 
+    def register_part(self, name: str, view: object) -> None:
+        """Register one line's share of `name` (each line of a site has its own explainer,
+        snapshots): the published figure sums the parts (see `SummedView`)."""
+        held = self._views.get(name)
+        if held is None:
+            self._views[name] = view
+        elif isinstance(held, SummedView):
+            held.parts.append(view)
+        elif held is not view:
+            self._views[name] = SummedView([held, view])
+
     def view(self, name: str) -> object | None:
         """The view registered under `name`, or None."""
         return self._views.get(name)
@@ -52,3 +63,26 @@ class CounterRegistry:
     def names(self) -> list[str]:
         """The registered names, in registration order."""
         return list(self._views)
+
+
+class SummedView:
+    """Several services' stats read as one: numbers are summed, flags all true, texts joined.
+
+    >>> from types import SimpleNamespace as N
+    >>> both = SummedView([N(written=2, ok=True, why=""), N(written=3, ok=False, why="full")])
+    >>> both.written, both.ok, both.why
+    (5, False, 'full')
+    """
+
+    def __init__(self, parts: list[object]) -> None:
+        self.parts = parts
+
+    def __getattr__(self, field: str) -> Any:
+        if field == "parts":
+            raise AttributeError(field)
+        values = [getattr(part, field) for part in self.parts]
+        if all(isinstance(v, bool) for v in values):
+            return all(values)
+        if all(isinstance(v, int | float) for v in values):
+            return sum(values)
+        return "; ".join(dict.fromkeys(str(v) for v in values if v))

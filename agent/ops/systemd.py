@@ -207,7 +207,14 @@ def health(path: Path, max_age_s: float, now: float | None = None) -> tuple[int,
         return HEALTH_DEAD, f"no heartbeat at {path}: the agent is not running or not started yet"
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         return HEALTH_DEAD, f"heartbeat {path} unreadable: {exc}"
-    age = now - loop_ts
+    code, reason = _judged(state, now - loop_ts, max_age_s)
+    lines = state.get("lines")
+    if isinstance(lines, dict) and lines:  # each line's model or learning, as STATUS= says
+        reason += "; lines: " + ", ".join(f"{name} {what}" for name, what in lines.items())
+    return code, reason
+
+
+def _judged(state: dict[str, Any], age: float, max_age_s: float) -> tuple[int, str]:
     if age > max_age_s:
         return HEALTH_DEAD, f"detection loop stalled: last progress {age:.0f} s ago"
     if not state.get("journal_ok", True):

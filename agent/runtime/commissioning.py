@@ -32,9 +32,10 @@ WATCH_INTERVAL_S = 1.0
 class ModelArrived(Exception):
     """A bundle was installed for a line in commissioning mode: restart the agent on it."""
 
-    def __init__(self, bundle: Path) -> None:
+    def __init__(self, bundle: Path, line: str = "") -> None:
         super().__init__(f"a model bundle was installed at {bundle}")
         self.bundle = bundle
+        self.line = line  # the line it is for ("": the site's only line)
 
 
 def learned_path(state_dir: Path, line: str) -> Path:
@@ -76,9 +77,12 @@ def installed_version(state_dir: Path) -> int | None:
 class FirstModelWatch:
     """Polls the state directory's model store until a first bundle is installed."""
 
-    def __init__(self, state_dir: Path, interval_s: float = WATCH_INTERVAL_S) -> None:
+    def __init__(
+        self, state_dir: Path, interval_s: float = WATCH_INTERVAL_S, line: str = ""
+    ) -> None:
         self.state_dir = state_dir
         self.interval_s = interval_s
+        self.line = line
         self.ignored: set[int] = set()  # versions that were installed but did not fit
 
     def ignore(self, bundle: Path) -> None:
@@ -95,7 +99,7 @@ class FirstModelWatch:
             if version is not None and version not in self.ignored:
                 bundle = store.current_link
                 log.warning("model %d installed at %s: restarting the agent on it", version, bundle)
-                raise ModelArrived(bundle)
+                raise ModelArrived(bundle, self.line)
             await asyncio.sleep(self.interval_s)
 
 
@@ -117,10 +121,13 @@ class LearningReports:
     """After each sample of a commissioning line: SCADA's learning nodes when they move by
     0.1 %, and once learning is complete the journal's record and the learnt-limits file."""
 
-    def __init__(self, scada: ScadaServer, journal: Journal, path: Path) -> None:
+    def __init__(
+        self, scada: ScadaServer, journal: Journal, path: Path, line: str | None = None
+    ) -> None:
         self.scada = scada
         self.journal = journal
         self.path = path
+        self.line = line  # None: the site's only line
         self._shown: tuple[str, float] | None = None
         self._saving: set[asyncio.Task[None]] = set()
 
@@ -130,13 +137,15 @@ class LearningReports:
         shown = (status.state, round(status.progress, 3))
         if shown != self._shown:
             self._shown = shown
-            self.scada.publish_learning(status.state, status.progress, status.eta_s)
+            self.scada.publish_learning(status.state, status.progress, status.eta_s, self.line)
         learned = line.just_learned
         if learned is None:
             return
         text = learnt_text(learned)
         log.warning("%s", text)
-        self.journal.record_model_change("none", "learned", text, status="learned")
+        self.journal.record_model_change(
+            "none", "learned", text, line=self.line or "", status="learned"
+        )
         task = asyncio.get_running_loop().create_task(
             asyncio.to_thread(save_learned, self.path, learned), name="save-learned"
         )

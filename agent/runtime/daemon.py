@@ -12,6 +12,7 @@ Reloadable without a restart (the model stays loaded, the window, charts and ala
 carry on):
     detection.raise_after, clear_after, clear_ratio, spc_hits, spc_span
     journal.retention_days, journal.max_mb
+    and in a site of several lines each line's line[i].detection.* of the list above
 Everything else needs `systemctl restart lineside`: line.name, model.* (a new model comes
 through a bundle swap, not a reload), detection.flatline_samples (the SPC charts count it),
 opcua.*, journal.path and every [[plc]] (connections are opened at start).
@@ -20,15 +21,15 @@ A reload that fails to load, or that changes anything of the second list, is ref
 whole and the running config stays; the log says why.
 
 A line with no model (commissioning mode) runs until a first bundle is installed in its state
-directory's store (`lineside bundle install ... --state-dir`); the agent then drains and is
-built again on that bundle in the same process, within seconds (agent.runtime.commissioning).
+directory's store (`lineside bundle install ... --state-dir`, and `--line NAME` in a site of
+several lines: `<state dir>/lines/NAME`); the agent then drains and is built again with that
+line on that bundle in the same process, within seconds (agent.runtime.commissioning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -66,7 +67,8 @@ async def run_daemon(config_path: Path) -> None:
     A line in commissioning mode (no `[model] bundle`) runs until its first bundle is
     installed; the agent is then built again on that bundle, in the same process."""
     config = load_config(config_path)
-    check_bundle_fits(config)
+    for view in config.line_views():
+        check_bundle_fits(view, field=_model_field(config, view.line))
     agents = [Agent(config)]  # the running one last
     task = asyncio.current_task()
     assert task is not None
@@ -103,25 +105,37 @@ async def run_daemon(config_path: Path) -> None:
                 await agent.run()
                 if agent.model_arrived is None:
                     break
-                agents[-1] = on_first_model(agent.config, agent.model_arrived)
+                agents[-1] = on_first_model(
+                    agent.config, agent.model_arrived, agent.model_arrived_line
+                )
     finally:
         # SIGTERM/SIGINT stay with the loop through asyncio.run's own shutdown (it closes the
         # loop, which removes them): a second signal there must still force the exit.
         loop.remove_signal_handler(signal.SIGHUP)
 
 
-def on_first_model(config: SiteConfig, bundle: Path) -> Agent:
-    """The agent of a commissioning line again, on its first installed bundle; if that does
-    not fit the site, the line stays in commissioning mode and says why."""
-    with_model = dataclasses.replace(config, bundle=bundle)
+def on_first_model(config: SiteConfig, bundle: Path, line: str = "") -> Agent:
+    """The agent again, line `line` ("": the only one) on its first installed bundle (the
+    other lines start again as they were); if that does not fit the line, it stays in
+    commissioning mode and says why."""
+    line = line or config.line
+    with_model = config.with_bundle(line, bundle)
     try:
-        check_bundle_fits(with_model)
+        check_bundle_fits(with_model.line_view(line))
         return Agent(with_model)
     except LinesideError as exc:
-        log.error("the installed bundle cannot run this line, still commissioning: %s", exc)
+        log.error("the installed bundle cannot run line %s, still commissioning: %s", line, exc)
         agent = Agent(config)
-        agent.first_model.ignore(bundle)
+        watch = agent.line(line).first_model
+        if watch is not None:
+            watch.ignore(bundle)
         return agent
+
+
+def _model_field(config: SiteConfig, line: str) -> str:
+    """`model.bundle`, or `line[i].model.bundle` in a site of several lines."""
+    names = [ln.name for ln in config.lines]
+    return f"line[{names.index(line)}].model.bundle" if line in names else "model.bundle"
 
 
 def stop_overrun(loop: asyncio.AbstractEventLoop) -> None:

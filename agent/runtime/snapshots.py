@@ -105,7 +105,7 @@ class DetectorSnapshots:
         self.max_age_s = max_age_s
         self.stats = SnapshotStats()
         if registry is not None:
-            registry.register("snapshots", self.stats)
+            registry.register_part("snapshots", self.stats)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshots")
         self._writing: Future[None] | None = None
         self._failing = False

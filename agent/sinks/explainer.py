@@ -126,8 +126,11 @@ def line_context(bundle: Bundle, line: str) -> LineContext:
     )
 
 
-def past_events(journal: Path | None, exclude: str, limit: int = 200) -> list[PastEvent]:
-    """Earlier raised anomalies from the journal with their contributions and operator note."""
+def past_events(
+    journal: Path | None, exclude: str, limit: int = 200, line: str | None = None
+) -> list[PastEvent]:
+    """Earlier raised anomalies from the journal with their contributions and operator note
+    (of `line` only, when given: a site of several lines journals them all in one file)."""
     if journal is None or not journal.is_file():
         return []
     try:
@@ -145,6 +148,8 @@ def past_events(journal: Path | None, exclude: str, limit: int = 200) -> list[Pa
         details = r["details"]
         contrib = details.get("top_contributions")
         if r["event_id"] == exclude or r["state"] != "raised" or not isinstance(contrib, dict):
+            continue
+        if line is not None and r["line"] != line:
             continue
         note = str(ack_notes.get(r["event_id"]) or r.get("note") or details.get("note") or "")
         found.append(
@@ -179,7 +184,7 @@ class ExplainerSink:
         )  # fmt: skip
         self.stats = ExplainerStats()
         if registry is not None:
-            registry.register("explainer", self.stats)
+            registry.register_part("explainer", self.stats)
         self._queue: collections.deque[Snapshot] = collections.deque()
         self._wake = asyncio.Event()
         n = len(context.channels)
@@ -316,7 +321,7 @@ class ExplainerSink:
     async def explain(self, snapshot: Snapshot) -> Explanation:
         """Facts, template, worker, guard: the explanation of one snapshot."""
         event = snapshot.event
-        past = await asyncio.to_thread(past_events, self.journal, event.event_id)
+        past = await asyncio.to_thread(past_events, self.journal, event.event_id, line=event.line)
         facts = build_facts(snapshot, self.context, self.config.catalogue, past)
         template = render(facts, self.config.language)
         text, reason = await self._ask_worker(facts)
@@ -377,7 +382,11 @@ def journal_publisher(journal: Journal) -> Publisher:
         top = x.facts.tags[0].tag if x.facts is not None and x.facts.tags else ""
         details = {"reason": x.reason, "tag": top, "line": x.line}
         journal.record_explanation(
-            x.event_id, x.text, x.source, details | {"grounded": x.grounded, "guard": x.guard}
+            x.event_id,
+            x.text,
+            x.source,
+            details | {"grounded": x.grounded, "guard": x.guard},
+            line=x.line,
         )
 
     return publish
@@ -392,7 +401,7 @@ def make_explainer(
         return None
 
     async def to_scada(x: Explanation) -> None:
-        scada.publish_explanation(x.text, x.ts, x.event_id, x.guard)
+        scada.publish_explanation(x.text, x.ts, x.event_id, x.guard, line=config.line)
 
     return ExplainerSink(
         config.explain,

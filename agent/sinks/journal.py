@@ -93,6 +93,8 @@ class Journal:
         self.path = path
         self.line = line
         self.model_version = ""
+        #: Each line's running model, for the rows of a site of several lines.
+        self.line_models: dict[str, str] = {}
         self.flush_interval_s = flush_interval_s
         self.retry_interval_s = retry_interval_s
         self.chunk_rows = max(1, chunk_rows)
@@ -127,7 +129,10 @@ class Journal:
 
     def send(self, event: Event) -> bool:
         """Queue an alarm edge without blocking; False (and counted) if the queue is full."""
-        return self._put(event_row(event, self.model_version))
+        return self._put(event_row(event, self._model_of(event.line)))
+
+    def _model_of(self, line: str) -> str:
+        return self.line_models.get(line, self.model_version)
 
     def record_ack(self, event_id: str, user: str, note: str = "", line: str = "") -> bool:
         """Queue an operator's acknowledgement of the alarm `event_id`."""
@@ -135,17 +140,23 @@ class Journal:
         message = f"{user} acknowledged {event_id}" + (f": {note}" if note else "")
         row = record_row(
             ACK, line or self.line, message, details, ref=event_id, detector="operator",
-            model_version=self.model_version,
+            model_version=self._model_of(line or self.line),
         )  # fmt: skip
         return self._put(row)
 
     def record_explanation(
-        self, event_id: str, text: str, model: str, details: dict[str, Any] | None = None
+        self,
+        event_id: str,
+        text: str,
+        model: str,
+        details: dict[str, Any] | None = None,
+        line: str = "",
     ) -> bool:
         """Queue the explainer's text for the alarm `event_id`; `model` names the LLM."""
+        line = line or self.line
         row = record_row(
-            EXPLANATION, self.line, text, {"model": model, **(details or {})}, ref=event_id,
-            detector=model, model_version=self.model_version,
+            EXPLANATION, line, text, {"model": model, **(details or {})}, ref=event_id,
+            detector=model, model_version=self._model_of(line),
         )  # fmt: skip
         return self._put(row)
 
@@ -157,7 +168,10 @@ class Journal:
         `status` is the update's outcome (probation, active, rolled-back); a rollback is
         journaled in state `raised`, as an alarm would be.
         """
-        self.model_version = new
+        if line and line != self.line:
+            self.line_models[line] = new
+        else:
+            self.model_version = new
         details = {"from": old, "to": new, "reason": reason, "status": status}
         row = record_row(
             MODEL_CHANGE, line or self.line, f"model {old or '-'} -> {new}: {reason}",

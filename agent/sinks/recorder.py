@@ -92,7 +92,7 @@ class Recorder:
         self.retry_s = retry_s
         self.stats = RecorderStats()
         if registry is not None:
-            registry.register("recorder", self.stats)
+            registry.register_part("recorder", self.stats)  # one recorder per line
         self._queue: collections.deque[Sample] = collections.deque(maxlen=QUEUE_SIZE)
         self._inflight: asyncio.Future[OSError | None] | None = None
         self._batch = 0

@@ -6,6 +6,7 @@ Node ids are strings equal to the browse path below Objects (see server.py for t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from asyncua import Node, Server, ua
 
@@ -47,18 +48,34 @@ def value_type(tag: Tag | NodeTag) -> ua.VariantType:
     return ua.VariantType.Double
 
 
+@dataclass(frozen=True)
+class LineSpec:
+    """What one line's folder `Lines/<line>/` is built from."""
+
+    line: str
+    tags: Sequence[Tag | NodeTag]
+    channels: list[str]
+    threshold: float
+
+
 async def build_address_space(
-    server: Server,
-    ns: int,
-    line_name: str,
-    tags: Sequence[Tag | NodeTag],
-    channels: list[str],
-    threshold: float,
-) -> tuple[dict[str, ua.NodeId], Node]:
-    """Add every node of one line; return the node ids by path, and the line's object."""
+    server: Server, ns: int, lines: Sequence[LineSpec]
+) -> tuple[dict[str, ua.NodeId], dict[str, Node]]:
+    """Add every node of every line and the Agent object; return the node ids by path, and
+    each line's object by line name."""
     build = ModelBuilder(server.iserver.isession, ns)
     objects = server.nodes.objects
-    lines = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
+    folder = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
+    line_nodes = {spec.line: await _build_line(build, folder, spec) for spec in lines}
+    agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
+    for var in AGENT_VARIABLES:
+        await build.variable(agent, f"Agent/{var.name}", var.name, var.vtype, var.text)
+    return build.nodes, line_nodes
+
+
+async def _build_line(build: ModelBuilder, lines: Node, spec: LineSpec) -> Node:
+    """The folder of one line: its signals, scores, flags, model and learning nodes."""
+    line_name, tags, channels, threshold = spec.line, spec.tags, spec.channels, spec.threshold
     base = f"Lines/{line_name}"
     line = await build.folder(lines, base, line_name, f"Line {line_name}: signals, scores, alarms")
     signals = await build.folder(line, f"{base}/Signals", "Signals", "PLC tags of the line")
@@ -115,7 +132,4 @@ async def build_address_space(
         ("LearningEtaS", D, None, "Seconds of good data still to learn (NaN while waiting)"),
     ):  # fmt: skip
         await build.variable(line, f"{base}/{name}", name, vtype, text, value)
-    agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
-    for var in AGENT_VARIABLES:
-        await build.variable(agent, f"Agent/{var.name}", var.name, var.vtype, var.text)
-    return build.nodes, line
+    return line

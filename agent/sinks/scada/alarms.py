@@ -223,7 +223,9 @@ class AlarmBook:
 
     async def setup(self, line: str, line_node: Node) -> None:
         """Create the line's Alarms folder and its two conditions."""
-        types = self._types = await create_alarm_types(self.server, self.ns)
+        if not self._types:  # once per server; every line's conditions share the types
+            self._types = await create_alarm_types(self.server, self.ns)
+        types = self._types
         folder = await line_node.add_object(
             ua.NodeId(f"Lines/{line}/Alarms", self.ns), ua.QualifiedName("Alarms", self.ns)
         )

@@ -32,6 +32,11 @@ Objects, so an integrator can type them into a SCADA tag list:
           `CounterRegistry` (the table is `AGENT_VARIABLES` in limits.py)
     Plcs/<name>/State, LastError, LastGood, Polls, Failures, Reconnects, Alarm   (plcs.py)
 
+Several lines (`[[line]]`) share the server: `add_line` before `start` gives each its own
+`Lines/<line>/` folder, and `offer`, `publish_model`, `publish_explanation`, `publish_learning`
+take the line (None: the first). Agent/Health is the line's, or with several lines each
+degraded line's reason after its name.
+
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
 alarm edges are queued (at most 1,000, the oldest dropped and counted) so no alarm is lost.
@@ -50,6 +55,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Server, ua
@@ -60,7 +66,7 @@ from agent.errors import StartupError
 from agent.ops.comms import PlcStatus
 from agent.ops.counters import CounterRegistry
 from agent.pipeline.line import LineResult
-from agent.sinks.scada.address_space import build_address_space, value_type
+from agent.sinks.scada.address_space import LineSpec, build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
 from agent.sinks.scada.channel import ChannelRules
 from agent.sinks.scada.door import ConnectionBook
@@ -94,6 +100,18 @@ _POLICIES = {
 }  # fmt: skip
 
 
+@dataclass
+class LineFeed:
+    """What the server holds for one line: its nodes' spec and what waits to be published."""
+
+    spec: LineSpec
+    model: tuple[str, str, str] | None
+    latest: LineResult | None = None
+    explanation: tuple[str, float, str, str] | None = None
+    learning: tuple[str, float, float] | None = None
+    health: str = "starting"
+
+
 class ScadaServer:
     """Owns the asyncua server; `offer`, `publish_explanation`, `publish_model` never block."""
 
@@ -110,10 +128,12 @@ class ScadaServer:
     ) -> None:
         self.config = config
         self.plcs = plcs  # the sources' comms status, read when Plcs/ is published
-        self.line = line
+        self.line = line  # the first line; `add_line` adds more
         self.tags = tags
         self.channels = channels
         self.threshold = threshold
+        self._lines: dict[str, LineFeed] = {}
+        self.add_line(line, tags, channels, model_version, threshold)
         # Agent/ is published from the services' own stats, registered here by name.
         self.registry = registry if registry is not None else CounterRegistry()
         self.counters = AgentCounters(self.registry)
@@ -133,16 +153,27 @@ class ScadaServer:
         self._last: dict[str, tuple[Any, int]] = {}
         self._writes = 0
         self._aspace: Any = None
-        self._latest: LineResult | None = None
         self._events: deque[Event] = deque()
-        self._explanation: tuple[str, float, str, str] | None = None
-        self._model: tuple[str, str, str] | None = (model_version, "running", "")
-        self._learning: tuple[str, float, float] | None = None
         self._started = time.monotonic()
         self._wake = asyncio.Event()
         self.alarms: AlarmBook | None = None
         self.on_acknowledge: AckListener | None = None  # e.g. the journal's record_ack
         self.registry.register("opcua", self)
+
+    def add_line(
+        self,
+        line: str,
+        tags: Sequence[Tag | NodeTag],
+        channels: list[str],
+        model_version: str,
+        threshold: float,
+    ) -> None:
+        """Serve one more line under `Lines/<line>/` (before `start`)."""
+        spec = LineSpec(line, tags, channels, threshold)
+        self._lines[line] = LineFeed(spec, model=(model_version, "running", ""))
+
+    def _feed(self, line: str | None) -> LineFeed:
+        return self._lines[self.line if line is None else line]
 
     # --- the server's own Agent/ figures (read at publish time) -----------------------------
 
@@ -247,20 +278,23 @@ class ScadaServer:
         return "; ".join(parts)
 
     async def _build(self) -> None:
-        self._nodes, line = await build_address_space(
-            self._server, self._ns, self.line, self.tags, self.channels, self.threshold
-        )
+        specs = [feed.spec for feed in self._lines.values()]
+        self._nodes, line_nodes = await build_address_space(self._server, self._ns, specs)
         self._aspace = self._server.iserver.aspace
         self.alarms = AlarmBook(self._server, self._ns, self._acknowledged)
-        await self.alarms.setup(self.line, line)
+        for name, node in line_nodes.items():
+            await self.alarms.setup(name, node)
         self._nodes.update(await build_plc_nodes(self._server, self._ns, self.plcs, self.alarms))
-        await self._publish_model()
+        for feed in self._lines.values():
+            await self._publish_model(feed)
 
-    def offer(self, result: LineResult) -> None:
-        """Hand over the newest result; never blocks, coalesces if the publisher is behind."""
-        if self._latest is not None:
+    def offer(self, result: LineResult, line: str | None = None) -> None:
+        """Hand over a line's newest result; never blocks, coalesces if the publisher is
+        behind."""
+        feed = self._feed(line)
+        if feed.latest is not None:
             self.coalesced += 1
-        self._latest = result
+        feed.latest = result
         for event in result.events:
             if len(self._events) >= MAX_PENDING_EVENTS:
                 self._events.popleft()
@@ -281,28 +315,37 @@ class ScadaServer:
             self.on_acknowledge(alarm_id, user, comment)
 
     def publish_explanation(
-        self, text: str, ts: float, event_id: str = "", guard: str = "template"
+        self,
+        text: str,
+        ts: float,
+        event_id: str = "",
+        guard: str = "template",
+        line: str | None = None,
     ) -> None:
         """Publish the explanation of alarm `event_id` (wall-clock `ts`, s) and the guard's
         word on it (`ok`, `template` or why the LLM's answer was refused); never blocks."""
-        self._explanation = (text, ts, event_id, guard)
+        self._feed(line).explanation = (text, ts, event_id, guard)
         self._wake.set()
 
-    def publish_model(self, version: str, status: str, last_update: str) -> None:
+    def publish_model(
+        self, version: str, status: str, last_update: str, line: str | None = None
+    ) -> None:
         """Publish the running model's version, status and last update time; never blocks."""
-        self._model = (version, status, last_update)
+        self._feed(line).model = (version, status, last_update)
         self._wake.set()
 
-    def publish_learning(self, state: str, progress: float, eta_s: float | None) -> None:
+    def publish_learning(
+        self, state: str, progress: float, eta_s: float | None, line: str | None = None
+    ) -> None:
         """Publish a commissioning line's learning state, progress (0..1) and seconds left."""
-        self._learning = (state, progress, math.nan if eta_s is None else eta_s)
+        self._feed(line).learning = (state, progress, math.nan if eta_s is None else eta_s)
         self._wake.set()
 
-    async def _publish_learning(self) -> None:
-        if self._learning is None:
+    async def _publish_learning(self, feed: LineFeed) -> None:
+        if feed.learning is None:
             return
-        (state, progress, eta_s), self._learning = self._learning, None
-        base = f"Lines/{self.line}"
+        (state, progress, eta_s), feed.learning = feed.learning, None
+        base = f"Lines/{feed.spec.line}"
         await self._write(f"{base}/Learning", state not in ("learned", "model"), B)
         await self._write(f"{base}/LearningState", state, S)
         await self._write(f"{base}/LearningProgress", round(100.0 * progress, 2), D)
@@ -351,14 +394,15 @@ class ScadaServer:
             except Exception:
                 log.exception("OPC-UA subscription callback failed on %s", nodeid)
 
-    async def publish(self, result: LineResult) -> None:
-        """Write one result into the address space (the server's internal write path).
+    async def publish(self, result: LineResult, line: str | None = None) -> None:
+        """Write one result of a line into the address space (the server's internal write path).
 
         Each tag's SourceTimestamp is its own poll's time (`TagReading.ts`), the line's nodes
         carry the row's; ServerTimestamp is when the value reached the address space."""
+        feed = self._feed(line)
         when = _utc(result.ts)
-        base = f"Lines/{self.line}"
-        for tag in self.tags:
+        base = f"Lines/{feed.spec.line}"
+        for tag in feed.spec.tags:
             reading = result.readings.get(tag.name)
             if reading is None:
                 continue
@@ -372,7 +416,7 @@ class ScadaServer:
             text = "good" if reading.quality is Quality.GOOD else (
                 f"{reading.quality.value}: {reading.reason}")  # fmt: skip
             await self._write(f"{p}/Quality", text, S, when=polled)
-        for i, channel in enumerate(self.channels):
+        for i, channel in enumerate(feed.spec.channels):
             p = f"{base}/Signals/{channel}"
             await self._write(
                 f"{p}/SpcState", result.spc_states.get(channel, "no-data"), S, when=when
@@ -398,7 +442,8 @@ class ScadaServer:
             await self._write(f"{base}/{name}", flag, B, judged, when)
         if result.events:
             await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
-        self.health = _health(result, self.channels)
+        feed.health = _health(result, feed.spec.channels)
+        self.health = _site_health(self._lines)
         await self._publish_agent()
 
     async def _publish_agent(self) -> None:
@@ -406,21 +451,21 @@ class ScadaServer:
         for var in AGENT_VARIABLES:
             await self._write(f"Agent/{var.name}", var.value(registry), var.vtype)
 
-    async def _publish_model(self) -> None:
-        if self._model is None:
+    async def _publish_model(self, feed: LineFeed) -> None:
+        if feed.model is None:
             return
-        (version, status, last_update), self._model = self._model, None
-        base = f"Lines/{self.line}"
+        (version, status, last_update), feed.model = feed.model, None
+        base = f"Lines/{feed.spec.line}"
         await self._write(f"{base}/ModelVersion", version, S)
         await self._write(f"{base}/ModelStatus", status, S)
         await self._write(f"{base}/ModelLastUpdate", last_update, S)
 
-    async def _publish_explanation(self) -> None:
-        if self._explanation is None:
+    async def _publish_explanation(self, feed: LineFeed) -> None:
+        if feed.explanation is None:
             return
-        (text, ts, event_id, guard), self._explanation = self._explanation, None
+        (text, ts, event_id, guard), feed.explanation = feed.explanation, None
         when = dt.datetime.fromtimestamp(ts, dt.UTC)
-        base = f"Lines/{self.line}"
+        base = f"Lines/{feed.spec.line}"
         await self._write(f"{base}/LastExplanation", text, S, when=when, always=True)
         await self._write(f"{base}/LastExplanationTime", when, T, when=when, always=True)
         await self._write(f"{base}/LastExplanationEvent", event_id, S, when=when, always=True)
@@ -432,24 +477,27 @@ class ScadaServer:
         assert self.alarms is not None
         while self._events:
             event = self._events.popleft()
-            source = self._nodes.get(f"Lines/{self.line}/Signals/{event.tag}/Value")
+            line = event.line if event.line in self._lines else self.line
+            source = self._nodes.get(f"Lines/{line}/Signals/{event.tag}/Value")
             await self.alarms.on_event(event, source)
             if event.kind is EventKind.COMMS:  # the line's own edges are written by publish
-                await self._write(f"Lines/{self.line}/LastEvent", event.message, S)
+                await self._write(f"Lines/{line}/LastEvent", event.message, S)
 
     async def run(self) -> None:
         """Publish whatever was offered whenever something was, until cancelled."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            result, self._latest = self._latest, None
-            if result is not None:
-                await self.publish(result)
+            for name, feed in self._lines.items():
+                result, feed.latest = feed.latest, None
+                if result is not None:
+                    await self.publish(result, name)
             await self._publish_events()
             await publish_plcs(self.plcs, self._write)
-            await self._publish_explanation()
-            await self._publish_model()
-            await self._publish_learning()
+            for feed in self._lines.values():
+                await self._publish_explanation(feed)
+                await self._publish_model(feed)
+                await self._publish_learning(feed)
 
     async def stop(self) -> None:
         """Stop the server and close client sessions."""
@@ -473,6 +521,23 @@ def _value(reading: TagReading, vtype: ua.VariantType) -> object:
     if vtype is D:
         return reading.value
     return int(reading.value)
+
+
+def _site_health(lines: dict[str, LineFeed]) -> str:
+    """Agent/Health over the lines: a single line's own, or each degraded line named."""
+    if len(lines) == 1:
+        return next(iter(lines.values())).health
+    healths = [(name, feed.health) for name, feed in lines.items()]
+    degraded = [
+        f"line {n}: {h.removeprefix('degraded: ')}"
+        for n, h in healths
+        if h not in ("ok", "starting")
+    ]
+    if not degraded:
+        return "ok"
+    if all(h == "starting" for _, h in healths):
+        return "starting"
+    return "degraded: " + "; ".join(degraded)
 
 
 def _health(result: LineResult, channels: Sequence[str]) -> str:

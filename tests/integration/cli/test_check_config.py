@@ -116,7 +116,8 @@ def test_check_config_cli_only_complains_about_the_bundle(path: Path, tmp_path: 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"lineside check-config: {copy}: model.bundle: "), lines[0]
+    field = "line[0].model.bundle" if "[[line]]" in text else "model.bundle"  # several lines
+    assert lines[0].startswith(f"lineside check-config: {copy}: {field}: "), lines[0]
     assert "does not exist" in lines[0]
     assert "Traceback" not in result.stderr
 
@@ -182,3 +183,23 @@ def test_a_site_with_no_model_and_no_tag_to_learn_from_is_refused(tmp_path: Path
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert run.returncode == 2 and "no tag of the line can be learnt from" in run.stderr
+
+
+def test_check_config_names_the_line_of_each_wrong_field(tmp_path: Path) -> None:
+    two_lines = FIRMWARE / "sites" / "two-lines.toml"
+    result = _check_config("--no-bundle", str(two_lines))
+    assert result.returncode == 0, result.stderr
+    assert "2 lines: line extruder-1" in result.stdout and "line extruder-2" in result.stdout
+    text = two_lines.read_text().replace('"../plc/', f'"{FIRMWARE}/plc/')
+    copy = tmp_path / "two-lines.toml"
+    copy.write_text(
+        text.replace("port = 5021", "port = 0").replace(
+            'name = "extruder-2"', 'name = "extruder-1"'
+        )
+    )
+    result = _check_config("--no-bundle", str(copy))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert ": line[1].name: 'extruder-1' is also the name of line[0]" in lines[0]
+    assert ": line[1].plc[0].port: 0 is outside 1..65535" in lines[1]

@@ -61,3 +61,15 @@ def test_every_agent_variable_has_a_unique_name_and_a_published_default() -> Non
     assert published["Health"] == "starting" and published["JournalOk"] is True
     assert published["LoopLatencyMs"] == 0.0 and published["SnapshotRefusedReason"] == ""
     assert published["RecordingState"] == "off" and published["RecordedRows"] == 0
+
+
+def test_the_lines_shares_of_a_service_are_published_as_their_sum() -> None:
+    registry = CounterRegistry()
+    one, two = ExplainerStats(), ExplainerStats()
+    registry.register_part("explainer", one)
+    assert registry.view("explainer") is one  # a single line: its own stats, nothing wrapped
+    registry.register_part("explainer", two)
+    one.dropped, two.dropped = 2, 5
+    assert registry.read("explainer", "dropped", 0) == 7
+    by_name = {var.name: var for var in AGENT_VARIABLES}
+    assert by_name["ExplainerQueueDrops"].value(registry) == 7
