@@ -34,6 +34,7 @@ from agent.config.reader import ErrorList, Section, field_default, field_names, 
 from agent.config.record import RecordConfig, load_record
 from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import NodeTag, Tag
+from agent.config.web import WebConfig, load_web
 from agent.errors import ConfigError
 
 
@@ -76,6 +77,7 @@ class SiteConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
     record: RecordConfig | None = None  # `[record]`: the historian CSV recording, if any
+    web: WebConfig | None = None  # `[web]`: the local status page, if any (agent.sinks.web)
 
     @property
     def state_dir(self) -> Path:
@@ -155,7 +157,7 @@ def load_config(path: Path) -> SiteConfig:
     root = read_toml(path)
     errors = ErrorList()
     known = {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
-    known |= {"record"}
+    known |= {"record", "web"}
     errors.attempt(lambda: root.reject_unknown(known))
     line = errors.attempt(lambda: _line_name(root))
     bundle = errors.attempt(lambda: _bundle(root, base))
@@ -180,6 +182,7 @@ def load_config(path: Path) -> SiteConfig:
     record = errors.attempt(
         lambda: load_record(root.table("record"), base, state_dir) if root.has("record") else None
     )
+    web = errors.attempt(lambda: _web(root, opcua))
     if explain is not None and all_plcs:
         tags = {t.name for plc in plcs for t in plc.tags}
         errors.attempt(lambda: _check_catalogue(explain, tags, path))
@@ -197,7 +200,23 @@ def load_config(path: Path) -> SiteConfig:
         explain=errors.result(explain),
         learning=errors.result(learning),
         record=record,
+        web=web,
     )
+
+
+def _web(root: Section, opcua: OpcUaConfig | None) -> WebConfig | None:
+    """`[web]`, which logs in with the OPC-UA users: without one, nobody could log in."""
+    if not root.has("web"):
+        return None
+    section = root.table("web")
+    config = load_web(section)
+    if opcua is not None and not opcua.users:
+        raise section.error(
+            "web",
+            "the status page logs in with the [[opcua.user]] users, and there are none",
+            "add an [[opcua.user]] (lineside hash-password prints its hash), or remove [web]",
+        )
+    return config
 
 
 def _line_name(root: Section) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -66,6 +67,8 @@ from agent.sinks.explainer import make_explainer
 from agent.sinks.journal import Journal, Retention, open_alarm_edges
 from agent.sinks.recorder import Recorder, recorded_tags
 from agent.sinks.scada import ScadaServer
+from agent.sinks.web.board import StatusBoard, line_board, refresh_limits
+from agent.sinks.web.server import StatusPage, journal_history
 from agent.sources import make_source
 from agent.types import Event, Quality, Sample
 
@@ -240,6 +243,7 @@ class Agent:
         self.scada.on_acknowledge = self._record_ack
 
     def _init_common(self, config: SiteConfig) -> None:
+        self._init_web(config)
         self.watchdog = Watchdog()
         self.heartbeat = Heartbeat(  # on tmpfs: a full state directory is not a dead agent
             runtime_dir(config.state_dir) / HEARTBEAT_NAME,
@@ -261,6 +265,38 @@ class Agent:
         if os.environ.get(COMMIT_LOG_ENV):
             self.journal.on_commit = _commit_logger(Path(os.environ[COMMIT_LOG_ENV]))
 
+    def _init_web(self, config: SiteConfig) -> None:
+        """`[web]`: the status page serves a board the detection loop fills (agent.sinks.web)."""
+        self.board: StatusBoard | None = None
+        self.web: StatusPage | None = None
+        if config.web is None:
+            return
+        manifest = self.updates.bundle.manifest if self.updates is not None else None
+        board = line_board(config.line, list(self.monitor.channels), manifest)
+        self.board = StatusBoard({config.line: board}, model=self._model_view, plcs=self._plcs_view)
+        self.listeners.append(board.observe)  # a few dict writes: never waits on a browser
+        if self.explainer is not None:
+
+            async def explained(x: Any) -> None:
+                board.explained(x.event_id, x.text)
+
+            self.explainer.publishers.append(explained)
+        history = functools.partial(journal_history, config.journal_path)
+        self.web = StatusPage(config.web, config.opcua.users, self.board, history)
+
+    def _model_view(self) -> dict[str, Any]:
+        if self.updates is None:
+            return {"version": self.model_version, "status": "commissioning", "last_update": ""}
+        state = self.updates.state
+        return {"version": state.version_text, "status": state.status,
+                "last_update": state.last_update}  # fmt: skip
+
+    def _plcs_view(self) -> list[dict[str, Any]]:
+        return [
+            {"name": s.status.name, "state": s.status.state, "error": s.status.last_error}
+            for s in self.sources
+        ]
+
     @property
     def bundle(self) -> Bundle:
         """The bundle the line runs on now (a hot swap changes it)."""
@@ -270,6 +306,9 @@ class Agent:
 
     def _model_changed(self, old: str, new: str, text: str, status: str) -> None:
         self.model_version = new  # STATUS= lines and journal rows name the running model
+        if getattr(self, "board", None) is not None and self.updates is not None:
+            assert self.board is not None
+            refresh_limits(self.board.lines[self.config.line], self.updates.bundle.manifest)
         self.journal.record_model_change(old, new, text, status=status)
 
     def _publish_model(self, state: ModelState) -> None:
@@ -355,6 +394,8 @@ class Agent:
         event = edge.event(self.config.line)
         self._on_event(event)
         self.scada.offer_event(event)
+        if self.board is not None:
+            self.board.lines[self.config.line].on_event(event)
 
     # --- readiness and status ------------------------------------------------------------
 
@@ -433,6 +474,8 @@ class Agent:
             tg.create_task(self.snapshots.run(self.snapshot, self._processed), name="snapshots")
         if self.recorder is not None:
             tg.create_task(self.recorder.run(), name="recorder")
+        if self.web is not None:
+            tg.create_task(self.web.run(), name="web")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""
