@@ -83,7 +83,9 @@ class Browser:
 
     def go(self, url: str) -> None:
         """Load a URL and wait for its load event (or give up after a few seconds)."""
-        self.call("Page.navigate", session=True, url=url)
+        answer = self.call("Page.navigate", session=True, url=url)
+        if answer.get("errorText"):
+            raise ConnectionError(f"{url}: {answer['errorText']}")
         self.wait_for("document.readyState === 'complete'")
 
     def js(self, expression: str) -> Any:
