@@ -109,10 +109,10 @@ class Browser:
             time.sleep(0.2)
         raise TimeoutError(f"never true: {expression}")
 
-    def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page."""
+    def screenshot(self, path: Path, full: bool = True) -> Path:
+        """A PNG of the whole page (or of the window only, `full=False`)."""
         data = self.call("Page.captureScreenshot", session=True, format="png",
-                         captureBeyondViewport=True)["data"]  # fmt: skip
+                         captureBeyondViewport=full)["data"]  # fmt: skip
         path.write_bytes(base64.b64decode(data))
         return path
 
@@ -127,3 +127,18 @@ class Browser:
             self.process.wait()
         os.close(self._to)
         os.close(self._from)
+
+
+def wait_listening(url: str, timeout: float = 60.0) -> None:
+    """Return once something accepts TCP connections at the URL's port (raise on timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens at {url}")

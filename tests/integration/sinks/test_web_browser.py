@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.sinks.web.server import ASSETS
-from tests.browser import Browser
+from tests.browser import Browser, wait_listening
 from tests.helpers import REPO
 
 DEMO_SECONDS = 150  # wall seconds at 10x: the first fault comes about 6 s in
@@ -49,12 +48,7 @@ def demo(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 url, password = found.group(1), secret.group(1)
             time.sleep(0.2)
         assert url and password, out.read_text(errors="replace")
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        while time.monotonic() < deadline:  # the page is announced before the agent serves it
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
+        wait_listening(url)  # the page is announced before the agent serves it
         yield {"url": url, "password": password, "state": str(state)}
     finally:
         process.terminate()
