@@ -41,6 +41,7 @@ MAX_SESSIONS = 256
 FAILED_LOGIN_PAUSE_S = 1.0
 HISTORY_S = 24 * 3600
 HISTORY_REFRESH_S = 5.0
+VIEW_REFRESH_S = 0.5  # the page polls once a second: a view this old is still current
 MAX_REQUESTS_PER_CONNECTION = 1000
 PAGE_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
 LOGIN_CSP = (
@@ -112,6 +113,7 @@ class StatusPage:
         self._slots = asyncio.Semaphore(config.max_clients)
         self._history: list[dict[str, Any]] = []
         self._history_at = -HISTORY_REFRESH_S
+        self._view: tuple[float, bytes] | None = None
         self.requests = 0
         self.refused = 0  # requests answered 401 for want of a session
         self.port: int | None = None  # the bound port (config.port, or the kernel's for 0)
@@ -190,10 +192,8 @@ class StatusPage:
             name, kind = ASSETS[path]
             return Response(200, (STATIC / name).read_bytes(), kind)
         if path == "/api/status":
-            view = self.board.view()
-            view["user"] = user
-            view["history"] = await self._alarm_history()
-            body = json.dumps(view, allow_nan=False).encode()
+            board = await self._board_json()
+            body = b'{"user": ' + json.dumps(user).encode() + b", " + board[1:]
             return Response(200, body, "application/json")
         return Response(404, b"not found\n")
 
@@ -220,6 +220,16 @@ class StatusPage:
         token = self.sessions.start(name)
         cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
         return Response(303, headers={"Location": "/", "Set-Cookie": cookie})
+
+    async def _board_json(self) -> bytes:
+        """The board and the history as JSON, built at most every VIEW_REFRESH_S: five browsers
+        polling cost the event loop one build, not five."""
+        now = time.monotonic()
+        if self._view is None or now - self._view[0] >= VIEW_REFRESH_S:
+            view = self.board.view()
+            view["history"] = await self._alarm_history()
+            self._view = (now, json.dumps(view, allow_nan=False).encode())
+        return self._view[1]
 
     async def _alarm_history(self) -> list[dict[str, Any]]:
         """The journal's alarm edges of the last 24 h, read in a thread, at most every 5 s."""
