@@ -259,6 +259,11 @@ def _check_independence(opts: Any, values: FloatArray, out: dict[str, Any]) -> N
     out["autocorrelation"] = check.to_dict()
     if check.significant and opts.chart not in ("residual", "ewma") and check.r1 is not None:
         out["warnings"].append(AUTOCORRELATED.format(r1=check.r1, bound=check.bound))
+    elif check.significant and opts.chart == "residual" and check.r1 is not None:
+        out["warnings"].append(
+            f"the AR(1) residuals are still autocorrelated (r1 = {check.r1:.2f}): one lag does "
+            "not describe this process fully; read the residual chart's run rules with care"
+        )
 
 
 def chart_values(
