@@ -54,8 +54,10 @@ def cookie_of(headers: dict[str, str]) -> str:
 
 
 @pytest.fixture
-async def agent_page(bundle_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[Agent, int]]:
-    """An agent on the simulated line with `[web]` on a free port; (agent, port)."""
+async def agent_page(
+    bundle_dir: Path, tmp_path: Path
+) -> AsyncIterator[tuple[Agent, int, SimulatedPlc]]:
+    """An agent on the simulated line with `[web]` on a free port; (agent, port, its PLC)."""
     plc_port, web_port = free_port(), free_port()
     config = site_config(bundle_dir, tmp_path, plc_port, free_port(), 10.0)
     config = dataclasses.replace(config, web=WebConfig(port=web_port))
@@ -68,7 +70,7 @@ async def agent_page(bundle_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[Ag
         await asyncio.wait_for(ready.wait(), 15)
         assert agent.web is not None
         await wait_for(lambda: agent.web is not None and agent.web.port is not None, 5)
-        yield agent, web_port
+        yield agent, web_port, plc
     finally:
         for task in tasks:
             task.cancel()
@@ -76,8 +78,10 @@ async def agent_page(bundle_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[Ag
         await plc.stop()
 
 
-async def test_without_a_session_only_the_login_is_served(agent_page: tuple[Agent, int]) -> None:
-    _, port = agent_page
+async def test_without_a_session_only_the_login_is_served(
+    agent_page: tuple[Agent, int, SimulatedPlc],
+) -> None:
+    _, port, _ = agent_page
     status, headers, body = await call(port, "GET", "/login")
     assert status == 200 and b'name="password"' in body
     assert "default-src 'none'" in headers["Content-Security-Policy"]
@@ -98,9 +102,9 @@ async def test_without_a_session_only_the_login_is_served(agent_page: tuple[Agen
 
 
 async def test_a_login_serves_the_page_its_assets_and_the_live_data(
-    agent_page: tuple[Agent, int],
+    agent_page: tuple[Agent, int, SimulatedPlc],
 ) -> None:
-    agent, port = agent_page
+    agent, port, _ = agent_page
     status, headers, _ = await login(port)
     assert status == 303 and headers["Location"] == "/"
     assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
@@ -113,7 +117,7 @@ async def test_a_login_serves_the_page_its_assets_and_the_live_data(
         status, _, body = await call(port, "GET", path, Cookie=cookie)
         assert status == 200 and body
         assert b"https://" not in body
-    await wait_for(lambda: agent.monitor.last_score is not None, 15)
+    await wait_for(lambda: getattr(agent.monitor, "last_score", None) is not None, 15)
     status, _, body = await call(port, "GET", "/api/status", Cookie=cookie)
     data = json.loads(body)
     assert status == 200 and data["user"] == "viewer"
@@ -132,9 +136,9 @@ async def test_a_login_serves_the_page_its_assets_and_the_live_data(
 
 
 async def test_hostile_requests_are_refused_with_a_bounded_answer(
-    agent_page: tuple[Agent, int],
+    agent_page: tuple[Agent, int, SimulatedPlc],
 ) -> None:
-    agent, port = agent_page
+    agent, port, _ = agent_page
 
     def raw(data: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -161,3 +165,30 @@ async def test_hostile_requests_are_refused_with_a_bounded_answer(
     assert status == 405  # read-only, also with a session
     before = agent.loop.processed
     await wait_for(lambda: agent.loop.processed > before + 5, 10)  # the line went on
+
+
+async def test_a_plc_that_stops_answering_shows_as_down_with_a_comms_alarm(
+    agent_page: tuple[Agent, int, SimulatedPlc],
+) -> None:
+    _, port, plc_server = agent_page
+    _, headers, _ = await login(port)
+    cookie = cookie_of(headers)
+
+    async def status() -> dict[str, Any]:
+        _, _, body = await call(port, "GET", "/api/status", Cookie=cookie)
+        return dict(json.loads(body))
+
+    assert (await status())["plcs"][0]["state"] == "ok"
+    await plc_server.stop()
+    down: dict[str, Any] = {}
+    for _ in range(100):
+        down = await status()
+        if down["plcs"][0]["state"] == "down" and down["lines"][0]["open_alarms"]:
+            break
+        await asyncio.sleep(0.2)
+    plc = down["plcs"][0]
+    assert plc["state"] == "down" and plc["error"]
+    kinds = {a["kind"] for a in down["lines"][0]["open_alarms"]}
+    assert "comms" in kinds
+    tags = down["lines"][0]["tags"]
+    assert all(t["quality"] != "good" for t in tags)  # the last values, marked not good
