@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli.spc_report import UsageError
-from agent.cli.spc_text import INDEX_ROWS, rule_counts
-from agent.core.spc.rules import DESCRIPTIONS
+from agent.cli.spc_text import INDEX_ROWS, describe, rule_counts
 
 PLOT_EXTRA = "pip install lineside[plot]"
 LABELLED = 60  # rule numbers written beside at most this many points per panel
@@ -117,7 +116,7 @@ def _violations(ax: Any, x: list[Any], stats: list[float], plot: dict[str, Any])
             zorder=3 + k,
             marker=MARKERS[k % len(MARKERS)],
             color=COLOURS[k % len(COLOURS)],
-            label=f"{rule}: {DESCRIPTIONS[rule]} ({counts[rule]})",
+            label=f"{rule}: {describe(rule)} ({counts[rule]})",
             gid=f"rule-{rule}",
             facecolors="none" if k else None,
         )

@@ -54,6 +54,17 @@ def _capability_lines(cap: dict[str, Any]) -> list[str]:
     return lines
 
 
+def describe(rule: str) -> str:
+    """A rule in words; rule 1 is "beyond the limits" (3 sigma, `--nsigmas`, or H for CUSUM).
+
+    >>> describe("WE1"), describe("N2")
+    ('1 point beyond the control limits', '9 points in a row on one side of the centre line')
+    """
+    if rule in ("N1", "WE1"):
+        return "1 point beyond the control limits"
+    return DESCRIPTIONS[rule]
+
+
 def rule_counts(violations: list[dict[str, Any]]) -> Counter[str]:
     """How many points broke each rule."""
     return Counter(v["rule"] for v in violations)
@@ -88,7 +99,7 @@ def summary(result: dict[str, Any], listed: int = 20) -> str:
     counts = rule_counts(violations)
     if counts:
         lines.append(f"rule hits: {len(violations)} in all")
-        lines.extend(f"  {rule}: {counts[rule]}  ({DESCRIPTIONS[rule]})" for rule in sorted(counts))
+        lines.extend(f"  {rule}: {counts[rule]}  ({describe(rule)})" for rule in sorted(counts))
     else:
         lines.append("rule hits: none")
     times = result.get("times")

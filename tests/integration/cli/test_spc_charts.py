@@ -197,3 +197,12 @@ def test_autocorrelated_data_warn_and_the_residual_chart_is_one_flag_away(tmp_pa
     iid = json.loads(spc("--input", str(independent), "--column", "temp", "--chart", "imr",
                          "--json").stdout)  # fmt: skip
     assert not iid["autocorrelation"]["significant"] and not iid["warnings"]
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    from agent.cli import spc_text
+
+    result = doctest.testmod(spc_text)
+    assert result.attempted > 0 and result.failed == 0
