@@ -75,9 +75,13 @@ def cmd_score(args: argparse.Namespace) -> int:
             from agent.bundles.bundle import load_bundle
             from agent.cli.score_report import write_report
 
-            shown = write_report(
-                replay, load_bundle(Path(args.bundle)), Path(args.input), Path(args.report)
-            )
+            bundle = load_bundle(Path(args.bundle))
+            catalogue = None
+            if args.catalogue:
+                from agent.config.catalogue import load_catalogue
+
+                catalogue = load_catalogue(Path(args.catalogue), set(replay.channels))
+            shown = write_report(replay, bundle, Path(args.input), Path(args.report), catalogue)
             print(f"{len(shown)} alarm(s); wrote {args.report}", file=sys.stderr)
         if args.output or not args.report:
             write_replay(replay, Path(args.output) if args.output else None)
@@ -101,6 +105,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--input", required=True, help="CSV with the bundle's channels (; or ,)")
     p.add_argument("--output", help="CSV to write (default: stdout, unless --report)")
     p.add_argument("--report", help="also write a self-contained HTML report to this file")
+    p.add_argument(
+        "--catalogue", help="failure-mode catalogue (TOML) the report's explanations cite"
+    )
     p.add_argument("--precision", choices=["int8", "fp32"], default=d.precision)
     p.add_argument(
         "--raise-after", type=int, default=d.raise_after, help=f"debounce ({d.raise_after})"

@@ -80,7 +80,9 @@ def _top_tags(replay: Replay, start: int, end: int) -> tuple[str, ...]:
     return tuple(tag for tag, _ in broken.most_common(TOP_TAGS))
 
 
-def _explain(replay: Replay, bundle: Bundle, start: int, stamps: np.ndarray) -> str:
+def _explain(
+    replay: Replay, bundle: Bundle, start: int, stamps: np.ndarray, catalogue: Catalogue
+) -> str:
     assert replay.values is not None
     first = max(0, start - CONTEXT_ROWS)
     rules: dict[str, set[str]] = {}
@@ -109,11 +111,15 @@ def _explain(replay: Replay, bundle: Bundle, start: int, stamps: np.ndarray) -> 
         contributions=tuple(float(c) for c in contrib) if np.isfinite(contrib).all() else None,
         rules={t: tuple(sorted(r)) for t, r in rules.items()},
     )
-    return render(build_facts(snapshot, line_context(bundle, "replay"), Catalogue(modes=())))
+    return render(build_facts(snapshot, line_context(bundle, "replay"), catalogue))
 
 
-def find_alarms(replay: Replay, bundle: Bundle, stamps: np.ndarray) -> list[Alarm]:
-    """Every alarm of the fused decision with its detectors, top tags and explanation."""
+def find_alarms(
+    replay: Replay, bundle: Bundle, stamps: np.ndarray, catalogue: Catalogue | None = None
+) -> list[Alarm]:
+    """Every alarm of the fused decision with its detectors, top tags and explanation (citing
+    the catalogue's likely causes when one is given)."""
+    known = catalogue if catalogue is not None else Catalogue(modes=())
     flags = {"vae": replay.vae_alarm, "spc": replay.spc_alarm}
     if replay.shift_alarm is not None and replay.shift_alarm.any():
         flags["shift"] = replay.shift_alarm
@@ -127,7 +133,7 @@ def find_alarms(replay: Replay, bundle: Bundle, stamps: np.ndarray) -> list[Alar
                 end=end,
                 detectors=detectors,
                 top_tags=_top_tags(replay, start, end),
-                explanation=_explain(replay, bundle, start, stamps),
+                explanation=_explain(replay, bundle, start, stamps, known),
             )
         )
     return alarms
@@ -216,7 +222,9 @@ def _epoch(times: list[str]) -> float | None:
     return stamps[0].timestamp() if stamps else None
 
 
-def write_report(replay: Replay, bundle: Bundle, source: Path, out: Path) -> list[Alarm]:
+def write_report(
+    replay: Replay, bundle: Bundle, source: Path, out: Path, catalogue: Catalogue | None = None
+) -> list[Alarm]:
     """Write the HTML report of one replay to `out`; the alarms it shows."""
     start_epoch = _epoch(replay.times)
     is_time = start_epoch is not None
@@ -224,7 +232,7 @@ def write_report(replay: Replay, bundle: Bundle, source: Path, out: Path) -> lis
     unit = "s" if is_time else "rows"
     x_label = f"seconds since {replay.times[0]}" if is_time else "row (first data row = 0)"
     start_epoch = start_epoch or 0.0
-    alarms = find_alarms(replay, bundle, x + start_epoch)
+    alarms = find_alarms(replay, bundle, x + start_epoch, catalogue)
     bands = [(a.label, float(x[a.start]), float(x[a.end - 1])) for a in alarms]
     threshold = replay.threshold if replay.threshold is not None else np.full(len(x), np.nan)
     finite = threshold[np.isfinite(threshold)]

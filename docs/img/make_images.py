@@ -58,7 +58,9 @@ def report(work: Path) -> None:
     with source.open("w", newline="") as f:
         csv.writer(f).writerows(labelled)
     html = work / "report.html"
-    lineside("score", "--bundle", str(BUNDLE), "--input", str(source), "--report", str(html))
+    catalogue = REPO / "firmware-configs" / "failure-modes" / "demo-extruder.toml"
+    lineside("score", "--bundle", str(BUNDLE), "--input", str(source), "--report", str(html),
+             "--catalogue", str(catalogue))  # fmt: skip
     browser = Browser(work / "profile-report", width=1000, height=1400)
     try:
         browser.go(html.as_uri())

@@ -140,3 +140,27 @@ def test_docstring_examples_run() -> None:
     for module in (score_report, replay):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_catalogue_puts_the_likely_cause_in_the_explanations(
+    bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.paths import firmware_configs
+
+    source = tmp_path / "in.csv"
+    _faulty_historian(source, labelled=False)
+    html = tmp_path / "r.html"
+    catalogue = firmware_configs() / "failure-modes" / "demo-extruder.toml"
+    args = ["score", "--bundle", str(bundle_dir), "--input", str(source), "--report", str(html)]
+    assert main([*args, "--catalogue", str(catalogue)]) == 0
+    explanation = re.search(r"<p class='explanation'>([^<]+)</p>", html.read_text())
+    assert explanation is not None and "Likely cause" in explanation.group(1)
+    assert "labelled faults found" not in html.read_text()  # no labels, no such row
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[mode]]\nid = 'x'\n")
+    capsys.readouterr()
+    html.unlink()
+    assert main([*args, "--catalogue", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml: mode[0].symptoms" in err and "fix:" in err
+    assert not html.exists()  # a refused catalogue writes no report
