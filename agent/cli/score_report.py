@@ -252,7 +252,7 @@ def write_report(
         f"fusion <code>{escape(str(bundle.manifest.fusion))}</code>, "
         f"{len(replay.channels)} tags, {len(replay.lines)} rows.</p>",
         "<h2>Summary</h2>",
-        _table(["", ""], summary_rows(replay, alarms, x, unit)),
+        _table(["measure", "value"], summary_rows(replay, alarms, x, unit)),
         "<h2>Score</h2>",
         line_chart(score_chart),
     ]
