@@ -49,7 +49,10 @@ class Request:
 
     def form(self) -> dict[str, str]:
         """The urlencoded form of a POST body (the first value of each field)."""
-        fields = parse_qs(self.body.decode("utf-8", "replace"), max_num_fields=8)
+        try:
+            fields = parse_qs(self.body.decode("utf-8", "replace"), max_num_fields=8)
+        except ValueError:
+            raise BadRequest(400, "a form of more than 8 fields") from None
         return {k: v[0] for k, v in fields.items()}
 
     @property

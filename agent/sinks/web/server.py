@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config.opcua import ScadaUser
-from agent.config.passwords import verify_password
+from agent.config.passwords import hash_password, parse_hash, verify_password
 from agent.config.web import WebConfig
 from agent.sinks.web.board import StatusBoard
 from agent.sinks.web.http import MAX_HEAD, BadRequest, Request, Response, read_request
@@ -106,6 +106,7 @@ class StatusPage:
     ) -> None:
         self.config = config
         self.users = {u.name: u for u in users}
+        self._decoy = parse_hash(hash_password(secrets.token_urlsafe(16)))
         self.board = board
         self.history = history
         self.sessions = Sessions(config.session_h * 3600)
@@ -208,10 +209,10 @@ class StatusPage:
         form = request.form()
         name, password = form.get("user", ""), form.get("password", "")
         user = self.users.get(name)
+        # An unknown name costs the same scrypt as a known one: timing tells no user names.
+        stored = user.password if user is not None else self._decoy
         async with self._login_lock:  # one scrypt at a time: a flood cannot eat the CPUs
-            ok = user is not None and await asyncio.to_thread(
-                verify_password, password, user.password
-            )
+            ok = await asyncio.to_thread(verify_password, password, stored) and user is not None
             if not ok:
                 await asyncio.sleep(FAILED_LOGIN_PAUSE_S)
         if not ok:

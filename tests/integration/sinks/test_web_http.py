@@ -156,6 +156,9 @@ async def test_hostile_requests_are_refused_with_a_bounded_answer(
     assert (await asyncio.to_thread(raw, b"\x16\x03\x01garbage\r\n\r\n")).startswith(
         b"HTTP/1.1 400"
     )
+    fields = "&".join(f"f{i}=x" for i in range(20)).encode()
+    many = b"POST /login HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(fields), fields)
+    assert (await asyncio.to_thread(raw, many)).startswith(b"HTTP/1.1 400")
     chunked = b"POST /login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert (await asyncio.to_thread(raw, chunked)).startswith(b"HTTP/1.1 411")
     status, _, _ = await call(port, "DELETE", "/api/status")
