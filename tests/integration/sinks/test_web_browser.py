@@ -38,7 +38,7 @@ def demo(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             cwd=REPO, stdout=stdout, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded box: the demo loads the bundle first
         url = password = None
         while time.monotonic() < deadline and url is None:
             text = out.read_text(errors="replace")
@@ -48,7 +48,7 @@ def demo(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 url, password = found.group(1), secret.group(1)
             time.sleep(0.2)
         assert url and password, out.read_text(errors="replace")
-        wait_listening(url)  # the page is announced before the agent serves it
+        wait_listening(url, timeout=120)  # announced before the agent serves it
         yield {"url": url, "password": password, "state": str(state)}
     finally:
         process.terminate()
