@@ -195,3 +195,31 @@ async def test_a_plc_that_stops_answering_shows_as_down_with_a_comms_alarm(
     assert "comms" in kinds
     tags = down["lines"][0]["tags"]
     assert all(t["quality"] != "good" for t in tags)  # the last values, marked not good
+
+
+async def test_a_line_in_commissioning_mode_has_a_page_too(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    plc_port, web_port = free_port(), free_port()
+    config = site_config(bundle_dir, tmp_path, plc_port, free_port(), 10.0)
+    config = dataclasses.replace(config, bundle=None, web=WebConfig(port=web_port))
+    plc = SimulatedPlc(ExtrusionLine(seed=3), port=plc_port, period_s=0.1)
+    await plc.start()
+    agent = Agent(config)
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(plc.run()), asyncio.create_task(agent.run(ready))]
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        await wait_for(lambda: agent.web is not None and agent.web.port is not None, 5)
+        _, headers, _ = await login(web_port)
+        _, _, body = await call(web_port, "GET", "/api/status", Cookie=cookie_of(headers))
+        data = json.loads(body)
+        assert data["model"]["status"] == "commissioning"
+        (line,) = data["lines"]
+        assert line["score"] is None and line["tags"]  # no model: values, no score
+        assert all(t["limits"] is None for t in line["tags"])
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await plc.stop()
