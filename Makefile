@@ -23,8 +23,9 @@ DEMO_ARGS ?=
 # util-linux (unshare) sandbox the daemon tests like the unit does and hide the dev packages
 # from .ci/fresh-demo, libsystemd-dev + pkg-config build systemd-python (systemd extra),
 # nodejs runs node-opcua, the independent OPC-UA client of the interoperability test.
+# chromium (headless) loads the `[web]` status page in a real browser (tests and benchmarks/web.py).
 DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 \
-	util-linux libsystemd-dev pkg-config nodejs
+	util-linux libsystemd-dev pkg-config nodejs chromium
 
 .PHONY: demo test lint bench clean debian-deps fresh-demo
 
@@ -88,6 +89,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/scada_door.py
 	$(BIN)/python benchmarks/time_to_bad.py
 	$(BIN)/python benchmarks/lines.py
+	$(BIN)/python benchmarks/web.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .two-lines .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,5 +1,6 @@
 """`lineside score`: replay a CSV through a bundle, one scored row per input row (see
-agent.pipeline.replay for the columns)."""
+agent.pipeline.replay for the columns); `--report FILE` adds the HTML report
+(agent.cli.score_report)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ def _cell(value: float) -> str:
 def write_replay(replay: Replay, out: Path | None) -> None:
     """Write the per-row CSV (comma-separated) to `out`, or stdout when None."""
     header = ["row", "time", "score", "vae_alarm", "spc_alarm", "anomaly"]
+    header += ["threshold", "shift_score", "shift_threshold", "shift_alarm"]
     header += [f"contrib:{c}" for c in replay.channels]
+    nan = [math.nan] * len(replay.lines)
+    threshold = replay.threshold if replay.threshold is not None else nan
+    shift = replay.shift_score if replay.shift_score is not None else nan
+    shift_threshold = replay.shift_threshold if replay.shift_threshold is not None else nan
+    shift_alarm = replay.shift_alarm if replay.shift_alarm is not None else [False] * len(nan)
     handle = out.open("w", encoding="utf-8", newline="") if out is not None else sys.stdout
     try:
         writer = csv.writer(handle)
@@ -37,6 +44,10 @@ def write_replay(replay: Replay, out: Path | None) -> None:
                     int(replay.vae_alarm[i]),
                     int(replay.spc_alarm[i]),
                     int(anomaly[i]),
+                    _cell(threshold[i]),
+                    _cell(shift[i]),
+                    _cell(shift_threshold[i]),
+                    int(shift_alarm[i]),
                     *(_cell(v) for v in replay.contrib[i]),
                 ]
             )
@@ -60,7 +71,23 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
     try:
         replay = replay_csv(Path(args.bundle), Path(args.input), detection)
-        write_replay(replay, Path(args.output) if args.output else None)
+        if args.report:
+            from agent.bundles.bundle import load_bundle
+            from agent.cli.score_report import write_report
+
+            bundle = load_bundle(Path(args.bundle))
+            catalogue = None
+            if args.catalogue:
+                from agent.config.catalogue import load_catalogue
+
+                catalogue = load_catalogue(Path(args.catalogue), set(replay.channels))
+            shown = write_report(replay, bundle, Path(args.input), Path(args.report), catalogue)
+            print(f"{len(shown)} alarm(s); wrote {args.report}", file=sys.stderr)
+        if args.output or not args.report:
+            write_replay(replay, Path(args.output) if args.output else None)
+    except OSError as exc:
+        print(f"lineside score: cannot write: {exc}", file=sys.stderr)
+        return 2
     except LinesideError as exc:
         print(f"lineside score: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +103,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("score", help="replay a CSV through a bundle: one scored row per input row")
     p.add_argument("--bundle", required=True, help="model bundle directory")
     p.add_argument("--input", required=True, help="CSV with the bundle's channels (; or ,)")
-    p.add_argument("--output", help="CSV to write (default: stdout)")
+    p.add_argument("--output", help="CSV to write (default: stdout, unless --report)")
+    p.add_argument("--report", help="also write a self-contained HTML report to this file")
+    p.add_argument(
+        "--catalogue", help="failure-mode catalogue (TOML) the report's explanations cite"
+    )
     p.add_argument("--precision", choices=["int8", "fp32"], default=d.precision)
     p.add_argument(
         "--raise-after", type=int, default=d.raise_after, help=f"debounce ({d.raise_after})"

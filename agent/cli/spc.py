@@ -23,7 +23,13 @@ are applied to the Shewhart charts (I, X-bar, p, np, c, u) only; EWMA, CUSUM and
 companions get rule 1 (beyond their limits). `rules` lists what was applied, `phase1` what
 Phase I used and dropped, `warnings` anything the reader must know (constant data: sigma 0,
 the limits collapse onto the centre line, every point off it is beyond them). `capability`
-appears with `--lsl`/`--usl`. Exit 2 on bad input with one line naming the problem.
+appears with `--lsl`/`--usl`, with `intervals` (95 % confidence, as qcc computes them) and
+`sigma_used` (which sigma each index divides by). `times` (one per point, a subgroup's first
+row) appears when the CSV has a time column. `autocorrelation` is the lag-1 r1 of the
+reference period's points; when it is significant a warning suggests `--chart residual` (an
+I-MR chart of the AR(1) residuals, `ar1` gives the fit), an EWMA or wider subgroups. The text
+output prints the limits, the capability table and every rule's count, and lists the first
+`--list` hits, saying how many it left out. Exit 2 on bad input with one line naming the problem.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from agent.cli.spc_report import CHARTS, UsageError, chart_values
+from agent.cli.spc_text import summary
 from agent.core.spc.base import FloatArray
 from agent.core.spc.constants import CONSTANT_KINDS, check_subgroup_size
 from agent.core.spc.rules import rule_set
@@ -72,7 +79,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lsl", type=float, help="lower spec limit (adds capability)")
     p.add_argument("--usl", type=float, help="upper spec limit (adds capability)")
     p.add_argument("--target", type=float, help="target for Cpm")
-    p.add_argument("--png", help="also draw the chart to this PNG (needs lineside[plot])")
+    p.add_argument(
+        "--png", help="also draw the chart to this PNG, or SVG by its suffix (lineside[plot])"
+    )
+    p.add_argument("--list", type=int, default=20, help="rule hits listed in the text (20)")
     p.add_argument("--json", action="store_true", help="print the JSON object (default: text)")
     p.set_defaults(func=cmd_spc)
 
@@ -81,28 +91,19 @@ def cmd_spc(args: argparse.Namespace) -> int:
     """Run `lineside spc`; exit 2 with one line on bad input."""
     try:
         result = chart_csv(args)
+        reference = result.get("capability", {}).pop("_reference", None)
         if args.png:
             from agent.cli.spc_plot import draw
 
-            draw(result, Path(args.png))
+            draw(result, Path(args.png), reference)
     except (UsageError, DataError, ValueError) as exc:
         print(f"lineside spc: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, allow_nan=False))
     else:
-        print(summary(result))
+        print(summary(result, args.list))
     return 0
-
-
-def summary(result: dict[str, Any]) -> str:
-    """A few lines for a human reading the terminal."""
-    lines = [f"{result['chart']} chart of {result['column']}: centre {result['center']:.6g}"]
-    for v in result["violations"][:20]:
-        where = f" ({v['plot']})" if "plot" in v else ""
-        lines.append(f"  {v['rule']} at point {v['index']}{where}")
-    lines.extend(f"  warning: {w}" for w in result["warnings"])
-    return "\n".join(lines)
 
 
 def _read(args: argparse.Namespace) -> tuple[FloatArray, FloatArray | None, list[int]]:
@@ -143,4 +144,17 @@ def chart_csv(args: argparse.Namespace) -> dict[str, Any]:
     values, sizes, _ = _read(args)
     result = chart_values(args, values, sizes, rules)
     result = {"chart": args.chart, "column": args.column, **result}
+    times = point_times(Path(args.input), args.subgroup if args.chart.startswith("xbar") else 1)
+    if times is not None:
+        result["times"] = times[: len(result.get("statistics", result.get("upper", [])))]
     return result
+
+
+def point_times(path: Path, per_point: int) -> list[str] | None:
+    """The time of each plotted point (a subgroup's first row), or None without a time column."""
+    from agent.pipeline.replay import read_times
+
+    times = read_times(path)
+    if not times or not all(times):
+        return None
+    return times[::per_point]

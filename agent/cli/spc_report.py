@@ -21,8 +21,15 @@ from agent.core.spc.phase1 import Phase1Report
 from agent.core.spc.rules import RuleSet, find_violations, rule_set
 from agent.core.spc.subgroup import XbarChart, fit_xbar
 
-CHARTS = ("imr", "xbar-r", "xbar-s", "ewma", "cusum", "p", "np", "c", "u")
+CHARTS = ("imr", "residual", "xbar-r", "xbar-s", "ewma", "cusum", "p", "np", "c", "u")
 RULE1 = ("N1", "WE1")
+CONFIDENCE = 0.95
+AUTOCORRELATED = (
+    "the points are autocorrelated (lag-1 r1 = {r1:.2f}, beyond 2/sqrt(n) = {bound:.3f}): "
+    "Shewhart limits and run rules assume independent points, so expect false signals; "
+    "chart the AR(1) residuals (--chart residual), an EWMA (--chart ewma), or subgroups "
+    "spaced further apart"
+)
 ZERO_SIGMA = (
     "constant data: sigma is 0, so the limits collapse onto the centre line and every point "
     "off it is beyond them"
@@ -97,13 +104,18 @@ def _individuals(opts: Any, ref_values: FloatArray) -> ImrLimits:
     return dataclasses.replace(limits, **known) if known else limits
 
 
-def _capability(opts: Any, data: FloatArray, sigma: float) -> dict[str, Any] | None:
+def _capability(opts: Any, data: FloatArray, sigma: float | None) -> dict[str, Any] | None:
     if opts.lsl is None and opts.usl is None:
         return None
     from agent.core.spc.capability import capability
+    from agent.core.spc.capability_ci import intervals
 
     result = capability(data, opts.lsl, opts.usl, opts.target, sigma_within=sigma)
-    return dict(result.to_dict())
+    out = dict(result.to_dict())
+    out["_reference"] = [float(v) for v in data]  # the histogram's data; not printed
+    out["confidence"] = CONFIDENCE
+    out["intervals"] = intervals(result, CONFIDENCE)
+    return out
 
 
 def _imr(opts: Any, values: FloatArray, rules: RuleSet, out: dict[str, Any]) -> float:
@@ -115,6 +127,27 @@ def _imr(opts: Any, values: FloatArray, rules: RuleSet, out: dict[str, Any]) -> 
     out["moving_range"] = plot_json(moving_range, rule1(rules))
     out["phase1"] = _phase1(ref, limits.report)
     out["capability"] = _capability(opts, values[:ref], float(limits.sigma[0]))
+    return float(limits.sigma[0])
+
+
+def _residual(opts: Any, values: FloatArray, rules: RuleSet, out: dict[str, Any]) -> float:
+    from agent.core.spc.autocorrelation import ar1_fit, ar1_residuals
+
+    ref = reference(values.size, opts.phase1, 4, "readings")
+    try:
+        c, phi = ar1_fit(values[:ref])
+    except ValueError as exc:
+        raise UsageError(f"--chart residual: {exc}") from None
+    residuals = ar1_residuals(values, c, phi)
+    limits = _individuals(opts, residuals[1:ref])
+    individuals, moving_range = run_series(ImrChart(limits).update, residuals[:, None])
+    out.update(plot_json(individuals, rules))
+    out["sigma"] = float(limits.sigma[0])
+    out["ar1"] = {"c": c, "phi": phi}
+    out["moving_range"] = plot_json(moving_range, rule1(rules))
+    out["phase1"] = _phase1(ref, limits.report)
+    # capability is of the process, not of its residuals: the readings' own sigma within
+    out["capability"] = _capability(opts, values[:ref], None)
     return float(limits.sigma[0])
 
 
@@ -212,17 +245,40 @@ def _attribute(
     return float(np.nanmax(series.sigma[:, 0]))
 
 
+def _check_independence(opts: Any, values: FloatArray, out: dict[str, Any]) -> None:
+    """Lag-1 autocorrelation of the reference period's plotted points (readings, or subgroup
+    means): a shift after it is what the chart is for, not a sign of dependence."""
+    from agent.core.spc.autocorrelation import lag1
+
+    if opts.chart in ("p", "np", "c", "u", "cusum"):
+        return
+    plotted = np.asarray([np.nan if s is None else s for s in out["statistics"]], dtype=float)
+    if opts.chart == "ewma":  # an EWMA is autocorrelated by construction: judge the readings
+        plotted = values
+    check = lag1(plotted[: out["phase1"]["points"]])
+    out["autocorrelation"] = check.to_dict()
+    if check.significant and opts.chart not in ("residual", "ewma") and check.r1 is not None:
+        out["warnings"].append(AUTOCORRELATED.format(r1=check.r1, bound=check.bound))
+    elif check.significant and opts.chart == "residual" and check.r1 is not None:
+        out["warnings"].append(
+            f"the AR(1) residuals are still autocorrelated (r1 = {check.r1:.2f}): one lag does "
+            "not describe this process fully; read the residual chart's run rules with care"
+        )
+
+
 def chart_values(
     opts: Any, values: FloatArray, sizes: FloatArray | None, rules: RuleSet
 ) -> dict[str, Any]:
     """Chart one column per `opts` (the parsed command line); the JSON-able result."""
     out: dict[str, Any] = {"warnings": []}
-    shewhart = opts.chart in ("imr", "xbar-r", "xbar-s", "p", "np", "c", "u")
+    shewhart = opts.chart in ("imr", "residual", "xbar-r", "xbar-s", "p", "np", "c", "u")
     out["rules"] = list(rules.ids if shewhart else rule1(rules).ids)
     out["constants"] = opts.constants
     out["nsigmas"] = opts.nsigmas
     if opts.chart == "imr":
         sigma = _imr(opts, values, rules, out)
+    elif opts.chart == "residual":
+        sigma = _residual(opts, values, rules, out)
     elif opts.chart.startswith("xbar"):
         sigma = _xbar(opts, values, rules, out)
     elif opts.chart == "ewma":
@@ -233,6 +289,7 @@ def chart_values(
         sigma = _attribute(opts, values, sizes, rules, out)
     if sigma == 0.0:
         out["warnings"].append(ZERO_SIGMA)
+    _check_independence(opts, values, out)
     if out.get("capability") is None:
         out.pop("capability", None)
     return out

@@ -47,6 +47,7 @@ from agent.config.reader import ErrorList, Section, field_default, field_names, 
 from agent.config.record import RecordConfig, load_record
 from agent.config.state import STATE_INTERVAL_S, STATE_MAX_AGE_S, load_state_settings
 from agent.config.tagmaps import NodeTag, Tag
+from agent.config.web import WebConfig, load_web
 from agent.errors import ConfigError
 
 
@@ -109,6 +110,7 @@ class SiteConfig:
     lines: tuple[LineConfig, ...] = ()
     #: The root of this line's model store when it is not the state directory ([[line]] form).
     store_root: Path | None = None
+    web: WebConfig | None = None  # `[web]`: the local status page, if any (agent.sinks.web)
 
     @property
     def state_dir(self) -> Path:
@@ -224,7 +226,7 @@ def load_config(path: Path) -> SiteConfig:
     root = read_toml(path)
     errors = ErrorList()
     known = {"line", "model", "detection", "opcua", "journal", "plc", "explain", "learning"}
-    known |= {"record"}
+    known |= {"record", "web"}
     errors.attempt(lambda: root.reject_unknown(known))
     journal = errors.attempt(lambda: _journal(root, base))
     state_dir = journal[0].parent if journal is not None else base
@@ -234,6 +236,7 @@ def load_config(path: Path) -> SiteConfig:
     record = errors.attempt(
         lambda: load_record(root.table("record"), base, state_dir) if root.has("record") else None
     )
+    web = errors.attempt(lambda: _web(root, opcua))
     if is_several_lines(root):
         errors.attempt(lambda: refuse_mixed_forms(root))
         lines = _lines(root, base, errors)
@@ -258,6 +261,7 @@ def load_config(path: Path) -> SiteConfig:
         learning=first.learning,
         record=record,
         lines=tuple(lines),
+        web=web,
     )
 
 
@@ -310,6 +314,21 @@ def _lines(root: Section, base: Path, errors: ErrorList) -> list[LineConfig]:
     if len(lines) == len(sections):
         errors.attempt(lambda: check_plcs_across_lines(read))
     return lines
+
+
+def _web(root: Section, opcua: OpcUaConfig | None) -> WebConfig | None:
+    """`[web]`, which logs in with the OPC-UA users: without one, nobody could log in."""
+    if not root.has("web"):
+        return None
+    section = root.table("web")
+    config = load_web(section)
+    if opcua is not None and not opcua.users:
+        raise section.error(
+            "web",
+            "the status page logs in with the [[opcua.user]] users, and there are none",
+            "add an [[opcua.user]] (lineside hash-password prints its hash), or remove [web]",
+        )
+    return config
 
 
 def _line_name(root: Section) -> str:

@@ -25,6 +25,7 @@ from agent.bundles.bundle import load_bundle
 from agent.config import OpcUaConfig, SiteConfig, load_config
 from agent.config.opcua import ScadaUser
 from agent.config.passwords import hash_password, parse_hash
+from agent.config.web import WebConfig
 from agent.demo.schedule import DemoScore, FaultRecord, plan
 from agent.demo.simulator.plc import SimulatedPlc, default_tag_map
 from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine, historian
@@ -272,6 +273,9 @@ def run_demo(
     password = secrets.token_urlsafe(12)
     opcua_port = demo_opcua_port()
     config = demo_config(state, bundle, free_port(), opcua_port, speedup, password)
+    # The status page (agent.sinks.web) on loopback, with the same user and password as SCADA.
+    web = WebConfig(port=free_port())
+    config = dataclasses.replace(config, web=web)
     # Each demo is a new simulated line from t = 0: the last demo's detector state is not its.
     fresh = dataclasses.replace(config.detection, state_max_age_s=0.0)
     config = dataclasses.replace(config, detection=fresh)
@@ -284,7 +288,8 @@ def run_demo(
         f"(Basic256Sha256 or Aes256_Sha256_RsaPss)\n"
         f"  user {DEMO_USER}, password {password} (new for this run; read-only)\n"
         f"  client certificates are accepted once placed in {trusted}\n"
-        f"  refused ones wait in {config.opcua.rejected_path.resolve()}",
+        f"  refused ones wait in {config.opcua.rejected_path.resolve()}\n"
+        f"Status page: http://127.0.0.1:{web.port}/ (same user and password)",
         file=out,
     )
     view = LiveView(out, config.line, interactive=live and out.isatty())

@@ -19,7 +19,14 @@ row per input row:
                   `vae`, `vae-or-spc`, `vae-or-sustained-spc`, or with the bundle's
                   drift-tolerant shift detector `shift`, `vae-or-shift`, `vae-plus-shift`
                   (the export's default; agent.pipeline.events.fusion)
+    threshold     the VAE threshold the score meets (empty when `score` is)
+    shift_score   the shift detector's score (fast EWMA against the slow baseline), with
+    shift_threshold  its threshold, and `shift_alarm` (empty/0 when the bundle has none)
     contrib:TAG   each channel's share of the score (empty when `score` is)
+
+`time` is the input's time cell as ISO 8601 (`2026-03-01T08:00:00`) when it parses as a date
+and time, else the cell as it is. `row` numbers the file's lines, so the first data row is 2:
+it is the number an editor or `sed -n 2p` shows for that row.
 
 A timestamp column is never a feature; `;` and `,` separators are both read (agent.core.tabular).
 A cell that is empty or NaN makes that tag's reading bad for the row, as a failed PLC read
@@ -31,7 +38,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -44,7 +51,7 @@ from agent.core.tabular import TIME_COLUMNS, detect_separator, read_csv
 from agent.errors import DataError
 from agent.pipeline.build import build_line
 from agent.pipeline.line import LineResult
-from agent.types import Quality, Sample, TagReading
+from agent.types import Event, Quality, Sample, TagReading
 
 FloatArray = npt.NDArray[np.float64]
 SOURCE = "replay"
@@ -65,6 +72,14 @@ class Replay:
     lines: list[int]
     times: list[str]
     anomaly: npt.NDArray[np.bool_]  # the fused decision, `LineResult.alarm_active`
+    threshold: FloatArray | None = None  # the VAE threshold per row, NaN where no score
+    shift_score: FloatArray | None = None  # NaN where the line has no shift detector
+    shift_threshold: FloatArray | None = None
+    shift_alarm: npt.NDArray[np.bool_] | None = None
+    values: FloatArray | None = None  # (rows, channels) the input's readings, NaN where empty
+    spc_states: tuple[dict[str, str], ...] = ()  # each row's SPC state per channel
+    events: tuple[tuple[int, Event], ...] = ()  # (row index, alarm edge) in order
+    labels: dict[str, FloatArray] = field(default_factory=dict)  # the input's anomaly labels
 
 
 def read_times(path: Path) -> list[str]:
@@ -77,6 +92,18 @@ def read_times(path: Path) -> list[str]:
         index = next((i for i, h in enumerate(header) if h in TIME_COLUMNS), None)
         rows = (cells for cells in reader if cells and any(c.strip() for c in cells))
         return [cells[index].strip() if index is not None else "" for cells in rows]
+
+
+def iso_time(cell: str) -> str:
+    """The cell as ISO 8601 when it parses as a date and time, else the cell as it is.
+
+    >>> iso_time("2020-03-09 10:14:33"), iso_time("t7")
+    ('2020-03-09T10:14:33', 't7')
+    """
+    try:
+        return datetime.fromisoformat(cell).isoformat()
+    except ValueError:
+        return cell
 
 
 def seconds(times: list[str]) -> FloatArray:
@@ -131,15 +158,32 @@ def replay_csv(
     table = read_csv(input_csv, channels, option="the bundle's channels")
     if table.values.shape[0] == 0:
         raise DataError(f"{input_csv}: no data rows")
-    out = list(replay_rows(bundle, table.values, detection))
-    times = read_times(input_csv)
+    results = list(replay_results(bundle, table.values, detection))
+    times = [iso_time(t) for t in read_times(input_csv)]
+
+    nan = math.nan
+    vae = [r.score for r in results]
+    shift = [r.shift_score for r in results]
     return Replay(
         channels=channels,
-        score=np.array([o[0] for o in out], dtype=np.float64),
-        vae_alarm=np.array([o[1] for o in out], dtype=bool),
-        spc_alarm=np.array([o[2] for o in out], dtype=bool),
-        contrib=np.array([o[3] for o in out], dtype=np.float64).reshape(len(out), len(channels)),
+        score=np.array([nan if s is None else s.value for s in vae], dtype=np.float64),
+        vae_alarm=np.array([r.anomaly_active for r in results], dtype=bool),
+        spc_alarm=np.array([r.spc_alarm_active for r in results], dtype=bool),
+        contrib=np.array(
+            [s.contributions if s is not None else (nan,) * len(channels) for s in vae],
+            dtype=np.float64,
+        ).reshape(len(results), len(channels)),
         lines=table.lines,
-        times=times if len(times) == len(out) else [""] * len(out),
-        anomaly=np.array([o[4] for o in out], dtype=bool),
+        times=times if len(times) == len(results) else [""] * len(results),
+        anomaly=np.array([r.alarm_active for r in results], dtype=bool),
+        threshold=np.array([nan if s is None else s.threshold for s in vae], dtype=np.float64),
+        shift_score=np.array([nan if s is None else s.value for s in shift], dtype=np.float64),
+        shift_threshold=np.array(
+            [nan if s is None else s.threshold for s in shift], dtype=np.float64
+        ),
+        shift_alarm=np.array([r.shift_alarm_active for r in results], dtype=bool),
+        values=table.values,
+        spc_states=tuple(dict(r.spc_states) for r in results),
+        events=tuple((i, e) for i, r in enumerate(results) for e in r.events),
+        labels=dict(table.labels),
     )

@@ -52,6 +52,7 @@ from agent.ops.systemd import (
 )
 from agent.runtime.commissioning import ModelArrived
 from agent.runtime.line_runner import FirstLine, LineRunner
+from agent.runtime.status_page import build_status_page
 from agent.sinks.journal import Journal, Retention
 from agent.sinks.recorder import Recorder, recorded_tags
 from agent.sinks.scada import ScadaServer
@@ -150,6 +151,8 @@ class Agent(FirstLine):
         # An operator's Acknowledge in SCADA is journaled against the alarm it acknowledges,
         # so the explainer can later cite how a similar event was resolved.
         self.scada.on_acknowledge = self._record_ack
+        # `[web]`: the status page reads boards each line's loop fills (never waits on it).
+        self.board, self.web = build_status_page(config, self.lines, self.sources)
         self.watchdog = Watchdog()
         self.heartbeat = Heartbeat(  # on tmpfs: a full state directory is not a dead agent
             runtime_dir(config.state_dir) / HEARTBEAT_NAME,
@@ -238,6 +241,8 @@ class Agent(FirstLine):
         event = edge.event(runner.name)
         self._on_event(event)
         self.scada.offer_event(event)
+        if runner.board is not None:
+            runner.board.on_event(event)
 
     # --- readiness and status ------------------------------------------------------------
 
@@ -315,6 +320,8 @@ class Agent(FirstLine):
         tg.create_task(self.heartbeat.run(), name="heartbeat")
         for line, recorder in self.recorders.items():
             tg.create_task(recorder.run(), name=f"recorder:{line}")
+        if self.web is not None:
+            tg.create_task(self.web.run(), name="web")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Start every service, signal readiness, run until cancelled, then drain."""

@@ -41,6 +41,7 @@ from agent.sinks.explainer import ExplainerSink, make_explainer
 from agent.sinks.journal import Journal, open_alarm_edges
 from agent.sinks.recorder import Recorder
 from agent.sinks.scada import ScadaServer
+from agent.sinks.web.board import LineBoard, refresh_limits
 from agent.types import Event, Sample
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class LineRunner:
         self.snapshots: DetectorSnapshots | None = None
         self.first_model: FirstModelWatch | None = None
         self.learning: LearningReports | None = None
+        #: `[web]`: the status page's board of this line (agent.runtime.status_page), if any.
+        self.board: LineBoard | None = None
         self._bundle: Bundle | None = None
         self.judged = True  # the last result's: the detectors judged the line
         if config.bundle is None:
@@ -167,6 +170,8 @@ class LineRunner:
 
     def _model_changed(self, old: str, new: str, text: str, status: str) -> None:
         self.model_version = new  # STATUS= lines and journal rows name the running model
+        if self.board is not None and self.updates is not None:
+            refresh_limits(self.board, self.updates.bundle.manifest)
         self.journal.record_model_change(old, new, text, line=self.name, status=status)
 
     def _publish_model(self, state: ModelState) -> None:

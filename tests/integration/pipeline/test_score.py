@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,13 @@ def test_one_output_row_per_input_row_with_every_column(bundle_dir: Path, tmp_pa
     rows = _read(out)
     assert len(rows) == 120
     expected = ["row", "time", "score", "vae_alarm", "spc_alarm", "anomaly"]
+    expected += ["threshold", "shift_score", "shift_threshold", "shift_alarm"]
     assert list(rows[0]) == expected + [f"contrib:{c}" for c in channels]
+    scored = [r for r in rows if r["score"] != ""]
+    thresholds = {float(r["threshold"]) for r in scored}
+    assert len(thresholds) == 1 and min(thresholds) > 0  # one model, one threshold
+    assert all((r["threshold"] == "") == (r["score"] == "") for r in rows)
+    datetime.fromisoformat(rows[0]["time"])  # ISO 8601
     window = load_bundle(bundle_dir).manifest.window
     # Before the first full window there is no score and no contribution, and no VAE alarm.
     assert all(r["score"] == "" and r["vae_alarm"] == "0" for r in rows[: window - 1])

@@ -7,9 +7,21 @@ from types import ModuleType
 
 import pytest
 
-from agent.core.spc import attribute, base, constants, cusum, ewma, imr, phase1, subgroup
+from agent.core.spc import (
+    attribute,
+    autocorrelation,
+    base,
+    capability_ci,
+    constants,
+    cusum,
+    ewma,
+    imr,
+    phase1,
+    subgroup,
+)
 
-MODULES = [attribute, base, constants, cusum, ewma, imr, phase1, subgroup]
+MODULES = [attribute, autocorrelation, base, capability_ci, constants, cusum, ewma, imr, phase1]
+MODULES += [subgroup]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.__name__ for m in MODULES])
