@@ -326,7 +326,7 @@ class Agent:
                 self._on_event(event)
             loop.latency_ms = (time.perf_counter() - started) * 1e3
             loop.processed += 1
-            self.scada.offer(result)
+            self.scada.offer(result, sample.readings.keys())  # only this source's tags
             for listener in self.listeners:
                 listener(result)
             for _ in range(self._burst):
@@ -367,7 +367,9 @@ class Agent:
         plcs = ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no data yet"
         stats = self.journal.stats
         journal = "ok" if stats.healthy else f"NOT WRITING ({stats.last_error})"
-        return status_line(f"model {self.model_version}; PLC {plcs}; journal {journal}")
+        overload = self.scada.overload.reason
+        tail = f"; {overload}" if overload else ""
+        return status_line(f"model {self.model_version}; PLC {plcs}; journal {journal}{tail}")
 
     async def _announce_ready(self, ready: asyncio.Event | None) -> None:
         expected = {s.name for s in self.sources}

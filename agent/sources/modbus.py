@@ -239,6 +239,7 @@ class ModbusHub:
             if next_at < now:
                 # A slow poll: skip the missed slots instead of bursting to catch up.
                 device.stats.overruns += 1
+                self.status.skipped_slots += max(1, math.ceil((now - next_at) / interval))
                 next_at = now
             await asyncio.sleep(next_at - now)
 

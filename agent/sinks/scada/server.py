@@ -21,7 +21,8 @@ Objects, so an integrator can type them into a SCADA tag list:
                 /LearningProgress, LearningEtaS     Double: percent done, seconds left
                 /Alarms/Anomaly, /Alarms/Spc        alarm conditions (see alarms.py)
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
-          PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
+          PublishCoalesced, PollSlotsSkipped, PublishLagMs (agent/ops/overload.py turns
+          them into Health's reason), EventDrops, Sessions, LoginFailures, CertificatesRejected,
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
           ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
           SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
@@ -35,6 +36,9 @@ Objects, so an integrator can type them into a SCADA tag list:
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
 alarm edges are queued (at most 1,000, the oldest dropped and counted) so no alarm is lost.
+Publishing is by exception and per source: a publish looks only at the tags the samples since
+the last one read, and writes a good Value only when it or its status changed, stamped with
+the time of the poll that read it (a reading that is not good is written at every report).
 Writes go straight into the address space (`write_attribute_value`); subscriptions copy
 changes into bounded per-item queues, so a slow or stalled client never blocks the loop.
 """
@@ -49,7 +53,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from asyncua import Server, ua
@@ -59,6 +63,7 @@ from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
 from agent.ops.comms import PlcStatus
 from agent.ops.counters import CounterRegistry
+from agent.ops.overload import OverloadWatch, with_overload
 from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
@@ -82,6 +87,7 @@ T = ua.VariantType.DateTime
 MAX_PENDING_EVENTS = 1000
 _BAD = 0x80000000  # the severity bit of a Bad status code
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
+FIGURES_INTERVAL_S = 0.1  # Agent/ and Plcs/ are read and published at most this often
 _POLICIES = {
     ("Basic256Sha256", "Sign"): ua.SecurityPolicyType.Basic256Sha256_Sign,
     ("Basic256Sha256", "SignAndEncrypt"): ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
@@ -118,6 +124,7 @@ class ScadaServer:
         self.registry = registry if registry is not None else CounterRegistry()
         self.counters = AgentCounters(self.registry)
         self.health = "starting"
+        self._line_health = "starting"
         self.coalesced = 0
         self.event_drops = 0
         self.users = ScadaUserManager(config)
@@ -134,6 +141,16 @@ class ScadaServer:
         self._writes = 0
         self._aspace: Any = None
         self._latest: LineResult | None = None
+        #: Tags read since the last publish (None: all): only they are looked at.
+        self._dirty: set[str] | None = set()
+        signals = f"Lines/{line}/Signals"
+        self._signals = {
+            t.name: (value_type(t), f"{signals}/{t.name}/Value", f"{signals}/{t.name}/Quality")
+            for t in tags
+        }
+        self.overload = OverloadWatch()
+        self.publish_lag_ms = 0.0
+        self._figures_due = 0.0
         self._events: deque[Event] = deque()
         self._explanation: tuple[str, float, str, str] | None = None
         self._model: tuple[str, str, str] | None = (model_version, "running", "")
@@ -150,6 +167,11 @@ class ScadaServer:
     def uptime_s(self) -> float:
         """Seconds since the server started."""
         return time.monotonic() - self._started
+
+    @property
+    def poll_slots_skipped(self) -> int:
+        """Poll slots the PLC connections missed since start (a poll longer than its interval)."""
+        return sum(p.skipped_slots for p in self.plcs)
 
     @property
     def sessions(self) -> int:
@@ -256,11 +278,17 @@ class ScadaServer:
         self._nodes.update(await build_plc_nodes(self._server, self._ns, self.plcs, self.alarms))
         await self._publish_model()
 
-    def offer(self, result: LineResult) -> None:
-        """Hand over the newest result; never blocks, coalesces if the publisher is behind."""
+    def offer(self, result: LineResult, tags: Iterable[str] | None = None) -> None:
+        """Hand over the newest result and the tags its sample read (None: every tag); never
+        blocks, coalesces if the publisher is behind (the tags of every result offered since
+        the last publish are written, each with its newest reading)."""
         if self._latest is not None:
             self.coalesced += 1
         self._latest = result
+        if tags is None:
+            self._dirty = None
+        elif self._dirty is not None:
+            self._dirty.update(tags)
         for event in result.events:
             if len(self._events) >= MAX_PENDING_EVENTS:
                 self._events.popleft()
@@ -352,26 +380,41 @@ class ScadaServer:
                 log.exception("OPC-UA subscription callback failed on %s", nodeid)
 
     async def publish(self, result: LineResult) -> None:
+        """Write one result (every tag of it) and the Agent/ figures into the address space."""
+        self._dirty = None
+        await self._publish_line(result)
+        await self._publish_agent()
+
+    async def _publish_line(self, result: LineResult) -> None:
         """Write one result into the address space (the server's internal write path).
 
         Each tag's SourceTimestamp is its own poll's time (`TagReading.ts`), the line's nodes
         carry the row's; ServerTimestamp is when the value reached the address space."""
         when = _utc(result.ts)
         base = f"Lines/{self.line}"
-        for tag in self.tags:
-            reading = result.readings.get(tag.name)
-            if reading is None:
+        dirty, self._dirty = self._dirty, set()
+        names = self._signals if dirty is None else dirty
+        oldest = math.inf
+        for name in names:
+            reading = result.readings.get(name)
+            signal = self._signals.get(name)
+            if reading is None or signal is None:
                 continue
-            p = f"{base}/Signals/{tag.name}"
-            polled = _utc(reading.ts) if reading.ts is not None else when
-            vtype = value_type(tag)
-            status = status_of(reading)
-            await self._write(
-                f"{p}/Value", _value(reading, vtype), vtype, status, polled, always=True
-            )
-            text = "good" if reading.quality is Quality.GOOD else (
-                f"{reading.quality.value}: {reading.reason}")  # fmt: skip
-            await self._write(f"{p}/Quality", text, S, when=polled)
+            vtype, value_path, quality_path = signal
+            ts = reading.ts if reading.ts is not None else result.ts
+            oldest = min(oldest, ts)
+            polled = _utc(ts)
+            good = reading.quality is Quality.GOOD
+            # By exception: a good value is written when it or its status changes, under the
+            # time of the poll that read it; a value that is not good at every report (the hub
+            # reports a failing device at its poll rate), so its time says when it was last bad.
+            status = ua.StatusCodes.Good if good else status_of(reading)
+            await self._write(value_path, _value(reading, vtype), vtype, status, polled,
+                              always=not good)  # fmt: skip
+            text = "good" if good else f"{reading.quality.value}: {reading.reason}"
+            await self._write(quality_path, text, S, when=polled)
+        if oldest < math.inf:
+            self.publish_lag_ms = max(0.0, (time.time() - oldest) * 1e3)
         for i, channel in enumerate(self.channels):
             p = f"{base}/Signals/{channel}"
             await self._write(
@@ -398,10 +441,12 @@ class ScadaServer:
             await self._write(f"{base}/{name}", flag, B, judged, when)
         if result.events:
             await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
-        self.health = _health(result, self.channels)
-        await self._publish_agent()
+        self._line_health = _health(result, self.channels)
 
     async def _publish_agent(self) -> None:
+        dropped, lag = self.registry.read("loop", "queue_drops", 0), self.publish_lag_ms
+        self.overload.observe(time.monotonic(), self.poll_slots_skipped, dropped, lag)
+        self.health = with_overload(self._line_health, self.overload.reason)
         registry = self.registry
         for var in AGENT_VARIABLES:
             await self._write(f"Agent/{var.name}", var.value(registry), var.vtype)
@@ -438,15 +483,22 @@ class ScadaServer:
                 await self._write(f"Lines/{self.line}/LastEvent", event.message, S)
 
     async def run(self) -> None:
-        """Publish whatever was offered whenever something was, until cancelled."""
+        """Publish whatever was offered whenever something was, until cancelled; Agent/ and
+        Plcs/ every `FIGURES_INTERVAL_S` (their counters change at every poll)."""
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, self._figures_due - time.monotonic())):
+                    await self._wake.wait()
             self._wake.clear()
             result, self._latest = self._latest, None
             if result is not None:
-                await self.publish(result)
+                await self._publish_line(result)
             await self._publish_events()
-            await publish_plcs(self.plcs, self._write)
+            health = with_overload(self._line_health, self.overload.reason)
+            if time.monotonic() >= self._figures_due or health != self.health:  # Health at once
+                self._figures_due = time.monotonic() + FIGURES_INTERVAL_S
+                await self._publish_agent()
+                await publish_plcs(self.plcs, self._write)
             await self._publish_explanation()
             await self._publish_model()
             await self._publish_learning()
