@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,21 +49,22 @@ class BlockReadings:
                 low[i], high[i] = lo - margin, hi + margin
         self._low, self._high = low, high
 
-    def readings(self, registers: Sequence[int]) -> dict[str, TagReading]:
-        """Every tag of the block from its registers, under the quality policy."""
+    def readings(self, registers: Sequence[int], ts: float | None = None) -> dict[str, TagReading]:
+        """Every tag of the block from its registers, under the quality policy, each stamped
+        with `ts` (the poll's time; None: the sample's, stamped later)."""
         values = self._decoder.decode(registers)
         suspect = ~(np.isfinite(values) & (values >= self._low) & (values <= self._high))
         result = {
-            name: good_reading(value)
+            name: good_reading(value, ts)
             for name, value, bad in zip(self._names, values.tolist(), suspect.tolist(), strict=True)
             if not bad
         }
         if suspect.any():
             for i in np.flatnonzero(suspect).tolist():
                 tag = self._numeric[i]
-                result[tag.name] = judge(float(values[i]), tag.eu_range)
+                result[tag.name] = replace(judge(float(values[i]), tag.eu_range), ts=ts)
         for tag in self._others:
-            result[tag.name] = _scalar_reading(tag, registers, self.block.start)
+            result[tag.name] = replace(_scalar_reading(tag, registers, self.block.start), ts=ts)
         if self._reorder or suspect.any():
             result = {t.name: result[t.name] for t in self.block.tags}  # the tag map's order
         return result

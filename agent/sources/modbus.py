@@ -43,7 +43,7 @@ from agent.sources.base import Emit, raise_if_cancelled
 from agent.sources.blocks import Block, plan_blocks
 from agent.sources.decoding import BlockReadings
 from agent.sources.transport import ExceptionReply, LinkError, ModbusTransport
-from agent.types import Quality, Sample, TagReading
+from agent.types import Quality, Sample, TagReading, good_reading
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class ModbusHub:
             self._link_failing = True
 
     async def _read_block(
-        self, device: _Device, block: Block, reader: BlockReadings | None
+        self, device: _Device, block: Block, reader: BlockReadings | None, ts: float
     ) -> dict[str, TagReading]:
         unit = device.config.unit
         async with self._lock:
@@ -145,13 +145,13 @@ class ModbusHub:
             if reader is None:
                 bits = await self.transport.read_bits(unit, block.table, block.start, block.count)
                 return {
-                    t.name: TagReading(1.0 if bits[t.address - block.start] else 0.0)
+                    t.name: good_reading(1.0 if bits[t.address - block.start] else 0.0, ts)
                     for t in block.tags
                 }
             registers = await self.transport.read_registers(
                 unit, block.table, block.start, block.count
             )
-        return reader.readings(registers)
+        return reader.readings(registers, ts)
 
     async def poll_device(self, device: _Device) -> Sample:
         """Read every block of one device once; never raises."""
@@ -166,7 +166,7 @@ class ModbusHub:
         try:
             for block, reader in zip(device.blocks, device.readers, strict=True):
                 try:
-                    readings.update(await self._read_block(device, block, reader))
+                    readings.update(await self._read_block(device, block, reader, ts))
                 except ExceptionReply as exc:
                     readings.update(_bad(block.tags, str(exc)))
                     refused = refused or str(exc)

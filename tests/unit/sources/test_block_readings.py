@@ -103,3 +103,12 @@ def test_the_decoder_refuses_what_it_cannot_decode() -> None:
     decoder = BlockDecoder([BlockField(0, DataType.FLOAT64)])
     with pytest.raises(ValueError, match="needs 4 registers, got 2"):
         decoder.decode([0, 0])
+
+
+def test_every_reading_carries_the_polls_time() -> None:
+    tags = every_kind()
+    (block,) = plan_blocks(tags, max_gap=0, max_registers=125)
+    registers = [0xFFFF] * block.count  # every float a NaN, every integer -1 or its maximum
+    got = BlockReadings(block).readings(registers, ts=1234.5)
+    assert {r.ts for r in got.values()} == {1234.5}
+    assert any(r.quality is Quality.BAD for r in got.values())
