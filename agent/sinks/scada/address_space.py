@@ -56,7 +56,7 @@ async def build_address_space(
     threshold: float,
 ) -> tuple[dict[str, ua.NodeId], Node]:
     """Add every node of one line; return the node ids by path, and the line's object."""
-    build = ModelBuilder(server.iserver.isession, ns)
+    build = ModelBuilder(server.iserver.isession, ns, bulk=True, aspace=server.iserver.aspace)
     objects = server.nodes.objects
     lines = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
     base = f"Lines/{line_name}"
@@ -118,4 +118,5 @@ async def build_address_space(
     agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
     for var in AGENT_VARIABLES:
         await build.variable(agent, f"Agent/{var.name}", var.name, var.vtype, var.text)
+    await build.flush()
     return build.nodes, line

@@ -67,6 +67,7 @@ from agent.ops.overload import OverloadWatch, with_overload
 from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
+from agent.sinks.scada.aspace_cache import cache_folder, commit_shelf, new_shelf, usable_shelf
 from agent.sinks.scada.channel import ChannelRules
 from agent.sinks.scada.door import ConnectionBook
 from agent.sinks.scada.limits import AGENT_VARIABLES, AgentCounters, apply_limits, status_of
@@ -228,7 +229,12 @@ class ScadaServer:
         # ConditionRefresh(2): asyncua binds them only when asked; the value is the Severity of
         # its RefreshStart/RefreshEnd events
         server.iserver.bind_condition_methods = 100
-        await server.init()
+        cache = cache_folder(self.config.pki_dir.parent)
+        shelf = usable_shelf(cache)
+        building = new_shelf(cache) if shelf is None else None
+        await server.init(shelf or building)  # the standard address space, cached (fast start)
+        if building is not None:
+            commit_shelf(building, cache)
         server.set_endpoint(self.config.endpoint)
         server.set_server_name("Lineside edge agent")
         await server.set_application_uri(f"{self.config.namespace}:server")
