@@ -1,7 +1,7 @@
 """Plant scale: the real agent against N simulated PLCs x 100 tags at 10 Hz. Prints one table.
 
     python benchmarks/plant.py [--bundle .demo/bundle] [--sizes 1,5,10,20] [--seconds 10]
-                               [--quick]
+                               [--quick] [--baseline OTHER_CHECKOUT]
 
 One simulator process serves 20 Modbus TCP PLCs on 20 ports (pymodbus), each 100 tags that
 change on every 100 ms tick (float32 in all four byte orders, scaled int16/uint16, uint32);
@@ -21,7 +21,9 @@ over the window after a warm-up:
 The stack floors, in the same run, for the same N: bare pymodbus (one client per PLC reading
 the same blocks at 10 Hz, nothing else) and bare asyncua (a plain server, SignAndEncrypt, the
 same N x 100 variables written at 10 Hz, the same client subscribed), each in its own process.
-The box is shared: read the ratios to the floors, not the absolute figures.
+With `--baseline`, the agent of another checkout (an older commit) runs beside ours on the same
+PLCs, size by size, so the two are compared under the same load. The box is shared: read the
+ratios to the floors and to the baseline, not the absolute figures.
 """
 
 from __future__ import annotations
@@ -303,8 +305,11 @@ async def measure_agent(site: Path, pid: int, plcs: int, seconds: float) -> dict
         }
 
 
-def run_agent(bundle: Path, ports: list[int], seconds: float) -> dict[str, float]:
-    """Spawn `lineside run` on a site of these PLCs; READY, then the measured window."""
+def run_agent(
+    bundle: Path, ports: list[int], seconds: float, tree: Path = REPO
+) -> dict[str, float]:
+    """Spawn `lineside run` (the code in `tree`) on a site of these PLCs; READY, then the
+    measured window."""
     folder = Path(tempfile.mkdtemp(prefix="lineside-plant-"))
     opcua_port = free_port()
     site = write_site(folder, bundle, ports, opcua_port)
@@ -315,7 +320,7 @@ def run_agent(bundle: Path, ports: list[int], seconds: float) -> dict[str, float
     started = time.monotonic()
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(site), "--log-level", "warning"],
-        cwd=REPO, env={**os.environ, "NOTIFY_SOCKET": address},
+        cwd=tree, env={**os.environ, "NOTIFY_SOCKET": address, "PYTHONPATH": str(tree)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -509,6 +514,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,5,10,20")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="sizes 1 and 20, 5 s windows")
+    parser.add_argument("--baseline", help="another checkout whose agent runs beside, same PLCs")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--bare-reads", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
@@ -555,12 +561,14 @@ def main() -> None:
                 f"{'lat p99':>8} {'changes/s':>9} {'coalesced':>9} {'dropped':>7} "
                 f"{'RSS MB':>6} {'READY s':>7}")  # fmt: skip
         print(head)
+        trees = [("agent", REPO)] + ([("baseline", Path(args.baseline))] if args.baseline else [])
         for n in sizes:
-            a = run_agent(bundle, ports[:n], seconds)
-            print(f"{n:>4} {'agent':<14} {a['kept']:>10.1%} {a['cpu']:>6.0f} "
-                  f"{a['lat_med']:>8.0f} {a['lat_p99']:>8.0f} {a['changes']:>9.0f} "
-                  f"{a['coalesced']:>9.0f} {a['dropped']:>7.0f} {a['rss']:>6.0f} "
-                  f"{a['ready']:>7.2f}", flush=True)  # fmt: skip
+            for what, tree in trees:
+                a = run_agent(bundle, ports[:n], seconds, tree)
+                print(f"{n:>4} {what:<14} {a['kept']:>10.1%} {a['cpu']:>6.0f} "
+                      f"{a['lat_med']:>8.0f} {a['lat_p99']:>8.0f} {a['changes']:>9.0f} "
+                      f"{a['coalesced']:>9.0f} {a['dropped']:>7.0f} {a['rss']:>6.0f} "
+                      f"{a['ready']:>7.2f}", flush=True)  # fmt: skip
             r = floor_reads(ports[:n], seconds)
             print(f"{n:>4} {'bare pymodbus':<14} {r['kept']:>10.1%} {r['cpu']:>6.0f}", flush=True)
             s = floor_server(n * TAGS_PER_PLC, seconds)
