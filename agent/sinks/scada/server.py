@@ -87,6 +87,8 @@ D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
 T = ua.VariantType.DateTime
 MAX_PENDING_EVENTS = 1000
 _BAD = 0x80000000  # the severity bit of a Bad status code
+_GOOD = ua.StatusCode(ua.StatusCodes.Good)  # shared: a published DataValue is never changed
+VALUE = ua.AttributeIds.Value
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
 FIGURES_INTERVAL_S = 0.1  # Agent/ and Plcs/ are read and published at most this often
 _POLICIES = {
@@ -361,21 +363,18 @@ class ScadaServer:
             SourceTimestamp=when, ServerTimestamp=dt.datetime.now(dt.UTC),
         )  # fmt: skip
         if status & _BAD and value is not None:
-            await self._store_held(self._nodes[path], datavalue)
-        else:
-            await self._aspace.write_attribute_value(
-                self._nodes[path], ua.AttributeIds.Value, datavalue
-            )
+            await self._store(self._nodes[path], datavalue)  # counts its own write
+            return
+        await self._aspace.write_attribute_value(self._nodes[path], VALUE, datavalue)
         self._writes += 1
         if self._writes % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the detection loop and client requests in
 
-    async def _store_held(self, nodeid: ua.NodeId, datavalue: ua.DataValue) -> None:
-        """Store a Bad value that keeps the last value read, and tell the subscriptions.
-
-        asyncua nulls the value of every Bad write (OPC-UA Part 4 7.7.1 says a client is to
-        ignore it); we keep the last value beside the Bad code, as docs/quality.md says, so
-        this does what its write path does less that."""
+    async def _store(self, nodeid: ua.NodeId, datavalue: ua.DataValue) -> None:
+        """Store a tag's value and tell the subscriptions: what asyncua's write path does,
+        less its checks (the node and its type are ours, the variant built for that type)
+        and less nulling a Bad value (OPC-UA Part 4 7.7.1 says a client is to ignore it; we
+        keep the last value beside the Bad code, as docs/quality.md says)."""
         attval = self._aspace._nodes[nodeid].attributes[ua.AttributeIds.Value]
         attval.value = datavalue
         attval.value_callback = None
@@ -384,6 +383,9 @@ class ScadaServer:
                 await callback(key, datavalue)
             except Exception:
                 log.exception("OPC-UA subscription callback failed on %s", nodeid)
+        self._writes += 1
+        if self._writes % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the detection loop and client requests in
 
     async def publish(self, result: LineResult) -> None:
         """Write one result (every tag of it) and the Agent/ figures into the address space."""
@@ -400,7 +402,7 @@ class ScadaServer:
         base = f"Lines/{self.line}"
         dirty, self._dirty = self._dirty, set()
         names = self._signals if dirty is None else dirty
-        oldest = math.inf
+        oldest, now = math.inf, dt.datetime.now(dt.UTC)
         for name in names:
             reading = result.readings.get(name)
             signal = self._signals.get(name)
@@ -409,14 +411,22 @@ class ScadaServer:
             vtype, value_path, quality_path = signal
             ts = reading.ts if reading.ts is not None else result.ts
             oldest = min(oldest, ts)
-            polled = _utc(ts)
             good = reading.quality is Quality.GOOD
             # By exception: a good value is written when it or its status changes, under the
             # time of the poll that read it; a value that is not good at every report (the hub
             # reports a failing device at its poll rate), so its time says when it was last bad.
             status = ua.StatusCodes.Good if good else status_of(reading)
-            await self._write(value_path, _value(reading, vtype), vtype, status, polled,
-                              always=not good)  # fmt: skip
+            value = _value(reading, vtype)
+            if good and self._last.get(value_path) == (value, status):
+                continue  # unchanged: not written again (its Quality is "good" already)
+            self._last[value_path] = (value, status)
+            polled = _utc(ts)
+            datavalue = PublishedValue(
+                ua.Variant(value, vtype) if value is not None else ua.Variant(),
+                StatusCode=_GOOD if good else ua.StatusCode(status),
+                SourceTimestamp=polled, ServerTimestamp=now,
+            )  # fmt: skip
+            await self._store(self._nodes[value_path], datavalue)
             text = "good" if good else f"{reading.quality.value}: {reading.reason}"
             await self._write(quality_path, text, S, when=polled)
         if oldest < math.inf:
