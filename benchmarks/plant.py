@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 
 TAGS_PER_PLC = 100
 HZ = 10.0
+WATCHDOG_S = 30.0  # the clients' keep-alive: a loaded box must not cut them off mid-window
 REGISTERS = 256
 EXTRUDER_TAGS = 10  # the simulated extruder's tag map: 9 signals and a heartbeat, below 64
 SYNTH_BASE = 64  # the first PLC's own tags start above the extruder's registers
@@ -237,6 +238,22 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+async def bench_client(site: Path) -> Any:
+    """The SCADA client of an agent run: trusted, SignAndEncrypt, anonymous, patient."""
+    from asyncua import ua
+
+    from agent.config import load_config
+    from tests.scada_helpers import SecureClient, client_certificate, trust
+
+    opcua = load_config(site).opcua
+    cert, key, uri = client_certificate(site.parent / "client", "bench")
+    trust(opcua, cert)
+    client = SecureClient(opcua.endpoint, "Basic256Sha256", cert, key,
+                          ua.MessageSecurityMode.SignAndEncrypt, watchdog_s=WATCHDOG_S)  # fmt: skip
+    client.application_uri = uri
+    return client
+
+
 class Latencies:
     """A subscription handler keeping receive time minus SourceTimestamp, ms."""
 
@@ -263,12 +280,12 @@ async def subscribe_all(client: Any, nodes: list[Any], handler: Latencies) -> An
 # --- one agent run ---------------------------------------------------------------------------
 
 
-async def measure_agent(site: Path, pid: int, plcs: int, seconds: float) -> dict[str, float]:
-    """Subscribe to every Value of the line, then measure the window."""
-    from tests.scada_helpers import trusted_anonymous_client
-
+async def measure_agent(
+    site: Path, pid: int, plcs: int, seconds: float, subscribe: bool = True
+) -> dict[str, float]:
+    """Subscribe to every Value of the line (or to none), then measure the window."""
     pids = process_tree(pid)
-    client = await trusted_anonymous_client(site, site.parent / "client")
+    client = await bench_client(site)
     async with client:
         ns = await client.get_namespace_index("urn:lineside")
         node = lambda path: client.get_node(f"ns={ns};s={path}")  # noqa: E731
@@ -277,8 +294,9 @@ async def measure_agent(site: Path, pid: int, plcs: int, seconds: float) -> dict
                  "melt_pressure", "vibration_rms", "cooling_water_temp", "line_speed",
                  "heartbeat"]  # fmt: skip
         handler = Latencies()
-        await subscribe_all(client, [node(f"Lines/extruder-1/Signals/{t}/Value") for t in tags],
-                            handler)  # fmt: skip
+        if subscribe:
+            values = [node(f"Lines/extruder-1/Signals/{t}/Value") for t in tags]
+            await subscribe_all(client, values, handler)
         await asyncio.sleep(3.0)  # warm-up: the initial values, the subscription settling
 
         async def counters() -> list[int]:
@@ -306,7 +324,7 @@ async def measure_agent(site: Path, pid: int, plcs: int, seconds: float) -> dict
 
 
 def run_agent(
-    bundle: Path, ports: list[int], seconds: float, tree: Path = REPO
+    bundle: Path, ports: list[int], seconds: float, tree: Path = REPO, subscribe: bool = True
 ) -> dict[str, float]:
     """Spawn `lineside run` (the code in `tree`) on a site of these PLCs; READY, then the
     measured window."""
@@ -327,7 +345,7 @@ def run_agent(
         while b"READY=1" not in sock.recv(4096):
             pass
         ready = time.monotonic() - started
-        result = asyncio.run(measure_agent(site, agent.pid, len(ports), seconds))
+        result = asyncio.run(measure_agent(site, agent.pid, len(ports), seconds, subscribe))
         result["ready"] = ready
         return result
     finally:
@@ -433,10 +451,11 @@ async def measure_bare_server(port: int, pid: int, variables: int, cert: Path, k
     """Subscribe to every variable of the bare server and measure the window."""
     from asyncua import ua
 
-    from tests.scada_helpers import secure_client
+    from tests.scada_helpers import SecureClient
 
-    client = await secure_client(f"opc.tcp://127.0.0.1:{port}/bare", cert, key,
-                                 "urn:test:bench", None, None)  # fmt: skip
+    client = SecureClient(f"opc.tcp://127.0.0.1:{port}/bare", "Basic256Sha256", cert, key,
+                          ua.MessageSecurityMode.SignAndEncrypt, watchdog_s=WATCHDOG_S)  # fmt: skip
+    client.application_uri = "urn:test:bench"
     async with client:
         ns = await client.get_namespace_index("urn:bare")
         handler = Latencies()
@@ -569,6 +588,11 @@ def main() -> None:
                       f"{a['lat_med']:>8.0f} {a['lat_p99']:>8.0f} {a['changes']:>9.0f} "
                       f"{a['coalesced']:>9.0f} {a['dropped']:>7.0f} {a['rss']:>6.0f} "
                       f"{a['ready']:>7.2f}", flush=True)  # fmt: skip
+            if n == max(sizes):  # the collection path alone: no client subscribed
+                a = run_agent(bundle, ports[:n], seconds, subscribe=False)
+                print(f"{n:>4} {'agent, no sub.':<14} {a['kept']:>10.1%} {a['cpu']:>6.0f} "
+                      f"{'':>8} {'':>8} {'':>9} {a['coalesced']:>9.0f} {a['dropped']:>7.0f} "
+                      f"{a['rss']:>6.0f} {a['ready']:>7.2f}", flush=True)  # fmt: skip
             r = floor_reads(ports[:n], seconds)
             print(f"{n:>4} {'bare pymodbus':<14} {r['kept']:>10.1%} {r['cpu']:>6.0f}", flush=True)
             s = floor_server(n * TAGS_PER_PLC, seconds)
