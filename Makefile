@@ -90,6 +90,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/time_to_bad.py
 	$(BIN)/python benchmarks/lines.py
 	$(BIN)/python benchmarks/web.py
+	$(BIN)/python benchmarks/plant.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .two-lines .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

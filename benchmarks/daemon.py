@@ -82,10 +82,12 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-async def samples_processed(port: int) -> int:
-    from asyncua import Client
+async def samples_processed(site: Path) -> int:
+    """Agent/SamplesProcessed, read by a trusted SignAndEncrypt client (the site offers no
+    unsecured endpoint)."""
+    from tests.scada_helpers import trusted_anonymous_client
 
-    async with Client(f"opc.tcp://127.0.0.1:{port}/lineside/", timeout=5) as client:
+    async with await trusted_anonymous_client(site, site.parent / "client") as client:
         ns = await client.get_namespace_index("urn:lineside")
         return int(await client.get_node(f"ns={ns};s=Agent/SamplesProcessed").read_value())
 
@@ -113,13 +115,13 @@ def run_agent(bundle: Path, speedup: float, hold_s: float) -> dict[str, float]:
         result["ready_s"] = time.monotonic() - started
         result["rss_ready"] = rss_mb(agent.pid)
         if hold_s > 0:
-            first = asyncio.run(samples_processed(opcua_port))
+            first = asyncio.run(samples_processed(site))
             held = time.monotonic()
             rss: list[float] = []
             while time.monotonic() - held < hold_s:
                 time.sleep(min(5.0, hold_s / 10))
                 rss.append(rss_mb(agent.pid))
-            result["samples"] = asyncio.run(samples_processed(opcua_port)) - first
+            result["samples"] = asyncio.run(samples_processed(site)) - first
             result["wall_s"] = time.monotonic() - held
             result["rss_mid"] = rss[len(rss) // 2]
             result["rss_end"] = rss[-1]

@@ -97,13 +97,13 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-async def first_good_value(endpoint: str, started: float, timeout: float = 60.0) -> float:
-    """Seconds from `started` until an OPC-UA client reads a good screw_speed value."""
-    from asyncua import Client
+async def first_good_value(site: Path, started: float, timeout: float = 60.0) -> float:
+    """Seconds from `started` until a trusted SignAndEncrypt client reads a good screw_speed."""
+    from tests.scada_helpers import trusted_anonymous_client
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        client = Client(endpoint, timeout=2)
+        client = await trusted_anonymous_client(site, site.parent / "client")
         try:
             await client.connect()
         except (TimeoutError, OSError, Exception):
@@ -143,8 +143,7 @@ def bench_process(bundle: Path) -> list[tuple[str, str]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        endpoint = f"opc.tcp://127.0.0.1:{opcua_port}/lineside/"
-        to_first = asyncio.run(first_good_value(endpoint, started))
+        to_first = asyncio.run(first_good_value(site, started))
         time.sleep(max(0.0, 10.0 - (time.monotonic() - started)))
         rss, peak = rss_mb(agent.pid)
     finally:

@@ -10,11 +10,13 @@ from contextlib import suppress
 
 
 class MbapPeer:
-    """Serves function 3 from `registers`; `mode` is "ok", "hang" or "tid0-behind"."""
+    """Serves function 3 from `registers`; `mode` is "ok", "hang" or "tid0-behind"; every
+    answer waits `delay_s` first (a slow PLC)."""
 
-    def __init__(self, registers: list[int], mode: str = "ok") -> None:
+    def __init__(self, registers: list[int], mode: str = "ok", delay_s: float = 0.0) -> None:
         self.registers = registers
         self.mode = mode
+        self.delay_s = delay_s
         self.port = 0
         self.requests = 0
         self._server: asyncio.Server | None = None
@@ -51,6 +53,8 @@ class MbapPeer:
                 function, start, count = struct.unpack(">BHH", pdu[:5])
                 if self.mode == "hang" or function != 3:
                     continue
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 body = self._answer(start, count)
                 if self.mode == "tid0-behind":
                     body, self._previous = self._previous or body, body

@@ -117,3 +117,14 @@ async def secure_client(
         client.set_user(user)
         client.set_password(password or "")
     return client
+
+
+async def trusted_anonymous_client(site: Path, folder: Path) -> Client:
+    """A SignAndEncrypt client, not connected, whose certificate the server of the site file
+    `site` trusts, without a user (the example site allows anonymous reads over it)."""
+    opcua = load_config(site).opcua
+    cert, key, uri = folder / "bench.der", folder / "bench.pem", "urn:test:bench"
+    if not cert.exists():  # one certificate per folder: the server reads its trust list once
+        cert, key, uri = client_certificate(folder, "bench")
+        trust(opcua, cert)
+    return await secure_client(opcua.endpoint, cert, key, uri, None, None)

@@ -30,6 +30,9 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
+
+import numpy as np
 
 
 class DataType(Enum):
@@ -223,3 +226,79 @@ class Scaling:
         if math.isinf(raw):
             return high if raw > 0 else low
         return min(max(round(raw), low), high)
+
+
+_NUMPY_CODES = {"h": "i2", "H": "u2", "i": "i4", "I": "u4", "q": "i8", "Q": "u8",
+                "f": "f4", "d": "f8"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockField:
+    """One numeric value inside a register block: where, what type, which layout, scaling."""
+
+    offset: int  # registers from the start of the block
+    dtype: DataType
+    layout: Layout = Layout()
+    scaling: Scaling = Scaling()
+
+
+def _value_bytes(field: BlockField) -> list[int]:
+    """Indices, in the block's wire bytes, of the field's value bytes in big-endian order."""
+    words = range(field.offset, field.offset + field.dtype.registers)
+    ordered = reversed(words) if field.layout.word_swap else words
+    pairs = [(2 * w + 1, 2 * w) if field.layout.byte_swap else (2 * w, 2 * w + 1) for w in ordered]
+    return [i for pair in pairs for i in pair]
+
+
+class BlockDecoder:
+    """Every numeric value of one register block in engineering units, in a few numpy steps.
+
+    Built once per block: one byte gather puts every value's bytes in big-endian order, grouped
+    by data type, so a block decodes as one gather, one view per type present, and
+    `raw * scale + offset` over arrays. Bit-for-bit the same numbers as `decode` and
+    `Scaling.to_engineering` value by value (tests/unit/sources/test_block_readings.py).
+    Fields listed grouped by type decode a little faster (a slice per type).
+
+    >>> fields = [BlockField(0, DataType.FLOAT32), BlockField(2, DataType.INT16, Layout(),
+    ...           Scaling(0.1))]
+    >>> BlockDecoder(fields).decode([0x4049, 0x0FDB, 0xFFF6]).round(5).tolist()
+    [3.14159, -1.0]
+    """
+
+    def __init__(self, fields: Sequence[BlockField]) -> None:
+        for field in fields:
+            if not field.dtype.is_numeric:
+                raise ValueError(f"a block decodes numbers; {field.dtype.name} is not one")
+        self.size = len(fields)
+        self.registers = max((f.offset + f.dtype.registers for f in fields), default=0)
+        gather: list[int] = []
+        self._groups: list[tuple[np.dtype[Any], int, int, slice | np.ndarray]] = []
+        for dtype in DataType:
+            members = [i for i, f in enumerate(fields) if f.dtype is dtype]
+            if not members:
+                continue
+            start = len(gather)
+            for i in members:
+                gather.extend(_value_bytes(fields[i]))
+            numpy_type = np.dtype(">" + _NUMPY_CODES[dtype.value[0]])
+            # fields grouped by type in the caller's order take a slice, not a fancy index
+            contiguous = members == list(range(members[0], members[-1] + 1))
+            into = slice(members[0], members[-1] + 1) if contiguous else np.array(members)
+            self._groups.append((numpy_type, start, len(gather), into))
+        self._gather = np.array(gather, dtype=np.intp)
+        self._scale = np.array([f.scaling.scale for f in fields], dtype=np.float64)
+        self._offset = np.array([f.scaling.offset for f in fields], dtype=np.float64)
+
+    def decode(self, registers: Sequence[int]) -> np.ndarray:
+        """The fields' engineering values (float64, NaN and infinity as sent) from the block's
+        registers (at least `registers` of them, 0..65535 each)."""
+        if len(registers) < self.registers:
+            raise ValueError(f"the block needs {self.registers} registers, got {len(registers)}")
+        wire = np.asarray(registers, dtype=np.uint16).astype(">u2").view(np.uint8)
+        ordered = wire[self._gather]
+        raw = np.empty(self.size, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):  # a signalling NaN is still a NaN
+            for numpy_type, start, end, into in self._groups:
+                raw[into] = ordered[start:end].view(numpy_type)
+            result: np.ndarray = raw * self._scale + self._offset
+        return result

@@ -178,6 +178,7 @@ class PlcStatus:
         self.name = name
         self.links = list(links)
         self.connects = 0  # connections opened, the first included
+        self.skipped_slots = 0  # poll slots missed because a poll outlasted its interval
         self.on_edge: EdgeListener | None = None  # told of every edge; must not block
 
     def failed(self, link: LinkStatus, error: str, started: float, now: float) -> None:

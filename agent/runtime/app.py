@@ -260,7 +260,9 @@ class Agent(FirstLine):
             models = self.lines[0].describe()
         else:
             models = "lines " + ", ".join(f"{r.name} {r.describe()}" for r in self.lines)
-        return status_line(f"{models}; PLC {plcs}; journal {journal}")
+        overload = self.scada.overload.reason
+        tail = f"; {overload}" if overload else ""
+        return status_line(f"{models}; PLC {plcs}; journal {journal}{tail}")
 
     async def _announce_ready(self, ready: asyncio.Event | None) -> None:
         expected = {s.name for s in self.sources}

@@ -202,7 +202,7 @@ class LineRunner:
             self.learning.after(self.commissioning)
         for event in result.events:
             self._on_event(event)
-        self.scada.offer(result, self.name)
+        self.scada.offer(result, self.name, sample.readings.keys())  # only this source's tags
         for listener in self.listeners:
             listener(result)
         return result

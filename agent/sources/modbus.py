@@ -34,15 +34,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.config import DeviceConfig, PlcConfig, Tag
+from agent.config import BIT_TABLES, DeviceConfig, PlcConfig, Tag
 from agent.core.codec import DataType, decode, decode_bit, decode_string
 from agent.core.quality import judge
 from agent.ops.comms import LinkStatus, PlcStatus
 from agent.sources.backoff import Backoff
 from agent.sources.base import Emit, raise_if_cancelled
 from agent.sources.blocks import Block, plan_blocks
+from agent.sources.decoding import BlockReadings
 from agent.sources.transport import ExceptionReply, LinkError, ModbusTransport
-from agent.types import Quality, Sample, TagReading
+from agent.types import Quality, Sample, TagReading, good_reading
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class _Device:
         self.blocks: list[Block] = plan_blocks(
             config.tag_map.tags, config.max_gap, config.max_registers, config.max_bits
         )
+        # each register block's decoder, built once (None for a block of coils or inputs)
+        self.readers = [None if b.table in BIT_TABLES else BlockReadings(b) for b in self.blocks]
         self.stats = HealthStats()
         self.backoff = Backoff(min(0.5, config.poll_interval_s), plc.max_backoff_s)
         self.retry_at = 0.0
@@ -133,20 +136,22 @@ class ModbusHub:
             log.info("PLC %s: %s; its tags are bad, retrying with backoff", self.name, reason)
             self._link_failing = True
 
-    async def _read_block(self, device: _Device, block: Block) -> dict[str, TagReading]:
+    async def _read_block(
+        self, device: _Device, block: Block, reader: BlockReadings | None, ts: float
+    ) -> dict[str, TagReading]:
         unit = device.config.unit
         async with self._lock:
             device.stats.requests += 1
-            if block.table in ("coil", "discrete"):
+            if reader is None:
                 bits = await self.transport.read_bits(unit, block.table, block.start, block.count)
                 return {
-                    t.name: TagReading(1.0 if bits[t.address - block.start] else 0.0)
+                    t.name: good_reading(1.0 if bits[t.address - block.start] else 0.0, ts)
                     for t in block.tags
                 }
             registers = await self.transport.read_registers(
                 unit, block.table, block.start, block.count
             )
-        return {t.name: decode_tag(t, registers, block.start) for t in block.tags}
+        return reader.readings(registers, ts)
 
     async def poll_device(self, device: _Device) -> Sample:
         """Read every block of one device once; never raises."""
@@ -159,9 +164,9 @@ class ModbusHub:
             return self._failed_sample(device, ts, str(exc), link=True)
         refused = ""  # the first Modbus exception answer of this poll
         try:
-            for block in device.blocks:
+            for block, reader in zip(device.blocks, device.readers, strict=True):
                 try:
-                    readings.update(await self._read_block(device, block))
+                    readings.update(await self._read_block(device, block, reader, ts))
                 except ExceptionReply as exc:
                     readings.update(_bad(block.tags, str(exc)))
                     refused = refused or str(exc)
@@ -234,6 +239,7 @@ class ModbusHub:
             if next_at < now:
                 # A slow poll: skip the missed slots instead of bursting to catch up.
                 device.stats.overruns += 1
+                self.status.skipped_slots += max(1, math.ceil((now - next_at) / interval))
                 next_at = now
             await asyncio.sleep(next_at - now)
 
@@ -262,7 +268,8 @@ def _bad(tags: Sequence[Tag], reason: str) -> dict[str, TagReading]:
 
 
 def decode_tag(tag: Tag, registers: Sequence[int], block_start: int) -> TagReading:
-    """One tag's reading from the registers of the block that holds it."""
+    """One tag's reading from the registers of the block that holds it, alone (the reference
+    `BlockReadings` is tested against)."""
     offset = tag.address - block_start
     words = registers[offset : offset + tag.span]
     if tag.dtype is DataType.BOOL:

@@ -63,13 +63,14 @@ async def build_address_space(
 ) -> tuple[dict[str, ua.NodeId], dict[str, Node]]:
     """Add every node of every line and the Agent object; return the node ids by path, and
     each line's object by line name."""
-    build = ModelBuilder(server.iserver.isession, ns)
+    build = ModelBuilder(server.iserver.isession, ns, bulk=True, aspace=server.iserver.aspace)
     objects = server.nodes.objects
     folder = await build.folder(objects, "Lines", "Lines", "Production lines Lineside watches")
     line_nodes = {spec.line: await _build_line(build, folder, spec) for spec in lines}
     agent = await build.folder(objects, "Agent", "Agent", "Health of the Lineside agent")
     for var in AGENT_VARIABLES:
         await build.variable(agent, f"Agent/{var.name}", var.name, var.vtype, var.text)
+    await build.flush()
     return build.nodes, line_nodes
 
 

@@ -21,7 +21,8 @@ Objects, so an integrator can type them into a SCADA tag list:
                 /LearningProgress, LearningEtaS     Double: percent done, seconds left
                 /Alarms/Anomaly, /Alarms/Spc        alarm conditions (see alarms.py)
     Agent/Health, UptimeS, LoopLatencyMs, SamplesProcessed, SampleQueueDrops,
-          PublishCoalesced, EventDrops, Sessions, LoginFailures, CertificatesRejected,
+          PublishCoalesced, PollSlotsSkipped, PublishLagMs (agent/ops/overload.py turns
+          them into Health's reason), EventDrops, Sessions, LoginFailures, CertificatesRejected,
           JournalOk, JournalWriteErrors, JournalDropped, ExplainerQueueDrops,
           ExplanationsLlm, ExplanationsTemplate, ExplainerRejections, ExplainerWorkerFailures,
           SnapshotsWritten, SnapshotsSkipped, SnapshotsFailed, SnapshotsRestored,
@@ -40,6 +41,9 @@ degraded line's reason after its name.
 Overflow policy: `offer` stores the newest line result and wakes the publisher; results that
 arrive while it is busy are coalesced (only the newest is written) and counted, but their
 alarm edges are queued (at most 1,000, the oldest dropped and counted) so no alarm is lost.
+Publishing is by exception and per source: a publish looks only at the tags the samples since
+the last one read, and writes a good Value only when it or its status changed, stamped with
+the time of the poll that read it (a reading that is not good is written at every report).
 Writes go straight into the address space (`write_attribute_value`); subscriptions copy
 changes into bounded per-item queues, so a slow or stalled client never blocks the loop.
 """
@@ -54,8 +58,8 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from asyncua import Server, ua
@@ -65,9 +69,11 @@ from agent.config import NodeTag, OpcUaConfig, Tag
 from agent.errors import StartupError
 from agent.ops.comms import PlcStatus
 from agent.ops.counters import CounterRegistry
+from agent.ops.overload import OverloadWatch, with_overload
 from agent.pipeline.line import LineResult
 from agent.sinks.scada.address_space import LineSpec, build_address_space, value_type
 from agent.sinks.scada.alarms import AckListener, AlarmBook
+from agent.sinks.scada.aspace_cache import cache_folder, commit_shelf, new_shelf, usable_shelf
 from agent.sinks.scada.channel import ChannelRules
 from agent.sinks.scada.door import ConnectionBook
 from agent.sinks.scada.limits import AGENT_VARIABLES, AgentCounters, apply_limits, status_of
@@ -87,7 +93,10 @@ D, S, B = ua.VariantType.Double, ua.VariantType.String, ua.VariantType.Boolean
 T = ua.VariantType.DateTime
 MAX_PENDING_EVENTS = 1000
 _BAD = 0x80000000  # the severity bit of a Bad status code
+_GOOD = ua.StatusCode(ua.StatusCodes.Good)  # shared: a published DataValue is never changed
+VALUE = ua.AttributeIds.Value
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
+FIGURES_INTERVAL_S = 0.1  # Agent/ and Plcs/ are read and published at most this often
 _POLICIES = {
     ("Basic256Sha256", "Sign"): ua.SecurityPolicyType.Basic256Sha256_Sign,
     ("Basic256Sha256", "SignAndEncrypt"): ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
@@ -110,6 +119,10 @@ class LineFeed:
     explanation: tuple[str, float, str, str] | None = None
     learning: tuple[str, float, float] | None = None
     health: str = "starting"
+    #: Tags read since the last publish (None: all): only they are looked at.
+    dirty: set[str] | None = field(default_factory=set)
+    #: tag -> (its variant type, its Value path, its Quality path).
+    signals: dict[str, tuple[ua.VariantType, str, str]] = field(default_factory=dict)
 
 
 class ScadaServer:
@@ -153,6 +166,9 @@ class ScadaServer:
         self._last: dict[str, tuple[Any, int]] = {}
         self._writes = 0
         self._aspace: Any = None
+        self.overload = OverloadWatch()
+        self.publish_lag_ms = 0.0
+        self._figures_due = 0.0
         self._events: deque[Event] = deque()
         self._started = time.monotonic()
         self._wake = asyncio.Event()
@@ -170,7 +186,12 @@ class ScadaServer:
     ) -> None:
         """Serve one more line under `Lines/<line>/` (before `start`)."""
         spec = LineSpec(line, tags, channels, threshold)
-        self._lines[line] = LineFeed(spec, model=(model_version, "running", ""))
+        base = f"Lines/{line}/Signals"
+        signals = {
+            t.name: (value_type(t), f"{base}/{t.name}/Value", f"{base}/{t.name}/Quality")
+            for t in tags
+        }
+        self._lines[line] = LineFeed(spec, model=(model_version, "running", ""), signals=signals)
 
     def _feed(self, line: str | None) -> LineFeed:
         return self._lines[self.line if line is None else line]
@@ -181,6 +202,11 @@ class ScadaServer:
     def uptime_s(self) -> float:
         """Seconds since the server started."""
         return time.monotonic() - self._started
+
+    @property
+    def poll_slots_skipped(self) -> int:
+        """Poll slots the PLC connections missed since start (a poll longer than its interval)."""
+        return sum(p.skipped_slots for p in self.plcs)
 
     @property
     def sessions(self) -> int:
@@ -237,7 +263,12 @@ class ScadaServer:
         # ConditionRefresh(2): asyncua binds them only when asked; the value is the Severity of
         # its RefreshStart/RefreshEnd events
         server.iserver.bind_condition_methods = 100
-        await server.init()
+        cache = cache_folder(self.config.pki_dir.parent)
+        shelf = usable_shelf(cache)
+        building = new_shelf(cache) if shelf is None else None
+        await server.init(shelf or building)  # the standard address space, cached (fast start)
+        if building is not None:
+            commit_shelf(building, cache)
         server.set_endpoint(self.config.endpoint)
         server.set_server_name("Lineside edge agent")
         await server.set_application_uri(f"{self.config.namespace}:server")
@@ -288,13 +319,20 @@ class ScadaServer:
         for feed in self._lines.values():
             await self._publish_model(feed)
 
-    def offer(self, result: LineResult, line: str | None = None) -> None:
-        """Hand over a line's newest result; never blocks, coalesces if the publisher is
-        behind."""
+    def offer(
+        self, result: LineResult, line: str | None = None, tags: Iterable[str] | None = None
+    ) -> None:
+        """Hand over a line's newest result and the tags its sample read (None: every tag);
+        never blocks, coalesces if the publisher is behind (the tags of every result offered
+        since the last publish are written, each with its newest reading)."""
         feed = self._feed(line)
         if feed.latest is not None:
             self.coalesced += 1
         feed.latest = result
+        if tags is None:
+            feed.dirty = None
+        elif feed.dirty is not None:
+            feed.dirty.update(tags)
         for event in result.events:
             if len(self._events) >= MAX_PENDING_EVENTS:
                 self._events.popleft()
@@ -370,21 +408,18 @@ class ScadaServer:
             SourceTimestamp=when, ServerTimestamp=dt.datetime.now(dt.UTC),
         )  # fmt: skip
         if status & _BAD and value is not None:
-            await self._store_held(self._nodes[path], datavalue)
-        else:
-            await self._aspace.write_attribute_value(
-                self._nodes[path], ua.AttributeIds.Value, datavalue
-            )
+            await self._store(self._nodes[path], datavalue)  # counts its own write
+            return
+        await self._aspace.write_attribute_value(self._nodes[path], VALUE, datavalue)
         self._writes += 1
         if self._writes % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the detection loop and client requests in
 
-    async def _store_held(self, nodeid: ua.NodeId, datavalue: ua.DataValue) -> None:
-        """Store a Bad value that keeps the last value read, and tell the subscriptions.
-
-        asyncua nulls the value of every Bad write (OPC-UA Part 4 7.7.1 says a client is to
-        ignore it); we keep the last value beside the Bad code, as docs/quality.md says, so
-        this does what its write path does less that."""
+    async def _store(self, nodeid: ua.NodeId, datavalue: ua.DataValue) -> None:
+        """Store a tag's value and tell the subscriptions: what asyncua's write path does,
+        less its checks (the node and its type are ours, the variant built for that type)
+        and less nulling a Bad value (OPC-UA Part 4 7.7.1 says a client is to ignore it; we
+        keep the last value beside the Bad code, as docs/quality.md says)."""
         attval = self._aspace._nodes[nodeid].attributes[ua.AttributeIds.Value]
         attval.value = datavalue
         attval.value_callback = None
@@ -393,8 +428,17 @@ class ScadaServer:
                 await callback(key, datavalue)
             except Exception:
                 log.exception("OPC-UA subscription callback failed on %s", nodeid)
+        self._writes += 1
+        if self._writes % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the detection loop and client requests in
 
     async def publish(self, result: LineResult, line: str | None = None) -> None:
+        """Write one result of a line (every tag of it) and the Agent/ figures."""
+        self._feed(line).dirty = None
+        await self._publish_line(result, line)
+        await self._publish_agent()
+
+    async def _publish_line(self, result: LineResult, line: str | None = None) -> None:
         """Write one result of a line into the address space (the server's internal write path).
 
         Each tag's SourceTimestamp is its own poll's time (`TagReading.ts`), the line's nodes
@@ -402,20 +446,37 @@ class ScadaServer:
         feed = self._feed(line)
         when = _utc(result.ts)
         base = f"Lines/{feed.spec.line}"
-        for tag in feed.spec.tags:
-            reading = result.readings.get(tag.name)
-            if reading is None:
+        dirty, feed.dirty = feed.dirty, set()
+        names = feed.signals if dirty is None else dirty
+        oldest, now = math.inf, dt.datetime.now(dt.UTC)
+        for name in names:
+            reading = result.readings.get(name)
+            signal = feed.signals.get(name)
+            if reading is None or signal is None:
                 continue
-            p = f"{base}/Signals/{tag.name}"
-            polled = _utc(reading.ts) if reading.ts is not None else when
-            vtype = value_type(tag)
-            status = status_of(reading)
-            await self._write(
-                f"{p}/Value", _value(reading, vtype), vtype, status, polled, always=True
-            )
-            text = "good" if reading.quality is Quality.GOOD else (
-                f"{reading.quality.value}: {reading.reason}")  # fmt: skip
-            await self._write(f"{p}/Quality", text, S, when=polled)
+            vtype, value_path, quality_path = signal
+            ts = reading.ts if reading.ts is not None else result.ts
+            oldest = min(oldest, ts)
+            good = reading.quality is Quality.GOOD
+            # By exception: a good value is written when it or its status changes, under the
+            # time of the poll that read it; a value that is not good at every report (the hub
+            # reports a failing device at its poll rate), so its time says when it was last bad.
+            status = ua.StatusCodes.Good if good else status_of(reading)
+            value = _value(reading, vtype)
+            if good and self._last.get(value_path) == (value, status):
+                continue  # unchanged: not written again (its Quality is "good" already)
+            self._last[value_path] = (value, status)
+            polled = _utc(ts)
+            datavalue = PublishedValue(
+                ua.Variant(value, vtype) if value is not None else ua.Variant(),
+                StatusCode=_GOOD if good else ua.StatusCode(status),
+                SourceTimestamp=polled, ServerTimestamp=now,
+            )  # fmt: skip
+            await self._store(self._nodes[value_path], datavalue)
+            text = "good" if good else f"{reading.quality.value}: {reading.reason}"
+            await self._write(quality_path, text, S, when=polled)
+        if oldest < math.inf:
+            self.publish_lag_ms = max(0.0, (time.time() - oldest) * 1e3)
         for i, channel in enumerate(feed.spec.channels):
             p = f"{base}/Signals/{channel}"
             await self._write(
@@ -443,10 +504,11 @@ class ScadaServer:
         if result.events:
             await self._write(f"{base}/LastEvent", result.events[-1].message, S, when=when)
         feed.health = _health(result, feed.spec.channels)
-        self.health = _site_health(self._lines)
-        await self._publish_agent()
 
     async def _publish_agent(self) -> None:
+        dropped, lag = self.registry.read("loop", "queue_drops", 0), self.publish_lag_ms
+        self.overload.observe(time.monotonic(), self.poll_slots_skipped, dropped, lag)
+        self.health = with_overload(_site_health(self._lines), self.overload.reason)
         registry = self.registry
         for var in AGENT_VARIABLES:
             await self._write(f"Agent/{var.name}", var.value(registry), var.vtype)
@@ -484,16 +546,23 @@ class ScadaServer:
                 await self._write(f"Lines/{line}/LastEvent", event.message, S)
 
     async def run(self) -> None:
-        """Publish whatever was offered whenever something was, until cancelled."""
+        """Publish whatever was offered whenever something was, until cancelled; Agent/ and
+        Plcs/ every `FIGURES_INTERVAL_S` (their counters change at every poll)."""
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, self._figures_due - time.monotonic())):
+                    await self._wake.wait()
             self._wake.clear()
             for name, feed in self._lines.items():
                 result, feed.latest = feed.latest, None
                 if result is not None:
-                    await self.publish(result, name)
+                    await self._publish_line(result, name)
             await self._publish_events()
-            await publish_plcs(self.plcs, self._write)
+            health = with_overload(_site_health(self._lines), self.overload.reason)
+            if time.monotonic() >= self._figures_due or health != self.health:  # Health at once
+                self._figures_due = time.monotonic() + FIGURES_INTERVAL_S
+                await self._publish_agent()
+                await publish_plcs(self.plcs, self._write)
             for feed in self._lines.values():
                 await self._publish_explanation(feed)
                 await self._publish_model(feed)

@@ -55,7 +55,7 @@ def test_agent_variables_read_the_services_own_stats(tmp_path: Path) -> None:
 
 def test_every_agent_variable_has_a_unique_name_and_a_published_default() -> None:
     names = [v.name for v in AGENT_VARIABLES]
-    assert len(names) == len(set(names)) == 29
+    assert len(names) == len(set(names)) == 31
     empty = CounterRegistry()
     published = {v.name: v.value(empty) for v in AGENT_VARIABLES}
     assert published["Health"] == "starting" and published["JournalOk"] is True
