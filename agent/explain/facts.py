@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config.catalogue import Candidate, Catalogue
+from agent.core.forecast import Forecast
 from agent.types import Event
 
 FloatArray = npt.NDArray[np.float64]
@@ -29,6 +30,7 @@ STUCK_SAMPLES = 8  # the same reading this many times in a row: stuck
 NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole window
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
 CORRELATION_DROP = 0.5  # ... and a break is a fall of at least this much
+SPIKE_SIGMAS = 5.0  # a reading this far from its neighbours' median is a spike
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
 
 
@@ -55,6 +57,9 @@ class Snapshot:
     rows: FloatArray  # (n, channels) raw engineering values, oldest first
     contributions: tuple[float, ...] | None
     rules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tag -> SPC rules seen
+    #: The line's fused tag attribution (a share per channel), when the pipeline has one.
+    attribution: tuple[float, ...] | None = None
+    forecasts: dict[str, Forecast] = field(default_factory=dict)  # tag -> its drift forecast
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class TagFact:
     direction: str
     contribution: float | None
     rules: tuple[str, ...]
+    #: When a drifting tag reaches its next limit at the current rate (agent.core.forecast).
+    forecast: Forecast | None = None
 
     @property
     def outside(self) -> str:
@@ -142,10 +149,30 @@ class Facts:
             found += [t.value, t.low, t.high]
             if t.contribution is not None:
                 found.append(t.contribution)
+            if t.forecast is not None:
+                found += forecast_numbers(t.forecast)
         for b in self.breaks:
             found += [b.reference, b.recent]
         found += [s.similarity for s in self.similar]
         return found
+
+
+def forecast_numbers(f: Forecast) -> list[float]:
+    """The numbers of a forecast an explanation may cite: the limit, the time and its interval
+    in minutes (an open interval's end is left out)."""
+    minutes = [f.seconds / 60.0, f.low_s / 60.0, f.high_s / 60.0]
+    return [f.limit.value, *(m for m in minutes if math.isfinite(m))]
+
+
+def fmt_minutes(minutes: float) -> str:
+    """Minutes as an explanation says them: whole from 10 up, else one decimal.
+
+    Examples
+    --------
+    >>> fmt_minutes(12.34), fmt_minutes(3.26), fmt_minutes(0.42)
+    ('12', '3.3', '0.4')
+    """
+    return f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}"
 
 
 def fmt(value: float) -> str:
@@ -168,6 +195,18 @@ def fmt(value: float) -> str:
 def clock(ts: float) -> str:
     """A timestamp as an operator reads it: local wall-clock time, seconds resolution."""
     return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _spiky(x: FloatArray, mr_bar: float) -> bool:
+    """Isolated readings far off their neighbours while the rest is as calm as normal: each
+    reading against the median of it and its two neighbours, SPIKE_SIGMAS short-term sigmas."""
+    if mr_bar <= 0 or x.shape[0] < 5:
+        return False
+    tail = x[-NOISY_SAMPLES - 2 :]
+    med = np.median(np.stack([tail[:-2], tail[1:-1], tail[2:]]), axis=0)
+    off = np.abs(tail[1:-1] - med) / (mr_bar / D2)
+    spikes = off > SPIKE_SIGMAS
+    return int(spikes.sum()) >= 2 and float(np.median(off[~spikes])) < 1.5 if spikes.any() else False
 
 
 def _sse(x: FloatArray) -> float:
@@ -196,6 +235,8 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     if n >= STUCK_SAMPLES and np.ptp(tail) == 0.0:
         moved = np.nonzero(np.diff(x) != 0.0)[0]
         return "stuck", int(moved[-1] + 1) if moved.size else 0
+    if _spiky(x, mr_bar):
+        return "spikes", max(0, n - NOISY_SAMPLES - 1)
     recent = np.abs(np.diff(x[-NOISY_SAMPLES - 1 :]))
     # For white noise the median moving range is 0.846 x MR-bar (half-normal median / mean).
     # Noise that only just began shows as several moving ranges above the MR chart's UCL,
@@ -281,6 +322,14 @@ def similar_events(
     return found[:limit]
 
 
+def _weights(ctx: LineContext, evidence: Sequence[float] | None) -> dict[str, float] | None:
+    """Each tag's weight for the cause ranking: its share of the evidence over the top share."""
+    if evidence is None or max(evidence, default=0.0) <= 0:
+        return None
+    top = max(evidence)
+    return {c: max(float(v), 0.0) / top for c, v in zip(ctx.channels, evidence, strict=True)}
+
+
 def build_facts(
     snap: Snapshot,
     ctx: LineContext,
@@ -291,11 +340,13 @@ def build_facts(
     event, rows = snap.event, snap.rows
     n_ch = len(ctx.channels)
     contrib = snap.contributions
+    # The line's fused attribution ranks the tags when it has evidence, else the VAE's error.
+    evidence = snap.attribution if snap.attribution is not None and any(snap.attribution) else contrib
     ranked = list(range(n_ch))
-    if contrib is not None:
-        ranked.sort(key=lambda i: -contrib[i])
+    if evidence is not None:
+        ranked.sort(key=lambda i: -evidence[i])
     with_rules = [i for i in range(n_ch) if snap.rules.get(ctx.channels[i])]
-    focus = ranked[:3] if contrib is not None else []
+    focus = ranked[:3] if evidence is not None else []
     if event.tag in ctx.channels and ctx.channels.index(event.tag) not in focus:
         focus.insert(0, ctx.channels.index(event.tag))
     focus += [i for i in with_rules if i not in focus]
@@ -323,6 +374,7 @@ def build_facts(
                 direction=d,
                 contribution=None if contrib is None else round(float(contrib[i]), 2),
                 rules=snap.rules.get(name, ()),
+                forecast=snap.forecasts.get(name) if d.startswith("drift") else None,
             )
         )
     breaks = []
@@ -344,6 +396,6 @@ def build_facts(
         tags=tuple(tags),
         breaks=tuple(breaks),
         similar=tuple(similar_events(pattern, list(past))) if pattern else (),
-        causes=tuple(catalogue.match(directions, decoupled)),
+        causes=tuple(catalogue.match(directions, decoupled, weights=_weights(ctx, evidence))),
         line_tags=ctx.channels,
     )
