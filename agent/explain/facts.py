@@ -30,6 +30,7 @@ STUCK_SAMPLES = 8  # the same reading this many times in a row: stuck
 NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole window
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
 CORRELATION_DROP = 0.5  # ... and a break is a fall of at least this much
+CLEAN_TREND = 0.8  # a step or ramp explaining this share of the window is the tag's own move
 SPIKE_SIGMAS = 5.0  # a reading this far from its neighbours' median is a spike
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
 
@@ -206,7 +207,8 @@ def _spiky(x: FloatArray, mr_bar: float) -> bool:
     med = np.median(np.stack([tail[:-2], tail[1:-1], tail[2:]]), axis=0)
     off = np.abs(tail[1:-1] - med) / (mr_bar / D2)
     spikes = off > SPIKE_SIGMAS
-    return int(spikes.sum()) >= 2 and float(np.median(off[~spikes])) < 1.5 if spikes.any() else False
+    few = 0 < int(spikes.sum()) <= spikes.shape[0] // 3
+    return few and float(np.median(off[-6:])) < 1.2  # noise that grew is off everywhere
 
 
 def _sse(x: FloatArray) -> float:
@@ -260,6 +262,16 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     if abs(z_end) >= 3:  # out of range and level within the window: an older step
         return ("step-up" if z_end > 0 else "step-down"), 0
     return "steady", 0
+
+
+def trend_strength(x: FloatArray) -> float:
+    """The share of a window's variance that two levels or a hinged ramp explain (0..1)."""
+    n = x.shape[0]
+    total = _sse(x)
+    if n < 4 or total <= 0 or not np.all(np.isfinite(x)):
+        return 0.0
+    step_sse = min(_sse(x[:j]) + _sse(x[j:]) for j in range(2, n - 1))
+    return 1.0 - min(step_sse, _best_ramp(x)[0]) / total
 
 
 def _best_ramp(x: FloatArray) -> tuple[float, int, float]:
@@ -381,6 +393,15 @@ def build_facts(
     if ctx.correlation is not None and rows.shape[0] >= 8:
         breaks = correlation_breaks(rows, ctx, focus[:3])
     decoupled = frozenset(b.tag for b in breaks)
+    for tag in decoupled & {t for t, d in directions.items() if d != "steady"}:
+        # A tag that broke with its neighbours and also moved: a clean step or ramp is its
+        # own fault (the neighbours did not follow it), a wander that fits neither is the
+        # tag following another process.
+        i = ctx.channels.index(tag)
+        if trend_strength(rows[:, i]) >= CLEAN_TREND:
+            decoupled = decoupled - {tag}
+        else:
+            directions[tag] = "steady"
     # The onset is where the most unusual tag changed; drifts and old steps start at row 0.
     start = float(snap.ts[onsets[0]]) if onsets and snap.ts.size else event.ts
     start = min(start, event.ts)

@@ -153,6 +153,7 @@ class LineMonitor(AlarmEvents):
                 fused=self.fused,
                 unjudged_rows=self.unjudged_rows,
                 judged=self.judged,
+                forecasts={} if self.forecaster is None else self.forecaster.last,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
