@@ -8,9 +8,10 @@ tag and a direction (`up`, `down`, `step-up`, `step-down`, `drift-up`, `drift-do
 Causes are ranked by how well each mode's signature matches what the event shows: a symptom
 seen counts its tag's weight in the event (the fused attribution's share, the most likely tag
 1.0), in full for the exact direction and `GENERIC` of it for `up`/`down`; a mode's score is
-that sum over its symptoms divided by their number. So a one-symptom mode on the tag the
-evidence points at beats a two-symptom mode of which one was seen, and beats a mode about a
-neighbour that only moved along with it.
+that sum less `UNSEEN` for each of its symptoms not seen. So a one-symptom mode on the tag the
+evidence points at beats a two-symptom mode of which one was seen and a mode about a
+neighbour that only moved along with it, and a mode whose every symptom was seen beats one
+that explains a part of them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ DIRECTIONS = (
 )  # fmt: skip
 SYMPTOM_DIRECTIONS = ("up", "down", *DIRECTIONS[:-1], "decoupled")
 LANGUAGES = ("en", "zh")
+UNSEEN = 0.5  # what a mode loses for each of its symptoms the event does not show
 GENERIC = 0.8  # an `up` or `down` symptom fits a step or drift, less exactly than its own kind
 
 
@@ -113,7 +115,7 @@ class Catalogue:
                 score = sum(
                     f * (1.0 if weights is None else weights.get(s.tag, 0.0))
                     for f, s in zip(fits, mode.symptoms, strict=True)
-                ) / len(mode.symptoms)
+                ) - UNSEEN * (len(mode.symptoms) - matched)
                 found.append(
                     Candidate(
                         mode.id, mode.cause, mode.check, matched, len(mode.symptoms), score

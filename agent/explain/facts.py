@@ -237,16 +237,15 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     if n >= STUCK_SAMPLES and np.ptp(tail) == 0.0:
         moved = np.nonzero(np.diff(x) != 0.0)[0]
         return "stuck", int(moved[-1] + 1) if moved.size else 0
-    if _spiky(x, mr_bar):
-        return "spikes", max(0, n - NOISY_SAMPLES - 1)
     recent = np.abs(np.diff(x[-NOISY_SAMPLES - 1 :]))
     # For white noise the median moving range is 0.846 x MR-bar (half-normal median / mean).
     # Noise that only just began shows as several moving ranges above the MR chart's UCL,
-    # where a step makes one.
-    if mr_bar > 0 and (
-        float(np.median(recent)) > NOISY_RATIO * 0.846 * mr_bar
-        or int(np.sum(recent[-6:] > D4 * mr_bar)) >= 3
-    ):
+    # where a step makes one; isolated spikes leave the median moving range alone.
+    if mr_bar > 0 and float(np.median(recent)) > NOISY_RATIO * 0.846 * mr_bar:
+        return "noisy", max(0, n - NOISY_SAMPLES - 1)
+    if _spiky(x, mr_bar):
+        return "spikes", max(0, n - NOISY_SAMPLES - 1)
+    if mr_bar > 0 and int(np.sum(recent[-6:] > D4 * mr_bar)) >= 3:
         return "noisy", max(0, n - NOISY_SAMPLES - 1)
     total = _sse(x)
     step_sse, k = min((_sse(x[:j]) + _sse(x[j:]), j) for j in range(2, n - 1))
