@@ -1,6 +1,7 @@
 """When a drifting tag will cross its limit, at the current rate, with an interval. Pure.
 
-A straight line is fitted to the tag's recent readings by least squares. The tag is drifting
+A straight line is fitted by least squares to the tag's readings since its drift began (the
+best 'flat, then ramp' hinge of the recent window: `drift_onset`). The tag is drifting
 when the fitted rise over the window is at least `MIN_RISE` short-term sigmas and the slope is
 at least `MIN_T` standard errors from zero; then the time to the nearest limit ahead (an SPC
 control limit, or a spec limit beyond it) is the distance from the fitted level now to that
@@ -62,6 +63,30 @@ def limits_of(low: float, high: float, lsl: float | None = None, usl: float | No
     return found
 
 
+def drift_onset(t: FloatArray, y: FloatArray) -> int:
+    """Where the current rate began: the best 'flat, then a straight ramp' hinge (least
+    squares), so a drift that began inside the window is measured on its own rows.
+
+    Examples
+    --------
+    >>> t = np.arange(40.0)
+    >>> drift_onset(t, np.where(t < 25, 0.0, t - 25.0))
+    25
+    """
+    best, onset = math.inf, 0
+    for k in range(0, len(t) - MIN_ROWS + 1):
+        hinge = np.maximum(0.0, t - t[k])
+        h = hinge - hinge.mean()
+        hh = float(h @ h)
+        if hh <= 0.0:
+            continue
+        slope = float(h @ (y - y.mean())) / hh
+        sse = float(np.sum((y - y.mean() - slope * h) ** 2))
+        if sse < best:
+            best, onset = sse, k
+    return onset
+
+
 def forecast(
     tag: str, ts: FloatArray, x: FloatArray, limits: Sequence[Limit], noise: float
 ) -> Forecast | None:
@@ -81,6 +106,8 @@ def forecast(
     if int(ok.sum()) < MIN_ROWS:
         return None
     t, y = ts[ok], x[ok]
+    start = drift_onset(t, y)
+    t, y = t[start:], y[start:]
     t0 = t - t[-1]
     mean_t = float(t0.mean())
     sxx = float(np.sum((t0 - mean_t) ** 2))
