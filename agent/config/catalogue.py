@@ -117,9 +117,7 @@ class Catalogue:
                     for f, s in zip(fits, mode.symptoms, strict=True)
                 ) - UNSEEN * (len(mode.symptoms) - matched)
                 found.append(
-                    Candidate(
-                        mode.id, mode.cause, mode.check, matched, len(mode.symptoms), score
-                    )
+                    Candidate(mode.id, mode.cause, mode.check, matched, len(mode.symptoms), score)
                 )
         found.sort(key=lambda c: (-c.score, -c.fit, -c.matched, c.id))
         return found[:limit]

@@ -53,7 +53,9 @@ class Forecast:
         return self.seconds / 60.0
 
 
-def limits_of(low: float, high: float, lsl: float | None = None, usl: float | None = None) -> list[Limit]:
+def limits_of(
+    low: float, high: float, lsl: float | None = None, usl: float | None = None
+) -> list[Limit]:
     """A tag's SPC limits `low`/`high`, and its spec limits where it has them."""
     found = [Limit("lower", "SPC", low), Limit("upper", "SPC", high)]
     if lsl is not None:

@@ -30,8 +30,9 @@ STUCK_SAMPLES = 8  # the same reading this many times in a row: stuck
 NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole window
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
 CORRELATION_DROP = 0.5  # ... and a break is a fall of at least this much
-CLEAN_TREND = 0.8  # a step or ramp explaining this share of the window is the tag's own move
+CLEAN_NOISE = 2.0  # a step or ramp fitting to this many noise sigmas is the tag's own move
 SPIKE_SIGMAS = 5.0  # a reading this far from its neighbours' median is a spike
+SPIKE_SAMPLES = 32  # spikes are looked for in the last this many readings
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
 
 
@@ -203,12 +204,19 @@ def _spiky(x: FloatArray, mr_bar: float) -> bool:
     reading against the median of it and its two neighbours, SPIKE_SIGMAS short-term sigmas."""
     if mr_bar <= 0 or x.shape[0] < 5:
         return False
-    tail = x[-NOISY_SAMPLES - 2 :]
+    tail = x[-SPIKE_SAMPLES - 2 :]
     med = np.median(np.stack([tail[:-2], tail[1:-1], tail[2:]]), axis=0)
     off = np.abs(tail[1:-1] - med) / (mr_bar / D2)
     spikes = off > SPIKE_SIGMAS
-    few = 0 < int(spikes.sum()) <= spikes.shape[0] // 3
-    return few and float(np.median(off[-6:])) < 1.2  # noise that grew is off everywhere
+    count = int(spikes.sum())
+    if not 0 < count <= spikes.shape[0] // 2:
+        return False
+    if count == 1 and spikes.shape[0] - int(np.argmax(spikes)) <= 4:
+        return False  # one far reading just now: noise that has only begun looks the same
+    # Noise that grew is off everywhere since it began, spikes only where they are.
+    since = off[int(np.argmax(spikes)) :]
+    rest = since[since <= SPIKE_SIGMAS]
+    return rest.size == 0 or float(np.mean(rest > 3.0)) < 0.25
 
 
 def _sse(x: FloatArray) -> float:
@@ -263,14 +271,16 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     return "steady", 0
 
 
-def trend_strength(x: FloatArray) -> float:
-    """The share of a window's variance that two levels or a hinged ramp explain (0..1)."""
+def clean_move(x: FloatArray, mr_bar: float) -> bool:
+    """Whether two levels or a hinged ramp fit the window to within CLEAN_NOISE short-term
+    sigmas: what a sensor step or drift leaves. A tag following another process wanders, and
+    fits neither as well."""
     n = x.shape[0]
-    total = _sse(x)
-    if n < 4 or total <= 0 or not np.all(np.isfinite(x)):
-        return 0.0
+    if n < 4 or mr_bar <= 0 or not np.all(np.isfinite(x)):
+        return False
     step_sse = min(_sse(x[:j]) + _sse(x[j:]) for j in range(2, n - 1))
-    return 1.0 - min(step_sse, _best_ramp(x)[0]) / total
+    residual = math.sqrt(min(step_sse, _best_ramp(x)[0]) / (n - 2))
+    return residual <= CLEAN_NOISE * mr_bar / D2
 
 
 def _best_ramp(x: FloatArray) -> tuple[float, int, float]:
@@ -352,7 +362,9 @@ def build_facts(
     n_ch = len(ctx.channels)
     contrib = snap.contributions
     # The line's fused attribution ranks the tags when it has evidence, else the VAE's error.
-    evidence = snap.attribution if snap.attribution is not None and any(snap.attribution) else contrib
+    evidence = (
+        snap.attribution if snap.attribution is not None and any(snap.attribution) else contrib
+    )
     ranked = list(range(n_ch))
     if evidence is not None:
         ranked.sort(key=lambda i: -evidence[i])
@@ -393,11 +405,12 @@ def build_facts(
         breaks = correlation_breaks(rows, ctx, focus[:3])
     decoupled = frozenset(b.tag for b in breaks)
     for tag in decoupled & {t for t, d in directions.items() if d != "steady"}:
-        # A tag that broke with its neighbours and also moved: a clean step or ramp is its
-        # own fault (the neighbours did not follow it), a wander that fits neither is the
-        # tag following another process.
+        # A tag that broke with its neighbours and also moved: a stuck, noisy or spiking tag,
+        # or a clean step or ramp, is its own fault (the neighbours did not follow it); a
+        # wander that fits neither is the tag following another process.
         i = ctx.channels.index(tag)
-        if trend_strength(rows[:, i]) >= CLEAN_TREND:
+        own = directions[tag] in ("stuck", "noisy", "spikes")
+        if own or clean_move(rows[:, i], float(ctx.mr_bar[i])):
             decoupled = decoupled - {tag}
         else:
             directions[tag] = "steady"

@@ -44,8 +44,9 @@ class TagAttribution:
     >>> a = TagAttribution(3)
     >>> vae = Score(6.0, 3.0, (0.2, 0.7, 0.1))  # the VAE blames tag 1 ...
     >>> shift = np.array([5.0, 1.0, 0.0])  # ... the shift detector and SPC see tag 0 move
+    >>> shift_score, broken = Score(5.0, 2.0, (0.8, 0.2, 0.0)), np.array([True, False, False])
     >>> for _ in range(5):
-    ...     shares = a.update(vae, Score(5.0, 2.0, (0.8, 0.2, 0.0)), shift, np.array([True, False, False]))
+    ...     shares = a.update(vae, shift_score, shift, broken)
     >>> int(np.argmax(shares))
     0
     """

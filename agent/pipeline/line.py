@@ -35,7 +35,7 @@ from agent.pipeline.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlar
 from agent.pipeline.events.fusion import LEGACY_FUSION, SHIFT_FUSIONS, Fusion
 from agent.pipeline.forecasts import DriftForecaster
 from agent.pipeline.readings import refresh
-from agent.pipeline.result import LineResult
+from agent.pipeline.result import LineResult as LineResult  # where it always was
 from agent.types import Event, EventKind, Quality, Sample, Score, TagReading
 
 #: The summed score's alarm in the table (the vae-plus-shift fusion).

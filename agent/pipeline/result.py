@@ -63,5 +63,3 @@ class LineResult:
         if self.fused is None:
             return self.anomaly_active or self.spc_alarm_active
         return self.fused
-
-

@@ -30,7 +30,9 @@ def bundle(bundle_dir: Path) -> Bundle:
     return load_bundle(bundle_dir)
 
 
-def run(bundle: Bundle, fault: Fault, catalogue: Catalogue, seed: int = 5) -> list[tuple[LineResult, Facts]]:
+def run(
+    bundle: Bundle, fault: Fault, catalogue: Catalogue, seed: int = 5
+) -> list[tuple[LineResult, Facts]]:
     """Ten minutes of normal line, then `fault` for 90 s: each raised alarm with its facts."""
     detection = load_config(firmware_configs() / "sites" / "demo-extruder.toml").detection
     monitor = build_line(bundle, detection, LINE)

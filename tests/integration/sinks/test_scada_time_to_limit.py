@@ -50,9 +50,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ScadaServer, Path, Path,
 def ramp_results(channels: list[str], drifting: bool) -> list[LineResult]:
     """60 rows of a line whose barrel_temp climbs 0.05 degC/s (or stays put) toward 215."""
     n = len(channels)
-    forecaster = DriftForecaster(
-        channels, np.full(n, 200.0), np.full(n, 215.0), np.full(n, 0.1)
-    )
+    forecaster = DriftForecaster(channels, np.full(n, 200.0), np.full(n, 215.0), np.full(n, 0.1))
     rng = np.random.default_rng(3)
     out = []
     start = time.time() - 60.0
@@ -66,18 +64,18 @@ def ramp_results(channels: list[str], drifting: bool) -> list[LineResult]:
                 ts=ts,
                 readings={c: TagReading(float(v)) for c, v in zip(channels, row, strict=True)},
                 spc_states={c: "in-control" for c in channels},
-                scores={}, alarms={"vae": False, "spc": False}, events=(),
+                scores={},
+                alarms={"vae": False, "spc": False},
+                events=(),
                 forecasts=dict(forecaster.update(ts, row)),
-            )  # fmt: skip
+            )
         )
     return out
 
 
 async def test_time_to_limit_of_a_drifting_tag_and_empty_otherwise(served: tuple) -> None:
     server, cert, key, uri, channels = served
-    client = await secure_client(
-        server.config.endpoint, cert, key, uri, "ada", PASSWORDS["ada"]
-    )
+    client = await secure_client(server.config.endpoint, cert, key, uri, "ada", PASSWORDS["ada"])
     results = ramp_results(channels, drifting=True)
     last = results[-1]
     expected = last.forecasts["barrel_temp"].seconds
