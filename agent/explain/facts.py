@@ -211,8 +211,9 @@ def _spiky(x: FloatArray, mr_bar: float) -> bool:
     count = int(spikes.sum())
     if not 0 < count <= spikes.shape[0] // 2:
         return False
-    if count == 1 and spikes.shape[0] - int(np.argmax(spikes)) <= 4:
-        return False  # one far reading just now: noise that has only begun looks the same
+    at = np.nonzero(spikes)[0]
+    if spikes.shape[0] - int(at[0]) < 2 or (count > 1 and float(np.median(np.diff(at))) < 3):
+        return False  # far readings just now or side by side: noise that has only begun
     # Noise that grew is off everywhere since it began, spikes only where they are.
     since = off[int(np.argmax(spikes)) :]
     rest = since[since <= SPIKE_SIGMAS]

@@ -80,6 +80,15 @@ def build_line(
     return monitor
 
 
+def retarget_forecaster(monitor: LineMonitor, manifest: Manifest) -> None:
+    """A hot swap's new bundle: its SPC limits for the line's forecasts (spec limits stay)."""
+    if monitor.forecaster is not None:
+        spc = manifest.spc
+        center, sigma = np.asarray(spc.center), np.asarray(spc.sigma)
+        low, high = center - spc.nsigmas * sigma, center + spc.nsigmas * sigma
+        monitor.forecaster.set_limits(low, high, np.asarray(spc.mr_bar))
+
+
 def drift_forecaster(
     manifest: Manifest, spec: Mapping[str, tuple[float | None, float | None]] | None = None
 ) -> DriftForecaster:

@@ -36,19 +36,25 @@ class DriftForecaster:
         window: int = WINDOW,
         every: int = EVERY,
     ) -> None:
-        spec = spec or {}
         self.channels = channels
-        self.limits: list[list[Limit]] = [
-            limits_of(float(low[i]), float(high[i]), *spec.get(c, (None, None)))
-            for i, c in enumerate(channels)
-        ]
-        self.noise = np.maximum(np.asarray(mr_bar, dtype=np.float64) / D2, 1e-12)
+        self.spec = dict(spec or {})
+        self.limits: list[list[Limit]] = []
+        self.noise = np.ones(len(channels))
+        self.set_limits(low, high, mr_bar)
         self.every = every
         self.window = window
         self._ts: collections.deque[float] = collections.deque(maxlen=window)
         self._rows: collections.deque[FloatArray] = collections.deque(maxlen=window)
         self._count = 0
         self.last: dict[str, Forecast] = {}
+
+    def set_limits(self, low: FloatArray, high: FloatArray, mr_bar: FloatArray) -> None:
+        """New SPC limits and short-term spread (a new bundle); the spec limits stay."""
+        self.limits = [
+            limits_of(float(low[i]), float(high[i]), *self.spec.get(c, (None, None)))
+            for i, c in enumerate(self.channels)
+        ]
+        self.noise = np.maximum(np.asarray(mr_bar, dtype=np.float64) / D2, 1e-12)
 
     def reset(self) -> None:
         """Forget the rows and the forecasts."""

@@ -117,5 +117,8 @@ def test_live_forecaster_reports_only_the_drifting_tag() -> None:
     level = 210.0 + 0.04 * 79
     assert seen["barrel_temp"].limit.value == 215.0
     assert seen["barrel_temp"].low_s <= (215.0 - level) / 0.04 <= seen["barrel_temp"].high_s
+    # a new bundle's SPC limits (a hot swap) replace the old ones; the spec limits stay
+    live.set_limits(np.array([200.0, 16.0, 170.0]), np.array([250.0, 20.0, 190.0]), np.ones(3))
+    assert live.limits[0] == limits_of(200.0, 250.0, None, 230.0)
     live.reset()
     assert live.last == {} and live.update(0.0, np.zeros(3)) == {}
