@@ -31,6 +31,7 @@ NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole w
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
 CORRELATION_DROP = 0.5  # ... and a break is a fall of at least this much
 CLEAN_NOISE = 2.0  # a step or ramp fitting to this many noise sigmas is the tag's own move
+SMOOTH = 0.3  # changes this correlated from one to the next are a swing, not noise
 SPIKE_SIGMAS = 5.0  # a reading this far from its neighbours' median is a spike
 SPIKE_SAMPLES = 32  # spikes are looked for in the last this many readings
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
@@ -199,6 +200,15 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+def _rough(x: FloatArray) -> bool:
+    """Whether the recent changes alternate as noise does (white noise: lag-1 correlation of
+    its differences -0.5), not a smooth swing whose every step goes the same way."""
+    d = np.diff(x[-NOISY_SAMPLES - 1 :])
+    if d.shape[0] < 4 or float(np.std(d[:-1])) == 0.0 or float(np.std(d[1:])) == 0.0:
+        return True
+    return float(np.corrcoef(d[:-1], d[1:])[0, 1]) < SMOOTH
+
+
 def _spiky(x: FloatArray, mr_bar: float) -> bool:
     """Isolated readings far off their neighbours while the rest is as calm as normal: each
     reading against the median of it and its two neighbours, SPIKE_SIGMAS short-term sigmas."""
@@ -250,11 +260,11 @@ def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tupl
     # For white noise the median moving range is 0.846 x MR-bar (half-normal median / mean).
     # Noise that only just began shows as several moving ranges above the MR chart's UCL,
     # where a step makes one; isolated spikes leave the median moving range alone.
-    if mr_bar > 0 and float(np.median(recent)) > NOISY_RATIO * 0.846 * mr_bar:
+    if mr_bar > 0 and float(np.median(recent)) > NOISY_RATIO * 0.846 * mr_bar and _rough(x):
         return "noisy", max(0, n - NOISY_SAMPLES - 1)
     if _spiky(x, mr_bar):
         return "spikes", max(0, n - NOISY_SAMPLES - 1)
-    if mr_bar > 0 and int(np.sum(recent[-6:] > D4 * mr_bar)) >= 3:
+    if mr_bar > 0 and int(np.sum(recent[-6:] > D4 * mr_bar)) >= 3 and _rough(x):
         return "noisy", max(0, n - NOISY_SAMPLES - 1)
     total = _sse(x)
     step_sse, k = min((_sse(x[:j]) + _sse(x[j:]), j) for j in range(2, n - 1))

@@ -118,3 +118,16 @@ def test_noise_that_just_began_is_noisy_not_a_step() -> None:
     y = 2.2 + rng.normal(size=64) * 0.05
     y[-6:] += 0.5  # one jump, then the usual noise: a step
     assert direction(y, 2.2, 0.07, 0.06)[0] == "step-up"
+
+
+def test_isolated_spikes_are_spikes_and_a_smooth_swing_is_not_noise() -> None:
+    rng = np.random.default_rng(8)
+    calm = 100.0 + 0.1 * rng.standard_normal(64)
+    spiky = calm.copy()
+    spiky[[40, 47, 55]] += (6.0, -5.0, 7.0)  # three far readings, calm between them
+    assert direction(spiky, center=100.0, sigma=1.0, mr_bar=0.11)[0] == "spikes"
+    grown = calm.copy()
+    grown[52:] = 100.0 + 0.8 * rng.standard_normal(12)  # the noise grew eightfold
+    assert direction(grown, center=100.0, sigma=1.0, mr_bar=0.11)[0] == "noisy"
+    swing = calm + 3.0 * np.sin(np.linspace(0.0, 3 * np.pi, 64))
+    assert direction(swing, center=100.0, sigma=1.0, mr_bar=0.11)[0] != "noisy"
