@@ -33,6 +33,7 @@ DIRECTIONS = (
 SYMPTOM_DIRECTIONS = ("up", "down", *DIRECTIONS[:-1], "decoupled")
 LANGUAGES = ("en", "zh")
 UNSEEN = 0.5  # what a mode loses for each of its symptoms the event does not show
+DOUBTFUL = 0.9  # a decoupling of a tag that also stepped or drifted cleanly, as an offset does
 GENERIC = 0.8  # an `up` or `down` symptom fits a step or drift, less exactly than its own kind
 
 
@@ -47,10 +48,18 @@ class Symptom:
         """True if the facts show this symptom."""
         return self.fit(directions, decoupled) > 0.0
 
-    def fit(self, directions: Mapping[str, str], decoupled: frozenset[str]) -> float:
-        """1.0 if the facts show exactly this symptom, GENERIC for `up`/`down`, else 0."""
+    def fit(
+        self,
+        directions: Mapping[str, str],
+        decoupled: frozenset[str],
+        doubtful: frozenset[str] = frozenset(),
+    ) -> float:
+        """1.0 if the facts show exactly this symptom, GENERIC for `up`/`down`, DOUBTFUL for
+        a decoupling of a tag that also moved cleanly (`doubtful`), else 0."""
         if self.direction == "decoupled":
-            return 1.0 if self.tag in decoupled else 0.0
+            if self.tag in decoupled:
+                return 1.0
+            return DOUBTFUL if self.tag in doubtful else 0.0
         seen = directions.get(self.tag, "")
         if self.direction in ("up", "down"):
             return GENERIC if seen.endswith("-" + self.direction) else 0.0
@@ -103,13 +112,16 @@ class Catalogue:
         decoupled: frozenset[str] = frozenset(),
         limit: int = 3,
         weights: Mapping[str, float] | None = None,
+        doubtful: frozenset[str] = frozenset(),
     ) -> list[Candidate]:
         """Modes showing at least half their symptoms, best signature match first.
 
-        `weights`: each tag's weight in the event (most likely tag 1.0); without, every tag 1.0."""
+        `weights`: each tag's weight in the event (most likely tag 1.0); without, every tag 1.0.
+        `doubtful`: tags whose correlations broke but which also stepped or drifted cleanly,
+        as an offset does: a decoupling of theirs counts DOUBTFUL."""
         found = []
         for mode in self.modes:
-            fits = [s.fit(directions, decoupled) for s in mode.symptoms]
+            fits = [s.fit(directions, decoupled, doubtful) for s in mode.symptoms]
             matched = sum(f > 0 for f in fits)
             if matched and 2 * matched >= len(mode.symptoms):
                 score = sum(

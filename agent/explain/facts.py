@@ -415,16 +415,22 @@ def build_facts(
     if ctx.correlation is not None and rows.shape[0] >= 8:
         breaks = correlation_breaks(rows, ctx, focus[:3])
     decoupled = frozenset(b.tag for b in breaks)
+    doubtful: frozenset[str] = frozenset()
     for tag in decoupled & {t for t, d in directions.items() if d != "steady"}:
-        # A tag that broke with its neighbours and also moved: a stuck, noisy or spiking tag,
-        # or a clean step or ramp, is its own fault (the neighbours did not follow it); a
-        # wander that fits neither is the tag following another process.
+        # A tag that broke with its neighbours and also moved: a stuck, noisy or spiking tag
+        # is its own fault (the neighbours did not follow it); a clean step or ramp most
+        # likely too (an offset), but a signal switched to another process jumps as cleanly,
+        # so its decoupling stays, doubtful; a wander that fits neither is the tag following
+        # another process.
         i = ctx.channels.index(tag)
-        own = directions[tag] in ("stuck", "noisy", "spikes")
-        if own or clean_move(rows[:, i], float(ctx.mr_bar[i])):
-            decoupled = decoupled - {tag}
+        decoupled = decoupled - {tag}
+        if directions[tag] in ("stuck", "noisy", "spikes"):
+            continue
+        if clean_move(rows[:, i], float(ctx.mr_bar[i])):
+            doubtful = doubtful | {tag}
         else:
             directions[tag] = "steady"
+            decoupled = decoupled | {tag}
     # The onset is where the most unusual tag changed; drifts and old steps start at row 0.
     start = float(snap.ts[onsets[0]]) if onsets and snap.ts.size else event.ts
     start = min(start, event.ts)
@@ -440,6 +446,10 @@ def build_facts(
         tags=tuple(tags),
         breaks=tuple(breaks),
         similar=tuple(similar_events(pattern, list(past))) if pattern else (),
-        causes=tuple(catalogue.match(directions, decoupled, weights=_weights(ctx, evidence))),
+        causes=tuple(
+            catalogue.match(
+                directions, decoupled, weights=_weights(ctx, evidence), doubtful=doubtful
+            )
+        ),
         line_tags=ctx.channels,
     )

@@ -107,3 +107,12 @@ def test_every_explanation_of_the_pressure_step_names_the_transducer(
         assert top_tag(bundle, result) == "melt_pressure"
         assert facts.causes[0].id == "pressure-transducer-offset", [c.id for c in facts.causes]
         assert "melt pressure transducer offset" in render(facts, "en")
+
+
+def test_the_motor_current_that_stops_following_the_load_is_miswired(
+    bundle: Bundle, catalogue: Catalogue
+) -> None:
+    raised = run(bundle, Fault(FaultKind.DECOUPLE, "motor_current", 1.4), catalogue)
+    result, facts = raised[0]
+    assert top_tag(bundle, result) == "motor_current"
+    assert facts.causes and facts.causes[0].id == "current-signal-miswired"

@@ -67,3 +67,16 @@ def test_the_neighbour_wins_when_the_evidence_points_at_it() -> None:
     directions = {"melt_pressure": "step-up", "motor_current": "step-up"}
     weights = {"melt_pressure": 0.3, "motor_current": 1.0}
     assert CATALOGUE.match(directions, weights=weights)[0].id == "neighbour-step-up"
+
+
+def test_a_doubtful_decoupling_yields_to_an_offset_but_is_offered_alone() -> None:
+    # the tag stepped cleanly and its correlations broke: an offset first, then the decoupling
+    directions = {"melt_pressure": "step-up"}
+    doubtful = frozenset({"melt_pressure"})
+    ranked = CATALOGUE.match(directions, doubtful=doubtful, weights={"melt_pressure": 1.0})
+    assert [c.id for c in ranked[:2]] == ["own-step-up", "own-decoupled"]
+    # a site that knows no offset of that tag gets the decoupling (the demo's motor current)
+    only = Catalogue(modes=(mode("miswired", ("motor_current", "decoupled")),))
+    found = only.match({"motor_current": "step-up"}, doubtful=frozenset({"motor_current"}))
+    assert [c.id for c in found] == ["miswired"] and found[0].score == pytest.approx(0.9)
+    assert only.match({"motor_current": "step-up"}) == []
