@@ -85,7 +85,9 @@ class DriftForecaster:
         slope = centred @ (filled - filled.mean(axis=0)) / sxx
         rise = np.abs(slope) * float(t[-1] - t[0])
         found = {}
-        for i in np.nonzero(rise >= MIN_RISE * self.noise)[0]:
+        # The straight line over the whole window understates a drift that began inside it:
+        # the prefilter lets through half the rise the forecast itself asks for.
+        for i in np.nonzero(2.0 * rise >= MIN_RISE * self.noise)[0]:
             tag = self.channels[i]
             f = forecast(tag, t, x[:, i], self.limits[i], float(self.noise[i]))
             if f is not None:
