@@ -12,7 +12,9 @@ with 3-6 minutes of normal operation between them. At the first alarm raised for
 benchmark reads what the operator would get: the line's fused tag attribution (top 1 and top 3
 against the faulty tag) and the explanation facts built from the same evidence the live
 explainer keeps (agent.pipeline.evidence), whose first likely cause must be the catalogue
-entry with the fault's signature (tag, direction, kind).
+entry with the fault's signature (tag, direction, kind). The last two columns are the same
+event read with the VAE's contributions alone: its top tag, and the first cause when the
+facts rank the tags by it (what the agent did before the fused attribution).
 
 The catalogue is the demo's (firmware-configs/failure-modes/demo-extruder.toml) plus one entry
 per (tag, signature) it lacks, so every fault has exactly one right cause and the demo's
@@ -34,7 +36,7 @@ import os
 import statistics
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,8 @@ class Trial:
     delay_s: float | None = None
     top: list[str] = field(default_factory=list)
     cause: str | None = None
+    vae_top: str | None = None  # the VAE's contributions alone, for comparison
+    vae_cause: str | None = None  # the first cause with the tags in the VAE's order
     expected_cause: str = ""
 
 
@@ -223,6 +227,11 @@ def run_faults(bundle: Bundle, trials: list[Trial], seed: int) -> tuple[Counter[
                 trial.top = [t for t, _ in ranked(monitor.channels, shares, 3)]
                 facts = build_facts(snapshots[0], ctx, catalogue)
                 trial.cause = facts.causes[0].id if facts.causes else None
+                contributions = snapshots[0].contributions
+                if contributions is not None:
+                    trial.vae_top = monitor.channels[int(np.argmax(contributions))]
+                alone = build_facts(replace(snapshots[0], attribution=None), ctx, catalogue)
+                trial.vae_cause = alone.causes[0].id if alone.causes else None
         line.clear()
         while monitor.fused or any(monitor._active().values()):  # let the alarms clear
             evidence.observe(step(), explain=False)
@@ -249,8 +258,9 @@ def pct(hits: int, n: int) -> str:
 def table(trials: list[Trial]) -> list[str]:
     """The per-kind table, then the overall row."""
     rows = [
-        "| fault kind | faults | detected | median delay s | top-1 tag | top-3 tag | top-1 cause |",
-        "|---|---|---|---|---|---|---|",
+        "| fault kind | faults | detected | median delay s | top-1 tag | top-3 tag | top-1 cause "
+        "| VAE alone: top-1 tag | top-1 cause |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[str, list[Trial]] = defaultdict(list)
     for t in trials:
@@ -266,7 +276,9 @@ def table(trials: list[Trial]) -> list[str]:
             f"| {name} | {len(group)} | {pct(len(found), len(group))} | {delay:.0f} | "
             f"{pct(sum(t.top[:1] == [t.tag] for t in found), len(found))} | "
             f"{pct(sum(t.tag in t.top for t in found), len(found))} | "
-            f"{pct(sum(t.cause == t.expected_cause for t in found), len(found))} |"
+            f"{pct(sum(t.cause == t.expected_cause for t in found), len(found))} | "
+            f"{pct(sum(t.vae_top == t.tag for t in found), len(found))} | "
+            f"{pct(sum(t.vae_cause == t.expected_cause for t in found), len(found))} |"
         )
     return rows
 
