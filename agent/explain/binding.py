@@ -74,9 +74,11 @@ def quantities(facts: Facts) -> list[Quantity]:
         if t.contribution is not None:
             found += [Quantity(t.tag, t.contribution), Quantity("contribution", t.contribution)]
         if t.forecast is not None:
-            limit, *minutes = forecast_numbers(t.forecast)
+            limit, *times = forecast_numbers(t.forecast)
             found.append(Quantity(t.tag, limit, unit))
-            found += [Quantity(t.tag, m, "min") for m in minutes]
+            half = len(times) // 2  # seconds, then the same in minutes
+            found += [Quantity(t.tag, v, "s") for v in times[:half]]
+            found += [Quantity(t.tag, v, "min") for v in times[half:]]
     for b in facts.breaks:
         found += [Quantity("correlation", b.reference), Quantity("correlation", b.recent)]
     found += [Quantity("similarity", s.similarity) for s in facts.similar]
@@ -133,7 +135,16 @@ def unbound_number(
         after = [s for s in subjects if token.end <= s[0] < last]
         unit = _unit_after(text, token.end, units)
         if unit in DURATION_UNITS and unit not in tag_units.values():
-            values = [q.value for q in facts_q if q.subject == "duration"]
+            # the event's duration, or a time to limit of the tag the sentence speaks of
+            near = [s for s in before if s[1] in tag_units][-1:] or [
+                s for s in after if s[1] in tag_units
+            ][:1]
+            tag = near[0][1] if near else ""
+            values = [
+                q.value
+                for q in facts_q
+                if q.subject == "duration" or (q.unit == "s" and q.subject == tag)
+            ]
             said = f"{token.text} {unit}"
         elif unit in MINUTE_UNITS:
             near = [s for s in before if s[1] in tag_units][-1:] or [

@@ -162,9 +162,9 @@ class Facts:
 
 def forecast_numbers(f: Forecast) -> list[float]:
     """The numbers of a forecast an explanation may cite: the limit, the time and its interval
-    in minutes (an open interval's end is left out)."""
-    minutes = [f.seconds / 60.0, f.low_s / 60.0, f.high_s / 60.0]
-    return [f.limit.value, *(m for m in minutes if math.isfinite(m))]
+    in seconds and in minutes (an open interval's end is left out)."""
+    seconds = [v for v in (f.seconds, f.low_s, f.high_s) if math.isfinite(v)]
+    return [f.limit.value, *seconds, *(v / 60.0 for v in seconds)]
 
 
 def fmt_minutes(minutes: float) -> str:

@@ -60,20 +60,35 @@ def _tag_en(t: TagFact) -> str:
     return text
 
 
+def _spans(t: TagFact, language: str) -> tuple[str, str]:
+    """A forecast's time and its interval, in minutes, or seconds under a minute."""
+    f = t.forecast
+    assert f is not None
+    if f.seconds < 60:
+        word = "s" if language == "en" else "秒"
+        shown = [f"{v:.0f}" for v in (f.seconds, f.low_s, f.high_s)]
+    else:
+        word = "min" if language == "en" else "分钟"
+        shown = [fmt_minutes(v / 60) for v in (f.seconds, f.low_s, f.high_s)]
+    open_end = f.high_s == float("inf")
+    if language == "en":
+        spread = f"at least {shown[1]} {word}" if open_end else (
+            f"between {shown[1]} and {shown[2]} {word}")  # fmt: skip
+    else:
+        spread = f"至少 {shown[1]} {word}" if open_end else f"{shown[1]} 至 {shown[2]} {word}"
+    return f"{shown[0]} {word}", spread
+
+
 def _forecast_en(t: TagFact) -> str:
     """'barrel_temp reaches its upper limit 215.0 degC in about 12 min at the current rate'."""
     f = t.forecast
     assert f is not None
     unit = f" {t.unit}" if t.unit else ""
-    spread = (
-        f"between {fmt_minutes(f.low_s / 60)} and {fmt_minutes(f.high_s / 60)} min"
-        if f.high_s != float("inf")
-        else f"at least {fmt_minutes(f.low_s / 60)} min"
-    )
+    when, spread = _spans(t, "en")
     kind = "spec " if f.limit.kind == "spec" else ""
     return (
         f"{t.tag} reaches its {f.limit.side} {kind}limit {fmt(f.limit.value)}{unit} in about "
-        f"{fmt_minutes(f.minutes)} min at the current rate ({spread})"
+        f"{when} at the current rate ({spread})"
     )
 
 
@@ -83,15 +98,8 @@ def _forecast_zh(t: TagFact) -> str:
     unit = f" {t.unit}" if t.unit else ""
     side = "上限" if f.limit.side == "upper" else "下限"
     kind = "规格" if f.limit.kind == "spec" else ""
-    spread = (
-        f"{fmt_minutes(f.low_s / 60)} 至 {fmt_minutes(f.high_s / 60)} 分钟"
-        if f.high_s != float("inf")
-        else f"至少 {fmt_minutes(f.low_s / 60)} 分钟"
-    )
-    return (
-        f"按当前速率，{t.tag} 约 {fmt_minutes(f.minutes)} 分钟后达到{kind}{side} "
-        f"{fmt(f.limit.value)}{unit}（{spread}）"
-    )
+    when, spread = _spans(t, "zh")
+    return f"按当前速率，{t.tag} 约 {when}后达到{kind}{side} {fmt(f.limit.value)}{unit}（{spread}）"
 
 
 def _tag_zh(t: TagFact) -> str:
