@@ -79,7 +79,9 @@ class TagAttribution:
         if self._hits.max(initial=0.0) >= SUSTAINED_HITS:
             votes += SPC_WEIGHT * _shares(np.square(self._hits))
         total = float(votes.sum())
-        if total > 0:
+        if total > 0 and not self._fused.any():
+            self._fused = votes / total  # the first evidence starts the ranking
+        elif total > 0:
             self._fused += SMOOTHING * (votes / total - self._fused)
         return self._fused.copy()
 

@@ -163,3 +163,14 @@ def test_the_forecast_in_words_is_bound_by_the_guard(catalogue, rate: float, uni
     assert check(render(facts, "zh"), facts, catalogue, language="zh").accepted
     wrong = text.replace("in about ", "in about 9", 1)
     assert check(wrong, facts, catalogue).reason == "wrong-number"
+
+
+def test_doctests_of_the_facts_and_directions() -> None:
+    import doctest
+
+    import agent.explain.directions as directions_module
+    import agent.explain.facts as facts_module
+
+    for module in (facts_module, directions_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
