@@ -91,6 +91,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/lines.py
 	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/plant.py
+	$(BIN)/python benchmarks/faults.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .two-lines .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -3,11 +3,20 @@
 A catalogue is a TOML file (see `firmware-configs/failure-modes/`) with one `[[mode]]` per
 failure mode. A mode matches the facts of an event when its symptoms are seen: each symptom is a
 tag and a direction (`up`, `down`, `step-up`, `step-down`, `drift-up`, `drift-down`, `stuck`,
-`noisy`, `decoupled`); `up` and `down` accept a step or a drift.
+`noisy`, `spikes`, `decoupled`); `up` and `down` accept a step or a drift.
+
+Causes are ranked by how well each mode's signature matches what the event shows: a symptom
+seen counts its tag's weight in the event (the fused attribution's share, the most likely tag
+1.0), in full for the exact direction and `GENERIC` of it for `up`/`down`; a mode's score is
+that sum less `UNSEEN` for each of its symptoms not seen. So a one-symptom mode on the tag the
+evidence points at beats a two-symptom mode of which one was seen and a mode about a
+neighbour that only moved along with it, and a mode whose every symptom was seen beats one
+that explains a part of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +27,14 @@ if TYPE_CHECKING:  # agent.config imports this module: read its reader lazily
     from agent.config.reader import Section
 
 # What a tag did in the recent window, as facts.py classifies it.
-DIRECTIONS = ("step-up", "step-down", "drift-up", "drift-down", "stuck", "noisy", "steady")
+DIRECTIONS = (
+    "step-up", "step-down", "drift-up", "drift-down", "stuck", "noisy", "spikes", "steady",
+)  # fmt: skip
 SYMPTOM_DIRECTIONS = ("up", "down", *DIRECTIONS[:-1], "decoupled")
 LANGUAGES = ("en", "zh")
+UNSEEN = 0.5  # what a mode loses for each of its symptoms the event does not show
+DOUBTFUL = 0.9  # a decoupling of a tag that also stepped or drifted cleanly, as an offset does
+GENERIC = 0.8  # an `up` or `down` symptom fits a step or drift, less exactly than its own kind
 
 
 @dataclass(frozen=True)
@@ -30,14 +44,26 @@ class Symptom:
     tag: str
     direction: str
 
-    def seen(self, directions: dict[str, str], decoupled: frozenset[str]) -> bool:
+    def seen(self, directions: Mapping[str, str], decoupled: frozenset[str]) -> bool:
         """True if the facts show this symptom."""
+        return self.fit(directions, decoupled) > 0.0
+
+    def fit(
+        self,
+        directions: Mapping[str, str],
+        decoupled: frozenset[str],
+        doubtful: frozenset[str] = frozenset(),
+    ) -> float:
+        """1.0 if the facts show exactly this symptom, GENERIC for `up`/`down`, DOUBTFUL for
+        a decoupling of a tag that also moved cleanly (`doubtful`), else 0."""
         if self.direction == "decoupled":
-            return self.tag in decoupled
+            if self.tag in decoupled:
+                return 1.0
+            return DOUBTFUL if self.tag in doubtful else 0.0
         seen = directions.get(self.tag, "")
         if self.direction in ("up", "down"):
-            return seen.endswith("-" + self.direction)
-        return seen == self.direction
+            return GENERIC if seen.endswith("-" + self.direction) else 0.0
+        return 1.0 if seen == self.direction else 0.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +85,7 @@ class Candidate:
     check: dict[str, str]
     matched: int
     total: int
+    score: float = 0.0  # how well the signature fits the event (module docstring)
 
     @property
     def fit(self) -> float:
@@ -80,17 +107,31 @@ class Catalogue:
         return [text for m in self.modes for text in m.cause.values()]
 
     def match(
-        self, directions: dict[str, str], decoupled: frozenset[str] = frozenset(), limit: int = 3
+        self,
+        directions: Mapping[str, str],
+        decoupled: frozenset[str] = frozenset(),
+        limit: int = 3,
+        weights: Mapping[str, float] | None = None,
+        doubtful: frozenset[str] = frozenset(),
     ) -> list[Candidate]:
-        """Modes whose symptoms the event shows: all of them first, then at least half."""
+        """Modes showing at least half their symptoms, best signature match first.
+
+        `weights`: each tag's weight in the event (most likely tag 1.0); without, every tag 1.0.
+        `doubtful`: tags whose correlations broke but which also stepped or drifted cleanly,
+        as an offset does: a decoupling of theirs counts DOUBTFUL."""
         found = []
         for mode in self.modes:
-            matched = sum(s.seen(directions, decoupled) for s in mode.symptoms)
+            fits = [s.fit(directions, decoupled, doubtful) for s in mode.symptoms]
+            matched = sum(f > 0 for f in fits)
             if matched and 2 * matched >= len(mode.symptoms):
+                score = sum(
+                    f * (1.0 if weights is None else weights.get(s.tag, 0.0))
+                    for f, s in zip(fits, mode.symptoms, strict=True)
+                ) - UNSEEN * (len(mode.symptoms) - matched)
                 found.append(
-                    Candidate(mode.id, mode.cause, mode.check, matched, len(mode.symptoms))
+                    Candidate(mode.id, mode.cause, mode.check, matched, len(mode.symptoms), score)
                 )
-        found.sort(key=lambda c: (-c.fit, -c.matched, c.id))
+        found.sort(key=lambda c: (-c.score, -c.fit, -c.matched, c.id))
         return found[:limit]
 
 

@@ -28,11 +28,13 @@ import time
 from dataclasses import dataclass
 
 from agent.config.catalogue import Catalogue
-from agent.explain.facts import Facts
+from agent.explain.facts import Facts, forecast_numbers
 from agent.explain.lexicon import EN_FUNCTION, EN_WORDS, ZH_CHARS, ZH_WORDS
 from agent.explain.tokens import Token, normalise
 
 DURATION_UNITS = ("seconds", "second", "secs", "sec", "s", "秒钟", "秒")
+#: A drift forecast's time to its limit is said in minutes (agent.explain.template).
+MINUTE_UNITS = ("minutes", "minute", "mins", "min", "分钟")
 #: Words and Chinese terms that name a quantity of the facts other than a tag.
 SUBJECT_WORDS = {
     "score": "score", "scores": "score", "scored": "score", "threshold": "threshold",
@@ -71,6 +73,12 @@ def quantities(facts: Facts) -> list[Quantity]:
         found += [Quantity(t.tag, v, unit) for v in (t.value, t.low, t.high)]
         if t.contribution is not None:
             found += [Quantity(t.tag, t.contribution), Quantity("contribution", t.contribution)]
+        if t.forecast is not None:
+            limit, *times = forecast_numbers(t.forecast)
+            found.append(Quantity(t.tag, limit, unit))
+            half = len(times) // 2  # seconds, then the same in minutes
+            found += [Quantity(t.tag, v, "s") for v in times[:half]]
+            found += [Quantity(t.tag, v, "min") for v in times[half:]]
     for b in facts.breaks:
         found += [Quantity("correlation", b.reference), Quantity("correlation", b.recent)]
     found += [Quantity("similarity", s.similarity) for s in facts.similar]
@@ -111,7 +119,11 @@ def unbound_number(
     """The first number that is not a fact of the quantity it is attached to, explained."""
     facts_q = quantities(facts)
     tag_units = {t.tag: normalise(t.unit) for t in facts.tags}
-    units = sorted({q.unit for q in facts_q if q.unit} | set(DURATION_UNITS), key=len, reverse=True)
+    units = sorted(
+        {q.unit for q in facts_q if q.unit} | set(DURATION_UNITS) | set(MINUTE_UNITS),
+        key=len,
+        reverse=True,
+    )
     subjects = _subjects(tokens, facts.tag_names | set(facts.line_tags))
     stops = [t.start for t in tokens if t.kind == "stop"]
     for token in tokens:
@@ -123,8 +135,24 @@ def unbound_number(
         after = [s for s in subjects if token.end <= s[0] < last]
         unit = _unit_after(text, token.end, units)
         if unit in DURATION_UNITS and unit not in tag_units.values():
-            values = [q.value for q in facts_q if q.subject == "duration"]
+            # the event's duration, or a time to limit of the tag the sentence speaks of
+            near = [s for s in before if s[1] in tag_units][-1:] or [
+                s for s in after if s[1] in tag_units
+            ][:1]
+            tag = near[0][1] if near else ""
+            values = [
+                q.value
+                for q in facts_q
+                if q.subject == "duration" or (q.unit == "s" and q.subject == tag)
+            ]
             said = f"{token.text} {unit}"
+        elif unit in MINUTE_UNITS:
+            near = [s for s in before if s[1] in tag_units][-1:] or [
+                s for s in after if s[1] in tag_units
+            ][:1]
+            tag = near[0][1] if near else ""
+            values = [q.value for q in facts_q if q.unit == "min" and (q.subject == tag or not tag)]
+            said = f"{token.text} {unit}" + (f" of {tag}" if tag else "")
         elif unit:
             near = [s for s in before if s[1] in tag_units][-1:] or [
                 s for s in after if s[1] in tag_units

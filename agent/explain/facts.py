@@ -18,15 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config.catalogue import Candidate, Catalogue
+from agent.core.forecast import Forecast
+from agent.explain.directions import clean_move
+from agent.explain.directions import direction as direction  # its home before the split
 from agent.types import Event
 
 FloatArray = npt.NDArray[np.float64]
-D2 = 1.128  # d2 of moving ranges of span 2: short-term sigma = MR-bar / d2
-D4 = 3.267  # D4 of moving ranges of span 2: the MR chart's UCL is D4 x MR-bar
 MAX_TAGS = 4
-NOISY_RATIO = 2.5  # typical moving range this many times its normal size: noisy
-STUCK_SAMPLES = 8  # the same reading this many times in a row: stuck
-NOISY_SAMPLES = 12  # noise is judged on the last moving ranges, not the whole window
 STRONG_CORRELATION = 0.7  # reference correlations weaker than this cannot "break"
 CORRELATION_DROP = 0.5  # ... and a break is a fall of at least this much
 SIMILAR = 0.8  # cosine similarity of contribution patterns to call a past event similar
@@ -55,6 +53,9 @@ class Snapshot:
     rows: FloatArray  # (n, channels) raw engineering values, oldest first
     contributions: tuple[float, ...] | None
     rules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tag -> SPC rules seen
+    #: The line's fused tag attribution (a share per channel), when the pipeline has one.
+    attribution: tuple[float, ...] | None = None
+    forecasts: dict[str, Forecast] = field(default_factory=dict)  # tag -> its drift forecast
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class TagFact:
     direction: str
     contribution: float | None
     rules: tuple[str, ...]
+    #: When a drifting tag reaches its next limit at the current rate (agent.core.forecast).
+    forecast: Forecast | None = None
 
     @property
     def outside(self) -> str:
@@ -142,10 +145,30 @@ class Facts:
             found += [t.value, t.low, t.high]
             if t.contribution is not None:
                 found.append(t.contribution)
+            if t.forecast is not None:
+                found += forecast_numbers(t.forecast)
         for b in self.breaks:
             found += [b.reference, b.recent]
         found += [s.similarity for s in self.similar]
         return found
+
+
+def forecast_numbers(f: Forecast) -> list[float]:
+    """The numbers of a forecast an explanation may cite: the limit, the time and its interval
+    in seconds and in minutes (an open interval's end is left out)."""
+    seconds = [v for v in (f.seconds, f.low_s, f.high_s) if math.isfinite(v)]
+    return [f.limit.value, *seconds, *(v / 60.0 for v in seconds)]
+
+
+def fmt_minutes(minutes: float) -> str:
+    """Minutes as an explanation says them: whole from 10 up, else one decimal.
+
+    Examples
+    --------
+    >>> fmt_minutes(12.34), fmt_minutes(3.26), fmt_minutes(0.42)
+    ('12', '3.3', '0.4')
+    """
+    return f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}"
 
 
 def fmt(value: float) -> str:
@@ -168,74 +191,6 @@ def fmt(value: float) -> str:
 def clock(ts: float) -> str:
     """A timestamp as an operator reads it: local wall-clock time, seconds resolution."""
     return time.strftime("%H:%M:%S", time.localtime(ts))
-
-
-def _sse(x: FloatArray) -> float:
-    return float(np.sum((x - x.mean()) ** 2))
-
-
-def direction(x: FloatArray, center: float, sigma: float, mr_bar: float) -> tuple[str, int]:
-    """How a tag moved in a recent window, and where the change began (row index).
-
-    Stuck (the same reading at the end), noisy (recent moving ranges far above normal), a step
-    (two levels fit better than flat-then-ramp) or a drift (the ramp fits better), up or down;
-    steady when neither explains the window and the end is inside the normal band.
-
-    Examples
-    --------
-    >>> x = np.r_[np.zeros(16), np.full(16, 5.0)] + 0.1 * np.sin(np.arange(32.0))
-    >>> direction(x, center=0.0, sigma=1.0, mr_bar=0.1)
-    ('step-up', 16)
-    >>> direction(np.linspace(0.0, -6.0, 32), center=0.0, sigma=1.0, mr_bar=0.1)[0]
-    'drift-down'
-    """
-    n = x.shape[0]
-    if n < 4 or not np.all(np.isfinite(x)):
-        return "steady", 0
-    tail = x[-min(STUCK_SAMPLES, n) :]
-    if n >= STUCK_SAMPLES and np.ptp(tail) == 0.0:
-        moved = np.nonzero(np.diff(x) != 0.0)[0]
-        return "stuck", int(moved[-1] + 1) if moved.size else 0
-    recent = np.abs(np.diff(x[-NOISY_SAMPLES - 1 :]))
-    # For white noise the median moving range is 0.846 x MR-bar (half-normal median / mean).
-    # Noise that only just began shows as several moving ranges above the MR chart's UCL,
-    # where a step makes one.
-    if mr_bar > 0 and (
-        float(np.median(recent)) > NOISY_RATIO * 0.846 * mr_bar
-        or int(np.sum(recent[-6:] > D4 * mr_bar)) >= 3
-    ):
-        return "noisy", max(0, n - NOISY_SAMPLES - 1)
-    total = _sse(x)
-    step_sse, k = min((_sse(x[:j]) + _sse(x[j:]), j) for j in range(2, n - 1))
-    ramp_sse, onset, slope = _best_ramp(x)
-    noise = max(mr_bar / D2, 1e-12)
-    shift = float(x[k:].mean() - x[:k].mean())
-    explained = total > 0 and min(step_sse, ramp_sse) < 0.5 * total
-    z_end = (float(x[-4:].mean()) - center) / max(sigma, 1e-12)
-    if explained and step_sse <= ramp_sse and abs(shift) >= 3 * noise:
-        return ("step-up" if shift > 0 else "step-down"), k
-    if explained and abs(slope) * (n - onset) >= 3 * noise:
-        return ("drift-up" if slope > 0 else "drift-down"), onset
-    if abs(z_end) >= 3:  # out of range and level within the window: an older step
-        return ("step-up" if z_end > 0 else "step-down"), 0
-    return "steady", 0
-
-
-def _best_ramp(x: FloatArray) -> tuple[float, int, float]:
-    """Best fit of 'flat, then a straight ramp from row k' (k = 0: a line): SSE, k, slope.
-
-    A step stays flat after it changes and a drift keeps going, so a two-level fit against
-    this hinge tells them apart even when the drift began inside the window."""
-    n = x.shape[0]
-    t = np.arange(n, dtype=np.float64)
-    best = (math.inf, 0, 0.0)
-    for k in range(0, n - 3):
-        design = np.column_stack([np.ones(n), np.maximum(0.0, t - k)])
-        coef, *_ = np.linalg.lstsq(design, x, rcond=None)
-        sse = float(np.sum((x - design @ coef) ** 2))
-        if sse < best[0]:
-            best = (sse, k, float(coef[1]))
-    return best
 
 
 def correlation_breaks(
@@ -281,6 +236,14 @@ def similar_events(
     return found[:limit]
 
 
+def _weights(ctx: LineContext, evidence: Sequence[float] | None) -> dict[str, float] | None:
+    """Each tag's weight for the cause ranking: its share of the evidence over the top share."""
+    if evidence is None or max(evidence, default=0.0) <= 0:
+        return None
+    top = max(evidence)
+    return {c: max(float(v), 0.0) / top for c, v in zip(ctx.channels, evidence, strict=True)}
+
+
 def build_facts(
     snap: Snapshot,
     ctx: LineContext,
@@ -291,11 +254,15 @@ def build_facts(
     event, rows = snap.event, snap.rows
     n_ch = len(ctx.channels)
     contrib = snap.contributions
+    # The line's fused attribution ranks the tags when it has evidence, else the VAE's error.
+    evidence = (
+        snap.attribution if snap.attribution is not None and any(snap.attribution) else contrib
+    )
     ranked = list(range(n_ch))
-    if contrib is not None:
-        ranked.sort(key=lambda i: -contrib[i])
+    if evidence is not None:
+        ranked.sort(key=lambda i: -evidence[i])
     with_rules = [i for i in range(n_ch) if snap.rules.get(ctx.channels[i])]
-    focus = ranked[:3] if contrib is not None else []
+    focus = ranked[:3] if evidence is not None else []
     if event.tag in ctx.channels and ctx.channels.index(event.tag) not in focus:
         focus.insert(0, ctx.channels.index(event.tag))
     focus += [i for i in with_rules if i not in focus]
@@ -323,12 +290,29 @@ def build_facts(
                 direction=d,
                 contribution=None if contrib is None else round(float(contrib[i]), 2),
                 rules=snap.rules.get(name, ()),
+                forecast=snap.forecasts.get(name) if d.startswith("drift") else None,
             )
         )
     breaks = []
     if ctx.correlation is not None and rows.shape[0] >= 8:
         breaks = correlation_breaks(rows, ctx, focus[:3])
     decoupled = frozenset(b.tag for b in breaks)
+    doubtful: frozenset[str] = frozenset()
+    for tag in decoupled & {t for t, d in directions.items() if d != "steady"}:
+        # A tag that broke with its neighbours and also moved: a stuck, noisy or spiking tag
+        # is its own fault (the neighbours did not follow it); a clean step or ramp most
+        # likely too (an offset), but a signal switched to another process jumps as cleanly,
+        # so its decoupling stays, doubtful; a wander that fits neither is the tag following
+        # another process.
+        i = ctx.channels.index(tag)
+        decoupled = decoupled - {tag}
+        if directions[tag] in ("stuck", "noisy", "spikes"):
+            continue
+        if clean_move(rows[:, i], float(ctx.mr_bar[i])):
+            doubtful = doubtful | {tag}
+        else:
+            directions[tag] = "steady"
+            decoupled = decoupled | {tag}
     # The onset is where the most unusual tag changed; drifts and old steps start at row 0.
     start = float(snap.ts[onsets[0]]) if onsets and snap.ts.size else event.ts
     start = min(start, event.ts)
@@ -344,6 +328,10 @@ def build_facts(
         tags=tuple(tags),
         breaks=tuple(breaks),
         similar=tuple(similar_events(pattern, list(past))) if pattern else (),
-        causes=tuple(catalogue.match(directions, decoupled)),
+        causes=tuple(
+            catalogue.match(
+                directions, decoupled, weights=_weights(ctx, evidence), doubtful=doubtful
+            )
+        ),
         line_tags=ctx.channels,
     )

@@ -72,7 +72,8 @@ EN_WORDS = _words(
     "results resulted leading lead leads led while whereas however although though instead "
     "rather meanwhile also likewise overall main top most key primary secondary contributing "
     "contribution contributions contributor largest large small big size process machine "
-    "plant equipment system"
+    "plant equipment system "
+    "reach reaches reached reaching min mins least spike spikes spiking isolated"
 )
 ZH_WORDS = _words(
     "异常 报警 产线 生产线 线 自 起 以来 秒 秒钟 分钟 小时 评分 "
@@ -92,6 +93,7 @@ ZH_WORDS = _words(
     "曾经 解决 处理过 方法 措施 单位 水平 程度 方向 相同 不同 更 最 "
     "较 很 压力 熔体 温度 流量 电流 电压 转速 速度 振动 产量 扭矩 "
     "液位 功率 负载 位置 重量 换网 前后 压差 信号 "
+    "按 速率 达到 尖峰 孤立 规格 至少 "
 )
 ZH_CHARS = frozenset(
     "的了是在有和与及或也都已将被把从到为对由请先再并而且但其该此这那个些时后前中内外上下"

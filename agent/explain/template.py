@@ -11,7 +11,7 @@ correlation break or a similar past event with the operator's note. English and 
 
 from __future__ import annotations
 
-from agent.explain.facts import Facts, TagFact, clock, fmt
+from agent.explain.facts import Facts, TagFact, clock, fmt, fmt_minutes
 
 LANGUAGES = ("en", "zh")
 
@@ -23,6 +23,7 @@ _DIRECTION = {
         "drift-down": "drifting down",
         "stuck": "stuck at the same reading",
         "noisy": "much noisier than normal",
+        "spikes": "with isolated spikes",
         "steady": "steady",
     },
     "zh": {
@@ -32,6 +33,7 @@ _DIRECTION = {
         "drift-down": "缓慢下降",
         "stuck": "读数冻结不变",
         "noisy": "波动明显大于正常",
+        "spikes": "出现孤立尖峰",
         "steady": "平稳",
     },
 }
@@ -58,6 +60,48 @@ def _tag_en(t: TagFact) -> str:
     return text
 
 
+def _spans(t: TagFact, language: str) -> tuple[str, str]:
+    """A forecast's time and its interval, in minutes, or seconds under a minute."""
+    f = t.forecast
+    assert f is not None
+    if f.seconds < 60:
+        word = "s" if language == "en" else "秒"
+        shown = [f"{v:.0f}" for v in (f.seconds, f.low_s, f.high_s)]
+    else:
+        word = "min" if language == "en" else "分钟"
+        shown = [fmt_minutes(v / 60) for v in (f.seconds, f.low_s, f.high_s)]
+    open_end = f.high_s == float("inf")
+    if language == "en":
+        spread = f"at least {shown[1]} {word}" if open_end else (
+            f"between {shown[1]} and {shown[2]} {word}")  # fmt: skip
+    else:
+        spread = f"至少 {shown[1]} {word}" if open_end else f"{shown[1]} 至 {shown[2]} {word}"
+    return f"{shown[0]} {word}", spread
+
+
+def _forecast_en(t: TagFact) -> str:
+    """'barrel_temp reaches its upper limit 215.0 degC in about 12 min at the current rate'."""
+    f = t.forecast
+    assert f is not None
+    unit = f" {t.unit}" if t.unit else ""
+    when, spread = _spans(t, "en")
+    kind = "spec " if f.limit.kind == "spec" else ""
+    return (
+        f"{t.tag} reaches its {f.limit.side} {kind}limit {fmt(f.limit.value)}{unit} in about "
+        f"{when} at the current rate ({spread})"
+    )
+
+
+def _forecast_zh(t: TagFact) -> str:
+    f = t.forecast
+    assert f is not None
+    unit = f" {t.unit}" if t.unit else ""
+    side = "上限" if f.limit.side == "upper" else "下限"
+    kind = "规格" if f.limit.kind == "spec" else ""
+    when, spread = _spans(t, "zh")
+    return f"按当前速率，{t.tag} 约 {when}后达到{kind}{side} {fmt(f.limit.value)}{unit}（{spread}）"
+
+
 def _tag_zh(t: TagFact) -> str:
     unit = f" {t.unit}" if t.unit else ""
     text = f"{t.tag} 当前 {fmt(t.value)}{unit}，{_WHERE['zh'][t.outside]}正常范围 {_range(t)}"
@@ -75,7 +119,8 @@ def _en(f: Facts) -> list[str]:
         head += f": score {fmt(f.score)} against threshold {fmt(f.threshold)}"
     out = [head + "."]
     if f.tags:
-        out.append("; ".join(_tag_en(t) for t in f.tags[:2]) + ".")
+        drifting = [_forecast_en(t) for t in f.tags[:2] if t.forecast is not None]
+        out.append("; ".join([*(_tag_en(t) for t in f.tags[:2]), *drifting[:1]]) + ".")
     if f.causes:
         c = f.causes[0]
         out.append(f"Likely cause: {c.cause['en']}; {c.check['en']}.")
@@ -101,7 +146,8 @@ def _zh(f: Facts) -> list[str]:
         head += f"，评分 {fmt(f.score)}，阈值 {fmt(f.threshold)}"
     out = [head + "。"]
     if f.tags:
-        out.append("；".join(_tag_zh(t) for t in f.tags[:2]) + "。")
+        drifting = [_forecast_zh(t) for t in f.tags[:2] if t.forecast is not None]
+        out.append("；".join([*(_tag_zh(t) for t in f.tags[:2]), *drifting[:1]]) + "。")
     if f.causes:
         c = f.causes[0]
         cause, check = c.cause.get("zh", c.cause["en"]), c.check.get("zh", c.check["en"])
@@ -150,6 +196,8 @@ def facts_lines(facts: Facts) -> list[str]:
             f"tag {t.tag} = {fmt(t.value)}{unit}; normal {fmt(t.low)}-{fmt(t.high)}{unit}; "
             f"{t.outside}; {t.direction}{rules}"
         )
+        if t.forecast is not None:
+            lines.append(f"forecast {_forecast_en(t)}")
     for b in facts.breaks:
         lines.append(
             f"broken correlation {b.tag} ~ {b.other}: "

@@ -4,6 +4,10 @@ A line with no bundle gets its commissioning pipeline here too (`build_commissio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
+
 from agent.bundles.bundle import Bundle
 from agent.bundles.manifest import LEGACY_FUSION, SHIFT_FUSIONS, Manifest
 from agent.config import DetectionConfig, SiteConfig
@@ -13,6 +17,7 @@ from agent.pipeline.commissioning import CommissioningLine
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.detectors.vae import VaeDetector, VaeModel
+from agent.pipeline.forecasts import DriftForecaster
 from agent.pipeline.learning import LearnedLimits
 from agent.pipeline.line import LineMonitor
 
@@ -42,7 +47,10 @@ def build_monitor(config: SiteConfig, bundle: Bundle) -> LineMonitor:
     """The detection pipeline of a site's line: its detection settings, and the source whose
     samples step detection."""
     clock = clock_source(config, bundle.manifest.channel_names)
-    return build_line(bundle, config.detection, config.line, clock)
+    monitor = build_line(bundle, config.detection, config.line, clock)
+    spec = {t.name: (t.lsl, t.usl) for t in config.tags.values()}
+    monitor.forecaster = drift_forecaster(bundle.manifest, spec)
+    return monitor
 
 
 def build_line(
@@ -52,7 +60,7 @@ def build_line(
     replay use it: the bundle's detectors with the site's `[detection]`."""
     manifest = bundle.manifest
     smoothing = detection.smoothing if detection.smoothing is not None else manifest.smoothing
-    return LineMonitor(
+    monitor = LineMonitor(
         line=line,
         channels=manifest.channel_names,
         vae=VaeDetector(
@@ -67,6 +75,32 @@ def build_line(
         clock=clock,
         fusion=shift_fusion(detection.fusion or manifest.fusion or LEGACY_FUSION, manifest),
         shift=shift_detector(manifest, detection),
+    )
+    monitor.forecaster = drift_forecaster(manifest)
+    return monitor
+
+
+def retarget_forecaster(monitor: LineMonitor, manifest: Manifest) -> None:
+    """A hot swap's new bundle: its SPC limits for the line's forecasts (spec limits stay)."""
+    if monitor.forecaster is not None:
+        spc = manifest.spc
+        center, sigma = np.asarray(spc.center), np.asarray(spc.sigma)
+        low, high = center - spc.nsigmas * sigma, center + spc.nsigmas * sigma
+        monitor.forecaster.set_limits(low, high, np.asarray(spc.mr_bar))
+
+
+def drift_forecaster(
+    manifest: Manifest, spec: Mapping[str, tuple[float | None, float | None]] | None = None
+) -> DriftForecaster:
+    """TimeToLimit for every channel: the bundle's SPC limits and the site's spec limits."""
+    spc = manifest.spc
+    center, sigma = np.asarray(spc.center), np.asarray(spc.sigma)
+    return DriftForecaster(
+        manifest.channel_names,
+        center - spc.nsigmas * sigma,
+        center + spc.nsigmas * sigma,
+        np.asarray(spc.mr_bar),
+        spec,
     )
 
 

@@ -21,81 +21,30 @@ agent.pipeline.build, so what was measured offline is what runs on the line.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from agent.config import DetectionConfig
+from agent.pipeline.alarm_events import AlarmEvents
+from agent.pipeline.attribution import TagAttribution
 from agent.pipeline.detectors.shift import ShiftDetector
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.detectors.vae import VaeDetector
 from agent.pipeline.events.alarms import DebouncedAlarm, Edge, SustainedRuleAlarm
 from agent.pipeline.events.fusion import LEGACY_FUSION, SHIFT_FUSIONS, Fusion
+from agent.pipeline.forecasts import DriftForecaster
 from agent.pipeline.readings import refresh
-from agent.types import Event, EventKind, EventState, Quality, Sample, Score, TagReading
+from agent.pipeline.result import LineResult as LineResult  # where it always was
+from agent.types import Event, EventKind, Quality, Sample, Score, TagReading
 
-ANOMALY_SEVERITY = 700
-SPC_SEVERITY = 500
 #: The summed score's alarm in the table (the vae-plus-shift fusion).
 SUMMED = "vae-plus-shift"
 #: Consecutive rows a missing channel is held at its last good value for the VAE.
 BRIDGE_ROWS = 1
 
 
-@dataclass(frozen=True)
-class LineResult:
-    """What one sample did to the line: readings, per-channel SPC state, every detector's score
-    on this row (none on a row of another source, or when a detector had no verdict), every
-    alarm of the table after it, the fused decision and the alarm edges."""
-
-    ts: float
-    readings: dict[str, TagReading]
-    spc_states: dict[str, str]
-    scores: dict[str, Score]
-    alarms: dict[str, bool]
-    events: tuple[Event, ...]
-    #: The line's fused decision (agent.pipeline.events.fusion); None: either alarm (the old rule).
-    fused: bool | None = None
-    #: Rows since the detectors last judged the line (the VAE scored a window; on a line without
-    #: one, a row with every channel good); past one window the alarm flags are not a verdict.
-    unjudged_rows: int = 0
-    judged: bool = True
-
-    @property
-    def score(self) -> Score | None:
-        """The VAE's score on this row, if it scored one."""
-        return self.scores.get("vae")
-
-    @property
-    def shift_score(self) -> Score | None:
-        """The shift detector's score on this row, if the line has one."""
-        return self.scores.get("shift")
-
-    @property
-    def anomaly_active(self) -> bool:
-        """Whether the VAE's alarm holds."""
-        return self.alarms.get("vae", False)
-
-    @property
-    def spc_alarm_active(self) -> bool:
-        """Whether the SPC rule alarm holds."""
-        return self.alarms.get("spc", False)
-
-    @property
-    def shift_alarm_active(self) -> bool:
-        """Whether the shift detector's alarm holds (False without one)."""
-        return self.alarms.get("shift", False)
-
-    @property
-    def alarm_active(self) -> bool:
-        """The line's anomaly decision: the alarms fused as the bundle or site says."""
-        if self.fused is None:
-            return self.anomaly_active or self.spc_alarm_active
-        return self.fused
-
-
-class LineMonitor:
+class LineMonitor(AlarmEvents):
     """Keeps the detectors and the alarm table of one line and processes samples one at a time."""
 
     def __init__(
@@ -145,6 +94,10 @@ class LineMonitor:
         #: none: every row is charted, once bridged).
         self.judge_limit = vae.window.size if vae is not None else 0
         self.unjudged_rows = self.judge_limit + 1  # nothing judged yet
+        self.attribution = TagAttribution(len(channels))
+        self.attribution_shares = self.attribution.shares
+        #: Set by the factory from the SPC limits (and spec limits): TimeToLimit per tag.
+        self.forecaster: DriftForecaster | None = None
 
     @property
     def bundle_vae(self) -> VaeDetector:
@@ -200,6 +153,7 @@ class LineMonitor:
                 fused=self.fused,
                 unjudged_rows=self.unjudged_rows,
                 judged=self.judged,
+                forecasts={} if self.forecaster is None else self.forecaster.last,
             )
         missing = TagReading(math.nan, Quality.BAD, "never read")
         readings = [self.latest.get(c, missing) for c in self.channels]
@@ -260,6 +214,13 @@ class LineMonitor:
         )
         if follows_fusion and self.fused != was_fused:
             events.append(self._fused_event(sample.ts, shift))
+        self.attribution_shares = self.attribution.update(
+            score,
+            shift,
+            self.shift.last_z if self.shift is not None else None,
+            good & state.out_of_control,
+        )
+        forecasts = {} if self.forecaster is None else self.forecaster.update(sample.ts, row)
         self.spc.observe_alarm(alarms["spc"])
         if self.vae is not None:
             self.vae.observe_alarm(alarms["vae"])
@@ -275,6 +236,8 @@ class LineMonitor:
             fused=self.fused,
             unjudged_rows=self.unjudged_rows,
             judged=self.judged,
+            attribution=tuple(self.attribution_shares.tolist()),
+            forecasts=forecasts,
         )
 
     @property
@@ -374,96 +337,4 @@ class LineMonitor:
             None
             if last is None
             else Score(float(last[0]), float(last[1]), tuple(float(v) for v in last[2:]))
-        )
-
-    def _fused_event(self, ts: float, shift: Score | None) -> Event:
-        """The fused decision's edge, told with the detector nearer its threshold (its top tag,
-        its score) and both scores against their thresholds in the message."""
-        raised = self.fused
-        vae = self.last_score
-        ratio = {
-            "vae": vae.ratio if vae is not None else 0.0,
-            "shift": shift.ratio if shift is not None else 0.0,
-        }
-        lead = "vae" if ratio["vae"] >= ratio["shift"] else "shift"
-        score = vae if lead == "vae" else shift
-        if score is None:
-            score = Score(0.0, 1.0, (0.0,) * len(self.channels))
-        top, share = self._top_tags(score)
-        seen = (
-            f"VAE {ratio['vae']:.2f}, shift {ratio['shift']:.2f} of their thresholds"
-            if self.vae is not None
-            else f"shift {ratio['shift']:.2f} of its threshold (limits learnt on the device)"
-        )
-        message = (
-            f"Anomaly on line {self.line} ({self.fusion.mode}): {seen}, most unusual tag {top}"
-            if raised
-            else f"Anomaly on line {self.line} cleared ({self.fusion.mode}): {seen}"
-        )
-        details = {"top_contributions": share, "fusion": self.fusion.mode, "ratios": ratio}
-        return self._anomaly(ts, raised, lead, message, top, score, details)
-
-    def _top_tags(self, score: Score) -> tuple[str, dict[str, float]]:
-        """The most unusual tag and the top three tags' shares of `score`."""
-        order = sorted(
-            range(len(self.channels)), key=lambda i: score.contributions[i], reverse=True
-        )
-        share = {self.channels[i]: round(score.contributions[i], 6) for i in order[:3]}
-        return self.channels[order[0]], share
-
-    def _anomaly_event(self, ts: float, edge: Edge, score: Score) -> Event:
-        top, share = self._top_tags(score)
-        raised = edge is Edge.RAISED
-        message = (
-            f"Anomaly on line {self.line}: score {score.value:.3g} above {score.threshold:.3g}, "
-            f"most unusual tag {top}"
-            if raised
-            else f"Anomaly on line {self.line} cleared: score {score.value:.3g}"
-        )
-        return self._anomaly(ts, raised, "vae", message, top, score, {"top_contributions": share})
-
-    def _anomaly(
-        self,
-        ts: float,
-        raised: bool,
-        detector: str,
-        message: str,
-        tag: str,
-        score: Score,
-        details: dict[str, Any],
-    ) -> Event:
-        """An anomaly alarm's edge, the VAE's own or the fused decision's."""
-        return Event(
-            ts=ts,
-            line=self.line,
-            kind=EventKind.ANOMALY,
-            state=EventState.RAISED if raised else EventState.CLEARED,
-            detector=detector,
-            severity=ANOMALY_SEVERITY,
-            message=message,
-            tag=tag,
-            score=score.value,
-            threshold=score.threshold,
-            details=details,
-        )
-
-    def _spc_event(self, ts: float, edge: Edge, broken: list[str], states: dict[str, str]) -> Event:
-        raised = edge is Edge.RAISED
-        rules = {c: states[c] for c in broken}
-        message = (
-            f"SPC alarm on line {self.line}: "
-            + ", ".join(f"{c} {rule}" for c, rule in rules.items())
-            if raised
-            else f"SPC alarm on line {self.line} cleared"
-        )
-        return Event(
-            ts=ts,
-            line=self.line,
-            kind=EventKind.SPC,
-            state=EventState.RAISED if raised else EventState.CLEARED,
-            detector="spc",
-            severity=SPC_SEVERITY,
-            message=message,
-            tag=broken[0] if broken else "",
-            details={"rules": rules},
         )

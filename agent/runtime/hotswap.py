@@ -30,7 +30,13 @@ from agent.bundles.checks import check_compat
 from agent.bundles.store import ModelStore
 from agent.config import DetectionConfig
 from agent.errors import BundleError
-from agent.pipeline.build import shift_detector, shift_fusion, spc_detector, vae_model
+from agent.pipeline.build import (
+    retarget_forecaster,
+    shift_detector,
+    shift_fusion,
+    spc_detector,
+    vae_model,
+)
 from agent.pipeline.detectors.base import WindowModel
 from agent.pipeline.detectors.spc import SpcDetector
 from agent.pipeline.line import LineMonitor
@@ -153,6 +159,7 @@ class ModelUpdates:
         self._probation = ProbationDetector(model, incumbent[1], self.policy)
         monitor.bundle_vae.model, monitor.spc = self._probation, spc  # the window carries on
         monitor.replace_shift(shift_detector(bundle.manifest, self.detection))
+        retarget_forecaster(monitor, bundle.manifest)
         old = self.state.version
         self.state.version, self.state.label = bundle.manifest.model_version, bundle.manifest.label
         self._set(old, "probation", f"model {bundle.manifest.model_version} {how}, on probation")
@@ -172,6 +179,7 @@ class ModelUpdates:
                 spc.reset()  # its last row is from before the swap
                 monitor.bundle_vae.model, monitor.spc = model, spc
                 monitor.replace_shift(shift_detector(bundle.manifest, self.detection))
+                retarget_forecaster(monitor, bundle.manifest)
                 self.bundle = bundle
                 self._restored = True
                 self._wake.set()

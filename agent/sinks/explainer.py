@@ -36,9 +36,9 @@ from agent.explain.facts import Facts, LineContext, PastEvent, Snapshot, build_f
 from agent.explain.template import render
 from agent.explain.worker import WorkerSpec, serve
 from agent.ops.counters import CounterRegistry
+from agent.pipeline.evidence import Evidence
 from agent.pipeline.line import LineResult
 from agent.sinks.journal import read_events
-from agent.types import EventState
 
 if TYPE_CHECKING:
     from agent.config import SiteConfig
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
     from agent.sinks.scada import ScadaServer
 
 log = logging.getLogger(__name__)
-HISTORY = 64  # rows kept for directions and correlations
-RULE_MEMORY = 16  # SPC states this recent count as "rules violated"
-QUIET = ("in-control", "no-data")
 STARTUP_TIMEOUT_S = 60.0  # a worker not ready by then is killed and tried again next event
 
 
@@ -187,12 +184,7 @@ class ExplainerSink:
             registry.register_part("explainer", self.stats)
         self._queue: collections.deque[Snapshot] = collections.deque()
         self._wake = asyncio.Event()
-        n = len(context.channels)
-        self._rows: collections.deque[np.ndarray] = collections.deque(maxlen=HISTORY)
-        self._ts: collections.deque[float] = collections.deque(maxlen=HISTORY)
-        self._states: collections.deque[dict[str, str]] = collections.deque(maxlen=RULE_MEMORY)
-        self._contrib: tuple[float, ...] | None = None
-        self._blank = np.full(n, np.nan)
+        self._evidence = Evidence(context.channels)
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._jobs = 0
@@ -201,32 +193,8 @@ class ExplainerSink:
     # -- the hot-loop side: cheap, never blocks -------------------------------------------
     def observe(self, result: LineResult) -> None:
         """Detection-loop listener: remember the row, queue a snapshot on a raised alarm."""
-        row = self._blank.copy()
-        for i, name in enumerate(self.context.channels):
-            reading = result.readings.get(name)
-            if reading is not None:
-                row[i] = reading.value
-        self._rows.append(row)
-        self._ts.append(result.ts)
-        self._states.append(result.spc_states)
-        if result.score is not None:
-            self._contrib = result.score.contributions
-        for event in result.events:
-            if event.state is EventState.RAISED and self.config.enabled:
-                rules: dict[str, set[str]] = {}
-                for states in self._states:
-                    for tag, state in states.items():
-                        if state not in QUIET:
-                            rules.setdefault(tag, set()).add(state)
-                self.send(
-                    Snapshot(
-                        event=event,
-                        ts=np.array(self._ts),
-                        rows=np.vstack(self._rows),
-                        contributions=self._contrib,
-                        rules={t: tuple(sorted(r)) for t, r in rules.items()},
-                    )
-                )
+        for snapshot in self._evidence.observe(result, explain=self.config.enabled):
+            self.send(snapshot)
 
     def send(self, snapshot: Snapshot) -> None:
         """Queue a snapshot; when the queue is full the oldest is dropped and counted."""

@@ -48,6 +48,8 @@ SIGNALS: tuple[Signal, ...] = (
 )
 SIGNAL_NAMES = tuple(s.name for s in SIGNALS)
 _INDEX = {name: i for i, name in enumerate(SIGNAL_NAMES)}
+SPIKE_EVERY = 6  # samples between spikes, on average
+LEAK_TAU_S = 180.0  # a leak loses 63 % of its `magnitude` in this many seconds
 
 
 class FaultKind(Enum):
@@ -58,6 +60,8 @@ class FaultKind(Enum):
     VARIANCE = "variance"  # the noise grows (bearing wear, loose mounting)
     STUCK = "stuck"  # the reading freezes at its last value (frozen transmitter)
     DECOUPLE = "decouple"  # a signal stops following the process it belongs to
+    SPIKES = "spikes"  # single readings far off now and then (a loose contact, EMI)
+    LEAK = "leak"  # a slow loss that levels off (a leaking impulse line, a fouling sensor)
 
 
 @dataclass
@@ -158,6 +162,12 @@ class ExtrusionLine:
                 if fault._frozen is None:
                     fault._frozen = float(self._last[i])
                 measured[i] = fault._frozen
+            elif fault.kind is FaultKind.SPIKES:
+                # One reading in about SPIKE_EVERY is off by `magnitude`, either way.
+                if self._rng.random() < 1.0 / SPIKE_EVERY:
+                    measured[i] += fault.magnitude * float(self._rng.choice((-1.0, 1.0)))
+            elif fault.kind is FaultKind.LEAK:
+                measured[i] += fault.magnitude * (1.0 - math.exp(-elapsed / LEAK_TAU_S))
             elif fault.kind is FaultKind.DECOUPLE:
                 # The signal keeps its level and spread (`magnitude` is its usual standard
                 # deviation) but follows another process, as when a drive's current is mapped

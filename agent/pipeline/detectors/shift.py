@@ -77,6 +77,8 @@ class ShiftDetector:
         self._seen = np.zeros(len(self._idx))  # good readings per watched channel (warm-up)
         self._alarmed = False  # the line's shift alarm after the last row
         self._frozen = 0
+        #: Each channel's shift on the last row, in its scale (0 where not watched).
+        self.last_z = np.zeros(params.channels)
 
     def observe_alarm(self, active: bool) -> None:
         """The line's shift alarm after this row: while it holds, the baseline does not learn
@@ -111,6 +113,8 @@ class ShiftDetector:
             self._base = np.where(ok, self._base + slow * (x - self._base), self._base)
         z = np.abs(self._fast - self._base) / self._scale
         z = np.where(np.isfinite(z), z, 0.0)
+        self.last_z = np.zeros(p.channels)
+        self.last_z[self._idx] = z
         contributions = np.zeros(p.channels)
         total = float(z.sum())
         if total > 0:

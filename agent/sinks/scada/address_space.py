@@ -112,6 +112,14 @@ async def _build_line(build: ModelBuilder, lines: Node, spec: LineSpec) -> Node:
                 D,
                 "This tag's reconstruction error relative to normal",
             )
+            await build.variable(
+                folder,
+                f"{p}/TimeToLimit",
+                "TimeToLimit",
+                D,
+                "Seconds until this drifting tag reaches its next SPC or spec limit at the "
+                "current rate; empty (BadNoData) when it does not drift",
+            )
     for name, vtype, value, text in (
         ("AnomalyScore", D, None, "Anomaly score of the latest window (higher: more unusual)"),
         ("Threshold", D, threshold, "Anomaly score above which the anomaly alarm raises"),

@@ -8,6 +8,8 @@ Objects, so an integrator can type them into a SCADA tag list:
                               /Quality              String: good | uncertain: ... | bad: ...
                               /SpcState             String: in-control | the rule broken
                               /AnomalyContribution  Double: this tag's share of the score
+                              /TimeToLimit          Double: seconds until a drifting tag
+                                                    reaches its next limit (BadNoData: none)
     Lines/<line>/AnomalyScore, Threshold            Double
                 /AnomalyActive, SpcAlarmActive, AlarmActive   Boolean
                 /LastEvent, LastExplanation         String (+ LastExplanationTime, DateTime,
@@ -95,6 +97,7 @@ MAX_PENDING_EVENTS = 1000
 _BAD = 0x80000000  # the severity bit of a Bad status code
 _GOOD = ua.StatusCode(ua.StatusCodes.Good)  # shared: a published DataValue is never changed
 VALUE = ua.AttributeIds.Value
+_NO_DRIFT = ua.StatusCodes.BadNoData  # TimeToLimit of a tag that does not drift
 YIELD_EVERY = 200  # writes between yields to the event loop: bounds one publish's stall
 FIGURES_INTERVAL_S = 0.1  # Agent/ and Plcs/ are read and published at most this often
 _POLICIES = {
@@ -486,6 +489,11 @@ class ScadaServer:
                 await self._write(
                     f"{p}/AnomalyContribution", result.score.contributions[i], D, when=when
                 )
+            drift = result.forecasts.get(channel)
+            if drift is not None:
+                await self._write(f"{p}/TimeToLimit", drift.seconds, D, when=when)
+            else:
+                await self._write(f"{p}/TimeToLimit", None, D, _NO_DRIFT, when)
         # The flags and the score are a verdict only while the detectors judge the line: once
         # they have not for more than a window (a tag bad, the window refilling) they keep
         # their last value but say it is only the last usable one, and Health says why.

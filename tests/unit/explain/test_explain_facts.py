@@ -118,3 +118,59 @@ def test_noise_that_just_began_is_noisy_not_a_step() -> None:
     y = 2.2 + rng.normal(size=64) * 0.05
     y[-6:] += 0.5  # one jump, then the usual noise: a step
     assert direction(y, 2.2, 0.07, 0.06)[0] == "step-up"
+
+
+def test_isolated_spikes_are_spikes_and_a_smooth_swing_is_not_noise() -> None:
+    rng = np.random.default_rng(8)
+    calm = 100.0 + 0.1 * rng.standard_normal(64)
+    spiky = calm.copy()
+    spiky[[40, 47, 55]] += (6.0, -5.0, 7.0)  # three far readings, calm between them
+    assert direction(spiky, center=100.0, sigma=1.0, mr_bar=0.11)[0] == "spikes"
+    grown = calm.copy()
+    grown[52:] = 100.0 + 0.8 * rng.standard_normal(12)  # the noise grew eightfold
+    assert direction(grown, center=100.0, sigma=1.0, mr_bar=0.11)[0] == "noisy"
+    swing = calm + 3.0 * np.sin(np.linspace(0.0, 3 * np.pi, 64))
+    assert direction(swing, center=100.0, sigma=1.0, mr_bar=0.11)[0] != "noisy"
+
+
+@pytest.mark.parametrize(("rate", "unit"), [(0.25, "s"), (0.01, "min")])
+def test_the_forecast_in_words_is_bound_by_the_guard(catalogue, rate: float, unit: str) -> None:
+    import dataclasses
+
+    from agent.core.forecast import forecast, limits_of
+    from agent.explain.guard import check
+
+    rows = normal_rows(6)
+    i = CHANNELS.index("melt_pressure")
+    rows[:, i] = 190.0 + rate * np.arange(N) * (1.0 if unit == "s" else 25.0)
+    rows[:, i] += np.random.default_rng(1).normal(size=N) * 0.05
+    ctx = context()
+    ts = 1000.0 + np.arange(N, dtype=np.float64)
+    if unit == "min":  # a slow drift: the same rows, a 25 times longer time base
+        ts = 1000.0 + 25.0 * np.arange(N, dtype=np.float64)
+    f = forecast("melt_pressure", ts, rows[:, i], limits_of(181.0, 199.0 + 10.0), 0.8)
+    assert f is not None
+    snap = dataclasses.replace(
+        snapshot(rows, (0.5, 0.5, 0.5, 9.0, 0.5)), ts=ts, forecasts={"melt_pressure": f}
+    )
+    facts = build_facts(snap, ctx, catalogue)
+    pressure = facts.tags[0]
+    assert pressure.tag == "melt_pressure" and pressure.forecast == f
+    text = render(facts, "en")
+    said = f"in about {f.seconds:.0f} s" if unit == "s" else "min at the current rate"
+    assert said in text, text
+    assert check(text, facts, catalogue).accepted, check(text, facts, catalogue)
+    assert check(render(facts, "zh"), facts, catalogue, language="zh").accepted
+    wrong = text.replace("in about ", "in about 9", 1)
+    assert check(wrong, facts, catalogue).reason == "wrong-number"
+
+
+def test_doctests_of_the_facts_and_directions() -> None:
+    import doctest
+
+    import agent.explain.directions as directions_module
+    import agent.explain.facts as facts_module
+
+    for module in (facts_module, directions_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
