@@ -23,10 +23,14 @@ DEMO_ARGS ?=
 # util-linux (unshare) sandbox the daemon tests like the unit does and hide the dev packages
 # from .ci/fresh-demo, libsystemd-dev + pkg-config build systemd-python (systemd extra),
 # nodejs runs node-opcua, the independent OPC-UA client of the interoperability test.
+# systemd-container (systemd-nspawn) boots the Debian root that tests/system/test_systemd.py
+# installs the .deb into, debootstrap builds that root (cached in ~/.cache/lineside/roots);
+# qemu-user-static and binfmt-support run the arm64 root of `make arm64-check`.
 DEBIAN_TEST_PACKAGES := systemd shellcheck python3-venv socat gcc libmodbus-dev libseccomp2 \
-	util-linux libsystemd-dev pkg-config nodejs
+	util-linux libsystemd-dev pkg-config nodejs systemd-container debootstrap \
+	qemu-user-static binfmt-support
 
-.PHONY: demo test lint bench clean debian-deps fresh-demo
+.PHONY: demo test lint bench clean debian-deps fresh-demo arm64-check
 
 $(DEMO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +91,12 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/guard.py
 	$(BIN)/python benchmarks/scada_door.py
 	$(BIN)/python benchmarks/time_to_bad.py
+	$(BIN)/python benchmarks/arm64.py
+
+# The device venv built and run in a Debian arm64 root under qemu-user (root, network; minutes:
+# not part of `make test`). Prints the emulated figures; exit 1 if a fault is missed there.
+arm64-check: debian-deps $(DEV_STAMP)
+	$(BIN)/python benchmarks/arm64.py
 
 clean:
 	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -284,6 +284,9 @@ case "$1" in
         if [ -n "$ROOT" ]; then
             rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/lineside.service"
         fi
+        # No Debian package owns /opt, so dpkg removes it with our /opt/lineside when it is
+        # empty; the FHS says it exists, so put it back.
+        [ -d "$ROOT/opt" ] || install -d -m 0755 "$ROOT/opt"
         ;;
 esac
 if [ "$1" = purge ]; then

@@ -228,7 +228,8 @@ def test_unit_lifecycle(unit: UnitFile) -> None:
     # Enabled by the .deb, but idle until the admin writes the site config.
     assert unit.last("Unit", "ConditionPathExists") == "/etc/lineside/site.toml"
     # systemctl reload = SIGHUP to the agent itself (agent.runtime.daemon).
-    assert unit.last(svc, "ExecReload") == "/bin/kill -HUP $MAINPID"
+    # Through sh's builtin kill: /bin/kill (procps) is not on a minimal Debian.
+    assert unit.last(svc, "ExecReload") == "/bin/sh -c 'kill -HUP $$MAINPID'"
 
 
 def test_unit_execstart_runs_the_daemon_with_the_site_config(unit: UnitFile) -> None:
@@ -328,7 +329,7 @@ def test_serial_dropin(dropin: UnitFile) -> None:
 
 
 def _unit_root(tmp_path: Path, with_dropin: bool) -> Path:
-    """A --root tree: the host's units (for targets), ours, stub /usr/bin/lineside, /bin/kill."""
+    """A --root tree: the host's units (for targets), ours, stub /usr/bin/lineside, /bin/sh."""
     require("systemd-analyze")
     host_units = Path("/lib/systemd/system")
     if not (host_units / "multi-user.target").exists():
@@ -336,7 +337,7 @@ def _unit_root(tmp_path: Path, with_dropin: bool) -> Path:
     root = tmp_path / "root"
     shutil.copytree(host_units, root / "lib/systemd/system", symlinks=True)
     shutil.copy(UNIT, root / "lib/systemd/system/lineside.service")
-    for name in ("usr/bin/lineside", "bin/kill"):  # ExecStart=, ExecReload=
+    for name in ("usr/bin/lineside", "bin/sh"):  # ExecStart=, ExecReload=
         stub = root / name
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\nexit 0\n")
