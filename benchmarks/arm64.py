@@ -85,12 +85,28 @@ def write_faults(path: Path, rows: int, seed: int = 2024) -> list[FaultRecord]:
     return records
 
 
+def pip_passthrough() -> list[str]:
+    """nspawn arguments that give pip inside the same CA bundle and constraints as this host's
+    pip (its configuration: a TLS-inspecting proxy's CA, the pinned versions); files read-only."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                          capture_output=True, text=True)  # fmt: skip
+    args = []
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        option = key.rsplit(".", 1)[-1]
+        path = Path(value.strip("'\""))
+        if option in ("cert", "constraint") and path.is_file():
+            args += [f"--bind-ro={path}", f"--setenv=PIP_{option.upper()}={path}"]
+    return list(dict.fromkeys(args))
+
+
 def nspawn(root: Path, script: str, timeout: float) -> tuple[str, float]:
     """Run a shell script in the arm64 root (not booted); its output and seconds."""
     PIP_CACHE.mkdir(parents=True, exist_ok=True)
     cmd = ["systemd-nspawn", "-q", "-D", str(root), "--register=no", "--keep-unit",
            "--resolv-conf=copy-host", f"--bind={PIP_CACHE}:/root/.cache/pip",
-           "--setenv=PIP_DISABLE_PIP_VERSION_CHECK=1", "/bin/sh", "-ec", script]  # fmt: skip
+           "--setenv=PIP_DISABLE_PIP_VERSION_CHECK=1", *pip_passthrough(),
+           "/bin/sh", "-ec", script]  # fmt: skip
     began = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)  # fmt: skip

@@ -50,8 +50,9 @@ def _namespace_pid(pid: int) -> list[str]:
 class BootedDebian:
     """systemd-nspawn --boot of `root`; `run` executes a command inside."""
 
-    def __init__(self, root: Path, console_log: Path) -> None:
+    def __init__(self, root: Path, console_log: Path, devices: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.devices = devices  # host device nodes bound in (e.g. a loop device as a stick)
         self.console_log = console_log
         self.proc: subprocess.Popen[bytes] | None = None
         self.leader = 0
@@ -60,8 +61,13 @@ class BootedDebian:
     def boot(self, timeout: float = 90.0) -> None:
         """Start the container and wait until its systemd reports the system running."""
         env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+        if self.devices:
+            # systemd treats device units as unsupported when /sys is read-only, and a mount
+            # of a block device binds to its device unit: a stick needs a writable /sys.
+            env["SYSTEMD_NSPAWN_API_VFS_WRITABLE"] = "1"
         cmd = ["systemd-nspawn", "-q", "-D", str(self.root), "--boot", "--register=no",
-               "--keep-unit", "--console=pipe", "--system-call-filter=bpf"]  # fmt: skip
+               "--keep-unit", "--console=pipe", "--system-call-filter=bpf",
+               *(f"--bind={dev}" for dev in self.devices)]  # fmt: skip
         started = time.monotonic()
         with self.console_log.open("wb") as console:
             self.proc = subprocess.Popen(

@@ -51,6 +51,7 @@ class DebianSite:
     client_uri: str
     before: frozenset[str]  # the root's files before the package went in
     owned: frozenset[str]  # what dpkg-query -L says the package installed
+    stick: str = ""  # the host's loop device bound in as a USB stick
 
     @property
     def endpoint(self) -> str:
@@ -103,7 +104,7 @@ class DebianSite:
 # Places that change on their own (logs, caches, apt and dpkg state, systemd's own state).
 VOLATILE = ("proc/", "sys/", "dev/", "run/", "tmp/", "var/log/", "var/cache/",
             "var/lib/dpkg/", "var/lib/apt/", "var/lib/systemd/", "var/lib/private/",
-            "srv/lineside-test/")  # fmt: skip
+            "srv/lineside-test/", "var/tmp/systemd-private-")  # fmt: skip
 
 
 def files_of(root: Path) -> frozenset[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,15 +19,18 @@ from typing import Any
 
 import pytest
 
+from tests.bundle_kit import build_kit
 from tests.scada_helpers import client_certificate, node, secure_client
 from tests.system.booted import BootedDebian
 from tests.system.deb_build import BuiltDeb
 from tests.system.debian_root import SYSTEMD_ROOT, cached_root, missing_tools, unpack
 from tests.system.debian_site import SITE, STATE, DebianSite, files_of, install
+from tests.system.usb_stick import detach, make_stick, prime_udev
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 PROBE = Path(__file__).with_name("sandbox_probe.py")
 LINE = "extruder-1"
+TRUST = "/etc/lineside/trust"  # the bundle signers' public keys (the admin's, not the package's)
 
 
 def _namespaces_missing() -> str | None:
@@ -49,14 +53,22 @@ def site(
     if missing:
         pytest.fail(missing)
     work = tmp_path_factory.mktemp("debian")
-    box = BootedDebian(unpack(cached_root(SYSTEMD_ROOT), work / "root"), work / "console.log")
+    (work / "kit").mkdir()
+    kit = build_kit(bundle_dir, work / "kit")  # model 2, signed, for the USB stick
+    stick = make_stick(work / "stick.img", [kit["v2"]])
+    root = unpack(cached_root(SYSTEMD_ROOT), work / "root")
+    box = BootedDebian(root, work / "console.log", devices=(stick,))
     try:
         box.boot()
         print(f"\nbooted bookworm under systemd-nspawn in {box.boot_seconds:.1f} s")
         cert = client_certificate(work / "client", "scada")
-        yield install(box, built_deb.path, bundle_dir, cert)
+        site = install(box, built_deb.path, bundle_dir, cert)
+        shutil.copytree(kit["trust_dir"], box.path(TRUST))
+        site.stick = stick
+        yield site
     finally:
         box.shutdown()
+        detach(stick)
 
 
 def _ensure_running(site: DebianSite) -> None:
@@ -248,6 +260,28 @@ def test_hung_detection_loop_is_killed_by_the_watchdog_and_restarted(site: Debia
     site.start()
 
 
+def test_usb_stick_installs_a_signed_bundle_and_the_running_service_swaps_to_it(
+    site: DebianSite,
+) -> None:
+    _ensure_running(site)
+    pid = site.box.show("lineside", "MainPID")["MainPID"]
+    name = prime_udev(site.box, site.stick)
+    site.box.run(["systemctl", "start", f"lineside-usb@{name}"], timeout=300)
+    # /run is the container's own tmpfs: the result file is read from inside.
+    text = site.box.run(["cat", f"/run/lineside-usb-result/{name}/lineside-result.txt"]).stdout
+    assert "installed model 2" in text, f"the update unit's result: {text}"
+    deadline = time.monotonic() + 30
+    while not (status := site.box.show("lineside", "StatusText")["StatusText"]).startswith(
+        "model 2"
+    ):
+        assert time.monotonic() < deadline, f"the running agent did not swap to model 2: {status}"
+        time.sleep(0.5)
+    assert site.box.show("lineside", "MainPID")["MainPID"] == pid, "swapped by a restart"
+    assert "model 2 swapped in" in site.messages(), "no hot-swap record in the journal"
+    mounts = site.box.run(["findmnt", "-rn", "-o", "TARGET"]).stdout
+    assert f"/run/lineside-usb/{name}" not in mounts, "the stick was left mounted"
+
+
 def test_stop_drains_within_the_stop_timeout_and_the_journal_survives(site: DebianSite) -> None:
     _ensure_running(site)
     seconds = site.stop()
@@ -313,6 +347,7 @@ def test_apt_purge_removes_what_the_package_owns_and_nothing_else(site: DebianSi
     # What may stay: the admin's site config, and the lineside user (its UID may still own files).
     extra = sorted(after - site.before)
     allowed = {"etc/lineside/", "etc/lineside/site.toml", "etc/passwd-", "etc/group-",
-               "etc/shadow-", "etc/gshadow-"}  # fmt: skip
+               "etc/shadow-", "etc/gshadow-", "etc/lineside/trust/"}  # fmt: skip
+    allowed |= {p for p in extra if p.startswith("etc/lineside/trust/")}
     assert set(extra) <= allowed, f"left behind after purge: {sorted(set(extra) - allowed)}"
     assert site.box.path(SITE).exists(), "purge deleted the admin's site.toml"
