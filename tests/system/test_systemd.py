@@ -266,7 +266,16 @@ def test_usb_stick_installs_a_signed_bundle_and_the_running_service_swaps_to_it(
     _ensure_running(site)
     pid = site.box.show("lineside", "MainPID")["MainPID"]
     name = prime_udev(site.box, site.stick)
-    site.box.run(["systemctl", "start", f"lineside-usb@{name}"], timeout=300)
+    unit = f"lineside-usb@{name}"
+    site.box.run(["systemctl", "start", unit], timeout=300)
+    deadline = time.monotonic() + 300
+    # Type=exec: start returns once the updater runs; wait until it and the mount unit end.
+    while (site.box.show(unit, "ActiveState")["ActiveState"] in ("active", "activating")
+           or site.box.show(f"lineside-usb-mount@{name}", "ActiveState")["ActiveState"]
+           in ("active", "activating", "deactivating")):  # fmt: skip
+        assert time.monotonic() < deadline, f"{unit} still running after 300 s"
+        time.sleep(0.5)
+    assert site.box.show(unit, "Result")["Result"] == "success", site.messages("-n", "20")
     # /run is the container's own tmpfs: the result file is read from inside.
     text = site.box.run(["cat", f"/run/lineside-usb-result/{name}/lineside-result.txt"]).stdout
     assert "installed model 2" in text, f"the update unit's result: {text}"
