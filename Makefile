@@ -91,12 +91,16 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/guard.py
 	$(BIN)/python benchmarks/scada_door.py
 	$(BIN)/python benchmarks/time_to_bad.py
-	$(BIN)/python benchmarks/arm64.py
+	@# Informational here ('-'): it exits 1 while onnxruntime >= 1.28 does not import under
+	@# qemu-user (docs/service.md); `make arm64-check` is the one that fails on it.
+	-$(BIN)/python benchmarks/arm64.py
 
 # The device venv built and run in a Debian arm64 root under qemu-user (root, network; minutes:
-# not part of `make test`). Prints the emulated figures; exit 1 if a fault is missed there.
+# not part of `make test`). Prints the emulated figures; exit 1 if an import fails or the arm64
+# anomaly flags differ from the host's. ARM64_ARGS="--onnxruntime 1.20.1" pins a version that imports under qemu 7.2.
+ARM64_ARGS ?=
 arm64-check: debian-deps $(DEV_STAMP)
-	$(BIN)/python benchmarks/arm64.py
+	$(BIN)/python benchmarks/arm64.py $(ARM64_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
