@@ -81,10 +81,10 @@ def budget_threshold(
 
     Examples
     --------
-    >>> rng = np.random.default_rng(1)
-    >>> t = budget_threshold(rng.exponential(size=5000), 1.0, 1.0)
-    >>> round(t.threshold, 1)  # exponential scores: -ln(1/3600) = 8.2
-    8.2
+    >>> rng = np.random.default_rng(2)
+    >>> t = budget_threshold(rng.exponential(size=2000), 1.0, 1.0)
+    >>> round(t.threshold, 1)  # exponential scores: the true quantile is -ln(1/3600) = 8.2
+    8.0
     """
     s = np.sort(np.asarray(scores, dtype=np.float64))
     s = s[np.isfinite(s)]

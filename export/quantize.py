@@ -140,6 +140,7 @@ def quantize_int8(
     per_channel: bool = True,
     method: str = "dynamic",
     calibration: npt.NDArray[np.float32] | None = None,
+    reduce_range: bool = REDUCE_RANGE,
 ) -> dict[str, object]:
     """Write an int8-quantised copy of `fp32_path`; return what was done.
 
@@ -171,7 +172,7 @@ def quantize_int8(
                     per_channel=per_channel,
                     op_types_to_quantize=["MatMul"],
                     nodes_to_exclude=kept_fp32,
-                    reduce_range=REDUCE_RANGE,
+                    reduce_range=reduce_range,
                 )
             else:
                 assert calibration is not None
@@ -186,7 +187,7 @@ def quantize_int8(
                     op_types_to_quantize=["MatMul"],
                     nodes_to_exclude=kept_fp32,
                     calibrate_method=CalibrationMethod.MinMax,
-                    reduce_range=REDUCE_RANGE,
+                    reduce_range=reduce_range,
                 )
     except ExportError:
         raise
@@ -211,7 +212,7 @@ def quantize_int8(
         "method": f"onnxruntime quantize_{method}",
         "weight_type": "QInt8",
         "per_channel": per_channel,
-        "reduce_range": REDUCE_RANGE,
+        "reduce_range": reduce_range,
         "gemm_rewritten": rewritten,
         "quantized_matmuls": n_quantized,
         "kept_fp32": kept_fp32,

@@ -99,3 +99,15 @@ def test_trend_share_finds_a_ramp_and_not_a_cycle_or_noise() -> None:
     other = rows.copy()
     other[:, 0] = rng.normal(0.0, 1.0, n)
     assert find_drift([other, rows], drift.columns).drifting == ["ramp"]
+
+
+def test_doctests_of_the_gate_budget_and_drift_modules() -> None:
+    import doctest
+
+    import export.budget
+    import export.drift
+    import export.parity
+
+    for module in (export.budget, export.drift, export.parity):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
