@@ -83,7 +83,7 @@ def spc_trace(
 ) -> SpcTrace:
     """The SPC alarm the live monitor would hold on each row of the held-out segments, with
     the site defaults of `[detection]` (rule hits in span, flatline, clear), and who holds it;
-    channels marked in `ignore` (the drifting ones) hold no part of it."""
+    for channels marked in `ignore` (the drifting ones) leaving the limits does not count."""
     d = DEFAULT_DETECTION
     channels = limits.center.size
     active: list[bool] = []
@@ -95,7 +95,9 @@ def spc_trace(
         for row in rows:
             state = chart.update(row)
             hits = state.out_of_control
-            alarm.update(hits if ignore is None else hits & ~ignore)
+            if ignore is not None:  # a drifter's level leaves the limits; its other rules count
+                hits = (state.beyond_limits & ~ignore) | state.mr_beyond | state.flatline
+            alarm.update(hits)
             active.append(alarm.active)
             held += alarm.channels_sustained
             for rule, counts in broken.items():

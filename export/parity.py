@@ -5,11 +5,12 @@ Both models run on the held-out normal windows and on probes made from them (`pr
 each with a step on one channel, so that some windows score near and above the threshold,
 where a difference between the models would change an alarm). Parity passes when at most
 `MAX_FLIP_FRACTION` of those windows change their decision (score > threshold) between fp32
-and int8 and, on the windows whose fp32 score is within `NEAR` of the threshold, no int8 score
-is off by more than `MAX_NEAR_THRESHOLD_DIFF` x the threshold. The score correlation is
-reported, not gated: a model whose normal scores are all far below the threshold can correlate
-at 0.98 and never change an alarm. The figures are written to `parity.json` either way; the
-export ships fp32 alone when int8 fails (export/pipeline.py).
+and int8 and, on the windows whose fp32 score is within `NEAR` of the threshold, at most one
+in 20 int8 scores (the 95th percentile) is off by more than `MAX_NEAR_THRESHOLD_DIFF` x the
+threshold: a systematic divergence there, not one odd window, is what moves alarms. The score
+correlation is reported, not gated: a model whose normal scores are all far below the
+threshold can correlate at 0.98 and never change an alarm. The figures are written to
+`parity.json` either way; the export ships fp32 alone when int8 fails (export/pipeline.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ FloatArray = npt.NDArray[np.float64]
 MIN_PEARSON = 0.99
 #: "Near the threshold": fp32 score between (1 - NEAR) and (1 + NEAR) x the threshold.
 NEAR = 0.5
+#: The quantile of the near-threshold differences the gate bounds (one window in 20 may be off).
+NEAR_QUANTILE = 0.95
 #: Probe steps, in scaled units (robust sd of training), added to the second half of a window.
 PROBE_STEPS = (1.0, 2.0, 4.0, 8.0)
 #: At most this many held-out windows are used to make probes (spread over the held-out part).
@@ -96,6 +99,7 @@ class Parity:
     passed: bool
     near_threshold_windows: int = 0
     near_threshold_max_diff: float = 0.0  # as a share of the threshold
+    near_threshold_p95_diff: float = 0.0  # the gate's figure, as a share of the threshold
     max_near_threshold_diff: float = MAX_NEAR_THRESHOLD_DIFF
     probe_windows: int = 0
     refused_because: str = ""
@@ -141,15 +145,17 @@ def compare(
     fraction = flips / n if n else 0.0
     near = np.abs(a - threshold) <= NEAR * threshold
     near_diff = float(diff[near].max()) / threshold if near.any() else 0.0
+    near_p95 = float(np.quantile(diff[near], NEAR_QUANTILE)) / threshold if near.any() else 0.0
     why = []
     if fraction > max_flip_fraction:
         why.append(
             f"{flips} of {n} decisions flipped ({fraction:.2%}, allowed {max_flip_fraction:.2%})"
         )
-    if near_diff > max_near_diff:
+    if near_p95 > max_near_diff:
         why.append(
-            f"near the threshold int8 is off by up to {near_diff:.1%} of it (allowed "
-            f"{max_near_diff:.1%}, over {int(near.sum())} windows)"
+            f"near the threshold one int8 score in 20 is off by {near_p95:.1%} of it or more "
+            f"(allowed {max_near_diff:.1%}, over {int(near.sum())} windows; at most "
+            f"{near_diff:.1%})"
         )
     return Parity(
         windows=n,
@@ -165,6 +171,7 @@ def compare(
         passed=not why,
         near_threshold_windows=int(near.sum()),
         near_threshold_max_diff=near_diff,
+        near_threshold_p95_diff=near_p95,
         max_near_threshold_diff=max_near_diff,
         probe_windows=probes,
         refused_because="; ".join(why),
@@ -211,9 +218,9 @@ def write_parity(path: Path, parity: Parity, quantization: dict[str, object]) ->
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _rank(parity: Parity) -> tuple[bool, int, float, float]:
-    near = parity.near_threshold_max_diff
-    return (not parity.passed, parity.decision_flips, near, -parity.pearson)
+def _rank(parity: Parity) -> tuple[bool, float, int, float]:
+    near = parity.near_threshold_p95_diff
+    return (not parity.passed, near, parity.decision_flips, -parity.pearson)
 
 
 def quantize_best(
@@ -227,9 +234,9 @@ def quantize_best(
     max_near_diff: float = MAX_NEAR_THRESHOLD_DIFF,
 ) -> tuple[Parity, dict[str, Any]]:
     """Quantise dynamically and statically (ranges from the train windows), keep the one
-    that follows fp32 better on the held-out windows and their probes: fewer flipped
-    decisions, then the smaller divergence near the threshold, then the higher score
-    correlation. Both candidates' figures go into the returned record."""
+    that follows fp32 better on the held-out windows and their probes: the smaller
+    divergence near the threshold (its 95th percentile), then fewer flipped decisions, then the
+    higher score correlation. Both candidates' figures go into the returned record."""
     static_path = int8_path.with_name(int8_path.name + ".static")
     probes = probe_windows(held_out)
     checked = np.concatenate([held_out, probes])
@@ -258,6 +265,7 @@ def quantize_best(
                 "decision_flips": p.decision_flips,
                 "max_abs_diff": p.max_abs_diff,
                 "near_threshold_max_diff": p.near_threshold_max_diff,
+                "near_threshold_p95_diff": p.near_threshold_p95_diff,
             }
             for m, (p, _) in candidates.items()
         },

@@ -281,7 +281,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     for line in drift.lines():
         say(line)
     # A drifting channel leaves fixed limits in normal operation by definition; its chart says
-    # so (SPC events), but it is no reason to refuse the bundle, whose VAE models it relative.
+    # so (SPC events), but that is no reason to refuse the bundle, whose VAE models it relative
+    # (its moving-range and flatline rules still count).
     drifting_mask = np.array([c in drift.drifting for c in columns], dtype=bool)
     trace = spc_trace(spc, [*split.val, *split.cal], ignore=drifting_mask)
     spc_warning = check_spc_alarm_share(

@@ -42,6 +42,7 @@ def test_gate_refuses_scores_that_diverge_near_the_threshold() -> None:
     parity = compare(fp32, int8, threshold=1.0, max_flip_fraction=1.0)
     assert parity.decision_flips == 0
     assert parity.near_threshold_max_diff == pytest.approx(0.25, abs=1e-6)
+    assert parity.near_threshold_p95_diff > 0.1
     assert not parity.passed and "near the threshold" in parity.refused_because
     # far from it the same error is no reason: 3.0 is well above, whatever int8 says
     far = compare(fp32, np.array([0.2, 0.7, 0.8, 1.3, 3.4], dtype=np.float32), 1.0)
