@@ -90,7 +90,6 @@ from benchmarks.skab_select import (  # noqa: E402
 )
 from benchmarks.skab_select import evaluate as select_eval  # noqa: E402
 from export.calibrate import DEFAULT_FUSION  # noqa: E402
-from export.defaults import DEFAULT_SCORE  # noqa: E402
 from export.evaluation import Evaluation  # noqa: E402
 from export.shift_fit import MARGIN as SHIFT_MARGIN  # noqa: E402
 
@@ -400,7 +399,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
     rows, ones, chosen = evaluate(args)
-    print_tables(rows, ones, chosen, args.score or DEFAULT_SCORE)
+    print_tables(rows, ones, chosen, args.score or "chosen per file")
     if args.json:
         payload = {
             r.name: {

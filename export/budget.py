@@ -4,11 +4,14 @@ operation, estimated from the held-out normal scores the export has.
 A score row above its threshold can start an alarm, so the share of normal rows allowed above it
 is p = budget x (seconds per row) / 3600: at 1 s per row and one false alarm per 8 h, 3.5e-5.
 A few hundred held-out scores cannot show a quantile that far out, so the tail is extrapolated
-from its top: above u, the score that `TAIL_SHARE` of the held-out scores exceed, the excesses
-are taken as exponential (the peaks-over-threshold model with shape 0, the one a dozen points
-can fit: its one parameter is their mean), so P(score > u + y) = TAIL_SHARE x exp(-y / sigma)
-and the threshold is u + sigma x ln(TAIL_SHARE / p). It is never below the largest held-out
-score: a normal window the model has seen above its threshold is a false alarm already.
+from its top (peaks over threshold): above u, the score that `TAIL_SHARE` of the held-out
+scores exceed, the excesses follow a generalised Pareto law. With fewer than `MIN_SHAPE_FIT`
+excesses only its exponential case (shape 0) is fitted, whose one parameter is their mean:
+P(score > u + y) = TAIL_SHARE x exp(-y / sigma), threshold u + sigma x ln(TAIL_SHARE / p).
+With more, the shape is fitted too (probability-weighted moments, Hosking and Wallis 1987,
+held within [-0.5, 0.5]): a tail lighter than exponential (shape < 0, a score that cannot grow
+without bound) gives a lower threshold, a heavier one a higher. It is never below the largest
+held-out score: a normal window the model has seen above its threshold is a false alarm.
 
 The alarm's debounce (`raise_after` rows above the threshold) and the clustering of exceedances
 only lower the alarm rate below p; the budget is an upper bound, not a target.
@@ -35,6 +38,10 @@ FALSE_ALARMS_PER_HOUR = 1.0 / 8.0
 TAIL_SHARE = 0.1
 #: At least this many scores above u to fit the tail; fewer inputs use the top MIN_TAIL.
 MIN_TAIL = 5
+#: From this many excesses on, the tail's shape is fitted as well as its scale.
+MIN_SHAPE_FIT = 50
+#: The fitted shape is held within +-this (a few dozen points do not say more).
+MAX_SHAPE = 0.5
 #: When the inputs have no usable time column, a row is taken to be this many seconds.
 DEFAULT_ROW_SECONDS = 1.0
 
@@ -49,13 +56,16 @@ class BudgetThreshold:
     tail_mean_excess: float
     held_out_max: float
     scores: int
+    tail_shape: float = 0.0
+    tail_scale: float = 0.0
 
     def describe(self, budget: float, row_seconds: float, what: str) -> str:
         """The manifest's one-line `threshold_method`."""
         return (
             f"false-alarm budget {budget:g}/h at {row_seconds:g} s per row: share "
-            f"{self.exceed_share:.3g} of normal {what} above it, extrapolated by an exponential "
-            f"tail above the top {TAIL_SHARE:.0%} of {self.scores} held-out normal {what}"
+            f"{self.exceed_share:.3g} of normal {what} above it, extrapolated by a Pareto tail "
+            f"(shape {self.tail_shape:.2g}) above the top {TAIL_SHARE:.0%} of {self.scores} "
+            f"held-out normal {what}"
         )
 
     def record(self) -> dict[str, Any]:
@@ -64,6 +74,8 @@ class BudgetThreshold:
             "exceed_share": self.exceed_share,
             "tail_start": self.tail_start,
             "tail_mean_excess": self.tail_mean_excess,
+            "tail_shape": self.tail_shape,
+            "tail_scale": self.tail_scale,
             "held_out_max": self.held_out_max,
             "scores": self.scores,
         }
@@ -84,7 +96,7 @@ def budget_threshold(
     >>> rng = np.random.default_rng(2)
     >>> t = budget_threshold(rng.exponential(size=2000), 1.0, 1.0)
     >>> round(t.threshold, 1)  # exponential scores: the true quantile is -ln(1/3600) = 8.2
-    8.0
+    7.8
     """
     s = np.sort(np.asarray(scores, dtype=np.float64))
     s = s[np.isfinite(s)]
@@ -95,16 +107,53 @@ def budget_threshold(
     start_index = s.size - top - 1
     tail_start = float(s[start_index]) if start_index >= 0 else float(s[0])
     excess = s[s.size - top :] - tail_start
-    sigma = float(np.mean(excess))
+    mean_excess = float(np.mean(excess))
+    shape, scale = pareto_tail(excess)
     share_above = top / s.size
-    threshold = tail_start + sigma * max(0.0, math.log(share_above / p)) if p > 0 else math.inf
+    ratio = share_above / p if p > 0 else math.inf
+    if ratio <= 1.0:
+        threshold = tail_start
+    elif shape == 0.0:
+        threshold = tail_start + scale * math.log(ratio)
+    else:
+        threshold = tail_start + scale / shape * (ratio**shape - 1.0)
     threshold = max(threshold, float(s[-1]))
     if not math.isfinite(threshold) or threshold <= 0:
         raise ExportError(
             f"calibrated threshold {threshold!r} is not a positive number; are the held-out "
             "rows constant?"
         )
-    return BudgetThreshold(threshold, p, tail_start, sigma, float(s[-1]), int(s.size))
+    return BudgetThreshold(
+        threshold, p, tail_start, mean_excess, float(s[-1]), int(s.size), shape, scale
+    )
+
+
+def pareto_tail(excess: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """(shape, scale) of a generalised Pareto law fitted to excesses over the tail's start:
+    shape 0 and scale their mean below MIN_SHAPE_FIT excesses, else probability-weighted
+    moments (Hosking and Wallis 1987), the shape held within +-MAX_SHAPE.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> [round(v, 1) for v in pareto_tail(rng.exponential(2.0, size=20))]  # too few: shape 0
+    [0.0, 2.7]
+    >>> shape, scale = pareto_tail(rng.uniform(0.0, 1.0, size=4000))  # bounded: shape -1
+    >>> shape
+    -0.5
+    """
+    y = np.sort(np.asarray(excess, dtype=np.float64))
+    mean = float(np.mean(y)) if y.size else 0.0
+    if y.size < MIN_SHAPE_FIT or mean <= 0.0:
+        return 0.0, mean
+    plotting = (np.arange(1, y.size + 1) - 0.35) / y.size
+    a1 = float(np.mean(y * (1.0 - plotting)))
+    if mean - 2.0 * a1 <= 0.0:
+        return MAX_SHAPE, mean
+    k = mean / (mean - 2.0 * a1) - 2.0  # Hosking's k; the shape is -k
+    shape = float(np.clip(-k, -MAX_SHAPE, MAX_SHAPE))
+    # the scale that keeps the mean excess, sigma / (1 - shape), at what was seen
+    return shape, mean * (1.0 - shape)
 
 
 def row_seconds(paths: list[Path]) -> tuple[float, str]:

@@ -17,7 +17,6 @@ from export.budget import FALSE_ALARMS_PER_HOUR
 from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, MAX_SPC_ALARM_SHARE
 from export.defaults import (
     DEFAULT_BETA,
-    DEFAULT_SCORE,
     DEFAULT_WINDOW,
     MAX_FLIP_FRACTION,
     MAX_NEAR_THRESHOLD_DIFF,
@@ -87,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--score",
         choices=["max", "mean", "max+latent", "mean+latent"],
-        default=DEFAULT_SCORE,
+        default=None,
         help="window score: the largest channel contribution, or their mean; +latent adds "
-        f"the encoder's distance from the training windows (export/latent.py) ({DEFAULT_SCORE})",
+        "the encoder's distance from the training windows (export/latent.py) (default: the "
+        "one that catches the most synthetic one-channel steps at the false-alarm budget on "
+        "the held-out windows, printed: export/score_choice.py)",
     )
     train.add_argument(
         "--encoder",

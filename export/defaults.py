@@ -3,20 +3,16 @@ line reads them for its help without importing onnx or torch).
 
 - a 16-row window: on a 1 s historian long enough for a step and its settling, short enough to
   flag it within the window;
-- the score: the mean of the per-channel reconstruction errors plus the latent distance, each
-  in units of its mean on held-out normal windows (export/latent.py), so that no one noisy
-  channel decides alone and a change the decoder reproduces still moves the encoder;
 - a KL weight of 0.1: a smooth latent space, so that the latent distance means something;
 - the int8 gate (export/parity.py): at most 1 % of the checked windows may change decision,
   and near the threshold int8 may be off by at most 10 % of it.
 
 What depends on the data is chosen on it: the drifting channels (export/drift.py), the
-thresholds (export/budget.py), the columns (export/selection.py), the fusion record
-(export/calibrate.py).
+window score (export/score_choice.py), the thresholds (export/budget.py), the columns
+(export/selection.py), the fusion record (export/calibrate.py).
 """
 
 DEFAULT_WINDOW = 16
-DEFAULT_SCORE = "mean+latent"
 DEFAULT_BETA = 0.1
 #: At most this share of the checked windows may change their decision under int8.
 MAX_FLIP_FRACTION = 0.01

@@ -47,7 +47,6 @@ from export.calibrate import (
 from export.data import Table, count_windows, make_windows, read_tables, split_tables
 from export.defaults import (
     DEFAULT_BETA,
-    DEFAULT_SCORE,
     DEFAULT_WINDOW,
     MAX_FLIP_FRACTION,
     MAX_NEAR_THRESHOLD_DIFF,
@@ -87,7 +86,8 @@ class TrainOptions:
     #: None: the drifting channels are found on the data (export/drift.py); ["none"]: no
     #: channel is relative; else the channels named
     relative: list[str] | None = None
-    score: str = DEFAULT_SCORE
+    #: None: chosen on the held-out windows (export/score_choice.py)
+    score: str | None = None
     encoder: str = "dense"
     beta: float = DEFAULT_BETA
     tag_map: Path | None = None
@@ -129,7 +129,7 @@ def validate(options: TrainOptions) -> None:
         (options.epochs >= 1, f"--epochs must be at least 1 (got {options.epochs})"),
         (options.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
         (
-            options.score in SCORES,
+            options.score is None or options.score in SCORES,
             f"--score must be max or mean, optionally +latent ({', '.join(SCORES)})",
         ),
         (options.beta >= 0.0, f"--beta must be non-negative (got {options.beta})"),
@@ -337,7 +337,22 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         if bar is not None:
             bar.close()
     baseline = channel_baseline(result.model, windows["val"], relative)
-    reduce, with_latent = split_score(options.score)
+    score = options.score
+    score_choice = None
+    if score is None:
+        from export.score_choice import choose_score
+
+        score_choice = choose_score(
+            result.model,
+            windows["train"],
+            np.concatenate([windows["val"], windows["cal"]]),
+            baseline,
+            relative,
+            (options.false_alarms_per_hour, seconds),
+        )
+        score = score_choice.score
+        say(score_choice.line())
+    reduce, with_latent = split_score(score)
     latent = None
     if with_latent:
         from export.onnx_export import fit_latent
@@ -432,7 +447,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                     if latent is not None
                     else ""
                 ),
-                "score_reduce": options.score,
+                "score_reduce": score,
                 **({"latent_term": latent.to_manifest()} if latent is not None else {}),
                 "encoder": options.encoder,
                 "channel_baseline": [float(b) for b in baseline],
@@ -458,6 +473,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 # what the model was not given, and why (export/selection.py)
                 "columns_left_out": selection.record(),
                 "drift": drift.record(),
+                **({"score_choice": score_choice.record()} if score_choice else {}),
                 # for the explainer: which tags usually move together (issue 8)
                 "correlation": training_correlation(train_rows),
             },
