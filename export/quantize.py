@@ -163,7 +163,12 @@ def quantize_int8(
             matmul_path = Path(scratch) / "matmul.onnx"
             pre_path = Path(scratch) / "pre.onnx"
             onnx.save_model(model, str(matmul_path))
-            quant_pre_process(str(matmul_path), str(pre_path), skip_optimization=True)
+            try:
+                quant_pre_process(str(matmul_path), str(pre_path), skip_optimization=True)
+            except Exception:
+                # its symbolic shape inference fails on some graphs (the max+latent score's):
+                # onnx's own inference is enough to quantise MatMuls by their weights
+                onnx.save_model(onnx.shape_inference.infer_shapes(model), str(pre_path))
             if method == "dynamic":
                 quantize_dynamic(
                     pre_path,

@@ -160,8 +160,8 @@ def test_threshold_is_calibrated(trained: Trained) -> None:
     held_out = cal_windows + val_windows  # every window held out of the weights
     assert m.threshold_method == (
         "false-alarm budget 0.125/h at 1 s per row: share 3.47e-05 of normal windows above it, "
-        f"extrapolated by an exponential tail above the top 10% of {held_out} held-out normal "
-        "windows"
+        f"extrapolated by a Pareto tail (shape 0) above the top 10% of {held_out} held-out "
+        "normal windows"
     )
 
 

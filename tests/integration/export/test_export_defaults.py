@@ -96,6 +96,23 @@ def test_threshold_meets_the_budget_and_says_so(tmp_path: Path) -> None:
     assert m.shift is not None and "false-alarm budget 0.5/h" in m.shift.method
 
 
+def test_the_score_is_chosen_on_held_out_windows_unless_named(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "line.csv", normal_rows(ROWS, 7))
+    lines: list[str] = []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    chosen = run_train(_options(tmp_path / "a", csv), log=lines.append)
+    record = chosen.manifest["training"]["score_choice"]
+    assert set(record["sensitivity"]) == {"max", "mean", "max+latent", "mean+latent"}
+    best = max(record["sensitivity"].values())
+    assert record["sensitivity"][record["chosen"]] == best > 0.0
+    assert chosen.manifest["detector"]["score_reduce"] == record["chosen"]
+    assert any(line.startswith(f"score {record['chosen']}: catches the most") for line in lines)
+    named = run_train(_options(tmp_path / "b", csv, score="mean", quiet=True))
+    assert named.manifest["detector"]["score_reduce"] == "mean"
+    assert "score_choice" not in named.manifest["training"]
+
+
 def test_int8_refused_by_the_gate_ships_fp32_which_installs_and_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -168,8 +185,9 @@ def test_int8_weights_fit_a_non_vnni_kernel_without_saturation(tmp_path: Path) -
     outcome = run_train(_options(tmp_path, csv, quiet=True))
     model = onnx.load(str(outcome.bundle.model_path("int8")))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    weights = [inits[n.input[1]] for n in model.graph.node if n.op_type == "MatMulInteger"]
-    assert weights, "the int8 model has integer MatMuls"
+    # the quantised weights, of either format (MatMulInteger, or QDQ's DequantizeLinear)
+    weights = [w for w in inits.values() if w.dtype == np.int8 and w.size > 1]
+    assert weights, "the int8 model has integer weights"
     for w in weights:
         assert w.dtype == np.int8
         # u8 activation x s8 weight, two products summed into int16 (vpmaddubsw on AVX2
