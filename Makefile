@@ -87,6 +87,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/guard.py
 	$(BIN)/python benchmarks/scada_door.py
 	$(BIN)/python benchmarks/time_to_bad.py
+	$(BIN)/python benchmarks/int8_cpus.py  # int8 vs fp32 here and, with qemu-user, on AVX2 without VNNI
 
 clean:
 	rm -rf $(VENV) .demo .first-day .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -20,9 +20,10 @@ without VNNI (AVX2-only, or AVX-512 without VNNI) onnxruntime's u8s8 kernel mult
 64,770 does not fit, so large activations are clipped there and nowhere else (VNNI and aarch64
 accumulate in int32). With weights in [-64, 63] a pair is at most 2 x 255 x 64 = 32,640, which
 fits, so every kernel computes the same exact integer sums. onnxruntime's quantisation docs give
-this remedy for that accuracy drop. Measured under `qemu-x86_64 -cpu Haswell` (AVX2, no VNNI)
-on a test bundle: score correlation with fp32 0.920 with 8-bit weights, the same as on VNNI
-(0.9999) with 7 bits (docs/skab.md, "int8 on every CPU").
+this remedy for that accuracy drop. Under `qemu-x86_64 -cpu Haswell` (AVX2, no VNNI) the test
+bundle of tests/integration/export/test_export.py scored at a correlation of 0.920 with fp32
+with 8-bit weights (0.9999 on an AVX-512 VNNI CPU); with 7 bits the int8 scores are
+bit-identical on both CPUs (benchmarks/int8_cpus.py; docs/skab.md, "int8 on every CPU").
 """
 
 from __future__ import annotations
