@@ -12,6 +12,12 @@ confusion matrix is summed over all files (export.evaluation), and NAB changepoi
 computed from the same binary predictions. The table puts our rows beside the published
 leaderboard.
 
+With no option, every export setting is the export's own default (`lineside-export train
+--input X --out Y`: drifting channels, score and thresholds found on the 400 normal rows) and
+the first row, "no flags", replays it with the site defaults of `[detection]`; docs/skab.md
+leads with it. The options below (`--window`, `--relative`, `--score`, `--beta`,
+`--shift-margin`) reproduce the earlier, SKAB-chosen settings; what follows describes them.
+
 What was chosen, and how (printed with the tables under "What chose what"):
 - window 16, dense encoder, `--score mean`, `--beta 0.1`, `--relative Temperature,Thermocouple`
   (the rig's water warms through every experiment), 60 epochs: the first round, compared on the
