@@ -1,12 +1,15 @@
 """The window score, chosen on held-out normal windows with no label: the candidate that
-catches the most synthetic single-channel steps at the same false-alarm budget.
+catches the most synthetic steps at the same false-alarm budget.
 
 Every candidate of `export.latent.SCORES` (the largest or the mean per-channel error, with or
 without the latent distance) is computed from one trained model on the held-out normal windows
-and on probes made from them (`export.parity.probe_windows`: a step of 1, 2, 4 or 8 training
-sd on one channel in the second half of a window, each channel, both signs). Each candidate's
-threshold is set by the budget on its held-out scores (export/budget.py); the share of probes
-above it is the candidate's sensitivity, and the most sensitive wins (ties: the listed order).
+and on two families of probes made from them, weighted equally: faults that move one tag
+(`export.parity.probe_windows`: a step of 1, 2, 4 or 8 training sd on one channel in the
+second half of a window, each channel, both signs) and faults that move every tag a little
+(`spread_probes`: a step of the same sizes spread over all channels, 1/sqrt(channels) of it on
+each, with fixed random signs). Each candidate's threshold is set by the budget on its
+held-out scores (export/budget.py); the share of probes above it is its sensitivity, and the
+most sensitive wins (ties: the listed order).
 A line of many channels where a fault moves one tends to get `max`; one whose faults move
 several channels a little, `mean`; the latent term where the decoder reproduces a moderate
 level change that the encoder still places where no training window went.
@@ -44,19 +47,42 @@ class ScoreChoice:
         """What the training log says."""
         shares = ", ".join(f"{s} {100 * v:.1f} %" for s, v in self.sensitivity.items())
         return (
-            f"score {self.score}: catches the most of {self.probes} synthetic one-channel steps "
-            f"at the false-alarm budget ({shares}); --score chooses instead"
+            f"score {self.score}: catches the most of {self.probes} synthetic steps (one channel, "
+            f"or spread over all) at the false-alarm budget ({shares}); --score chooses instead"
         )
 
     def record(self) -> dict[str, Any]:
         """The manifest's `training.score_choice`."""
         return {
             "chosen": self.score,
-            "rule": "the largest share of held-out windows with a one-channel step (1-8 sd) "
-            "above the candidate's own budget threshold",
+            "rule": "the largest share of held-out windows with a step (1-8 sd, on one channel "
+            "or spread over all, each family half) above the candidate's own budget threshold",
             "sensitivity": {s: round(v, 4) for s, v in self.sensitivity.items()},
             "probes": self.probes,
         }
+
+
+#: Sign patterns of the spread probes (fixed: the same choice for the same data).
+SPREAD_PATTERNS = 8
+
+
+def spread_probes(held_out: Float32Array) -> Float32Array:
+    """Held-out windows with a step spread over every channel in their second half: sizes of
+    PROBE_STEPS in total (each channel 1/sqrt(channels) of it), SPREAD_PATTERNS sign patterns."""
+    from export.parity import PROBE_BASES, PROBE_STEPS
+
+    if held_out.shape[0] == 0:
+        return held_out
+    bases = held_out[np.unique(np.linspace(0, held_out.shape[0] - 1, PROBE_BASES).astype(int))]
+    _, window, channels = held_out.shape
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(SPREAD_PATTERNS, channels))
+    probes = []
+    for pattern in signs:
+        for step in PROBE_STEPS:
+            w = bases.copy()
+            w[:, window // 2 :, :] += (step / np.sqrt(channels) * pattern).astype(np.float32)
+            probes.append(w)
+    return np.concatenate(probes).astype(np.float32)
 
 
 def _parts(
@@ -87,9 +113,10 @@ def choose_score(
     smooth: Callable[[FloatArray], FloatArray] | None = None,
 ) -> ScoreChoice:
     """The most sensitive candidate of SCORES at the budget (see the module docstring)."""
-    probes = probe_windows(held_out)
+    single, spread = probe_windows(held_out), spread_probes(held_out)
+    probes = np.concatenate([single, spread])
     contrib, dist = _parts(model, train, np.concatenate([held_out, probes]), baseline, relative)
-    n = held_out.shape[0]
+    n, n_single = held_out.shape[0], single.shape[0]
     sensitivity: dict[str, float] = {}
     for name in SCORES:
         reduce, with_latent = name.partition("+")[0], name.endswith("+latent")
@@ -99,6 +126,11 @@ def choose_score(
             score = score + dist / max(float(dist[:n].mean()), 1e-12)
         normal = smooth(score[:n]) if smooth is not None else score[:n]
         threshold = budget_threshold(normal, *budget).threshold
-        sensitivity[name] = float(np.mean(score[n:] > threshold)) if probes.size else 0.0
+        caught = score[n:] > threshold
+        sensitivity[name] = (
+            0.5 * (float(np.mean(caught[:n_single])) + float(np.mean(caught[n_single:])))
+            if probes.size
+            else 0.0
+        )
     best = max(SCORES, key=lambda s: (sensitivity[s], -SCORES.index(s)))
     return ScoreChoice(best, sensitivity, int(probes.shape[0]))
