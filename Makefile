@@ -99,6 +99,7 @@ bench: $(DEV_STAMP)
 	@# Informational here ('-'): it exits 1 while onnxruntime >= 1.28 does not import under
 	@# qemu-user (docs/service.md); `make arm64-check` is the one that fails on it.
 	-$(BIN)/python benchmarks/arm64.py
+	$(BIN)/python benchmarks/int8_cpus.py  # int8 vs fp32 here and, with qemu-user, on AVX2 without VNNI
 
 # The device venv built and run in a Debian arm64 root under qemu-user (root, network; minutes:
 # not part of `make test`). Prints the emulated figures; exit 1 if an import fails or the arm64

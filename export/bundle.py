@@ -76,10 +76,24 @@ def spc_entry(spc: ImrLimits) -> SpcLimits:
     )
 
 
-def file_entries(bundle_dir: Path, golden: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest `files`: each model, parity.json and the golden file, hashed."""
-    names = (FP32_NAME, INT8_NAME, PARITY_NAME) + ((str(golden["file"]),) if golden else ())
+def file_entries(
+    bundle_dir: Path,
+    golden: dict[str, Any] | None = None,
+    models: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The manifest `files`: each shipped model, parity.json and the golden file, hashed."""
+    shipped = tuple((models or MODEL_FILES).values())
+    names = (*shipped, PARITY_NAME) + ((str(golden["file"]),) if golden else ())
     return {name: file_entry(bundle_dir / name) for name in names}
+
+
+def shipped_models(bundle_dir: Path, int8_ok: bool) -> dict[str, str]:
+    """The manifest `models`: both precisions, or fp32 alone (the int8 file removed) when the
+    int8 model failed its parity gate; the agent then runs fp32 whatever its precision."""
+    if int8_ok:
+        return dict(MODEL_FILES)
+    (bundle_dir / INT8_NAME).unlink(missing_ok=True)
+    return {"fp32": FP32_NAME}
 
 
 def created_now() -> str:
@@ -134,8 +148,14 @@ def summary(bundle: Bundle, parity: Parity, rows: dict[str, int]) -> str:
     m = bundle.manifest
     units = [f"{c.name} [{c.unit}]" if c.unit else c.name for c in m.channels]
     sizes = {name: int(entry["size"]) for name, entry in m.files.items()}
-    fp32, int8 = sizes[m.models["fp32"]], sizes[m.models["int8"]]
-    verdict = "ok" if parity.passed else "FAILED (allowed by --allow-parity-loss)"
+    fp32 = sizes[m.models["fp32"]]
+    int8 = sizes[m.models["int8"]] if "int8" in m.models else 0
+    if parity.passed:
+        verdict = "ok"
+    elif int8:
+        verdict = "FAILED (int8 shipped anyway: --allow-parity-loss)"
+    else:
+        verdict = "FAILED (int8 refused: fp32 shipped alone)"
     left_out = ", ".join(
         f"{column} ({entry['kind']})"
         for column, entry in (m.training.get("columns_left_out") or {}).items()
@@ -152,7 +172,8 @@ def summary(bundle: Bundle, parity: Parity, rows: dict[str, int]) -> str:
             f"parity    {verdict}: pearson {parity.pearson:.5f}, max abs diff "
             f"{parity.max_abs_diff:.3g}, max rel diff {parity.max_rel_diff:.3g}, "
             f"{parity.decision_flips}/{parity.windows} decisions flipped",
-            f"files     {m.models['fp32']} {_size(fp32)}, {m.models['int8']} {_size(int8)} "
-            f"({int8 / fp32:.0%} of fp32)",
+            f"files     {m.models['fp32']} {_size(fp32)}, "
+            + (f"{m.models['int8']} {_size(int8)} ({int8 / fp32:.0%} of fp32)" if int8 else "")
+            + ("" if int8 else "no int8 model"),
         ]
     )

@@ -78,9 +78,12 @@ class SpcTrace:
         return float(np.mean(self.active)) if self.active.size else 0.0
 
 
-def spc_trace(limits: ImrLimits, segments: list[FloatArray]) -> SpcTrace:
+def spc_trace(
+    limits: ImrLimits, segments: list[FloatArray], ignore: npt.NDArray[np.bool_] | None = None
+) -> SpcTrace:
     """The SPC alarm the live monitor would hold on each row of the held-out segments, with
-    the site defaults of `[detection]` (rule hits in span, flatline, clear), and who holds it."""
+    the site defaults of `[detection]` (rule hits in span, flatline, clear), and who holds it;
+    for channels marked in `ignore` (the drifting ones) leaving the limits does not count."""
     d = DEFAULT_DETECTION
     channels = limits.center.size
     active: list[bool] = []
@@ -91,7 +94,10 @@ def spc_trace(limits: ImrLimits, segments: list[FloatArray]) -> SpcTrace:
         alarm = SustainedRuleAlarm(rows.shape[1], d.spc_hits, d.spc_span, d.clear_after)
         for row in rows:
             state = chart.update(row)
-            alarm.update(state.out_of_control)
+            hits = state.out_of_control
+            if ignore is not None:  # a drifter's level leaves the limits; its other rules count
+                hits = (state.beyond_limits & ~ignore) | state.mr_beyond | state.flatline
+            alarm.update(hits)
             active.append(alarm.active)
             held += alarm.channels_sustained
             for rule, counts in broken.items():

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.bundles.manifest import FUSIONS
+from export.budget import FALSE_ALARMS_PER_HOUR
 from export.calibrate import AUTO_FUSION, DEFAULT_FUSION, MAX_SPC_ALARM_SHARE
+from export.defaults import (
+    DEFAULT_BETA,
+    DEFAULT_WINDOW,
+    MAX_FLIP_FRACTION,
+    MAX_NEAR_THRESHOLD_DIFF,
+)
 from export.errors import ExportError
 from export.shift_fit import MARGIN as SHIFT_MARGIN
 
@@ -72,14 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--relative",
         type=_columns,
         metavar="A,B",
-        help="columns modelled without their level (each window minus its mean): slow drifters",
+        help="columns modelled without their level (each window minus its mean), or none "
+        "(default: the channels a linear trend explains half the variance of, found on the "
+        "data and printed: export/drift.py)",
     )
     train.add_argument(
         "--score",
         choices=["max", "mean", "max+latent", "mean+latent"],
-        default="max",
+        default=None,
         help="window score: the largest channel contribution, or their mean; +latent adds "
-        "the encoder's distance from the training windows (export/latent.py) (max)",
+        "the encoder's distance from the training windows (export/latent.py) (default: the "
+        "one that catches the most synthetic one-channel steps at the false-alarm budget on "
+        "the held-out windows, printed: export/score_choice.py)",
     )
     train.add_argument(
         "--encoder",
@@ -88,9 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="VAE encoder: dense over the flattened window, or 1-D conv over time (dense)",
     )
     train.add_argument(
-        "--beta", type=float, default=1e-3, help="weight of the KL term in the loss (0.001)"
+        "--beta",
+        type=float,
+        default=DEFAULT_BETA,
+        help=f"weight of the KL term in the loss ({DEFAULT_BETA:g})",
     )
-    train.add_argument("--window", type=int, default=32, help="samples per window (32)")
+    train.add_argument(
+        "--window", type=int, default=DEFAULT_WINDOW, help=f"samples per window ({DEFAULT_WINDOW})"
+    )
     train.add_argument("--hop", type=int, default=1, help="samples between windows (1)")
     train.add_argument("--epochs", type=int, default=60, help="maximum epochs (60)")
     train.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -110,13 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-version", type=int, default=1, help="monotonic integer (1)")
     train.add_argument("--label", default="", help="a name for humans")
     train.add_argument(
-        "--threshold-quantile",
+        "--false-alarms-per-hour",
         type=float,
-        default=0.999,
-        help="quantile of calibration scores (0.999)",
+        default=FALSE_ALARMS_PER_HOUR,
+        metavar="RATE",
+        help="the false-alarm budget the VAE and shift thresholds are set to, per hour of "
+        f"normal operation, extrapolated from the held-out rows ({FALSE_ALARMS_PER_HOUR:g}: "
+        "one per 8 h; export/budget.py)",
     )
     train.add_argument(
-        "--threshold-margin", type=float, default=1.25, help="factor on that quantile (1.25)"
+        "--threshold-quantile",
+        type=float,
+        default=None,
+        help="instead of the budget: the threshold is this quantile of the held-out scores "
+        "x --threshold-margin (0.999 x 1.25, the older rule)",
+    )
+    train.add_argument(
+        "--threshold-margin",
+        type=float,
+        default=None,
+        help="factor on that quantile (1.25); implies the quantile rule",
     )
     train.add_argument(
         "--smoothing",
@@ -134,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--shift-margin",
         type=float,
-        default=SHIFT_MARGIN,
-        help=f"shift detector threshold: largest held-out normal score x this ({SHIFT_MARGIN:g})",
+        default=None,
+        help="instead of the budget: the shift detector's threshold is the largest held-out "
+        f"normal score x this (e.g. {SHIFT_MARGIN:g}, the older rule)",
     )
     train.add_argument(
         "--max-spc-alarm-share",
@@ -155,7 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--allow-parity-loss",
         action="store_true",
-        help="export even if the int8 model disagrees with fp32",
+        help="ship int8 even if it fails the parity gate (by default fp32 ships alone then)",
+    )
+    train.add_argument(
+        "--max-int8-flips",
+        type=float,
+        default=MAX_FLIP_FRACTION,
+        metavar="SHARE",
+        help="the int8 gate: at most this share of checked windows may change their decision "
+        f"({MAX_FLIP_FRACTION:g})",
+    )
+    train.add_argument(
+        "--max-int8-divergence",
+        type=float,
+        default=MAX_NEAR_THRESHOLD_DIFF,
+        metavar="SHARE",
+        help="the int8 gate: near the threshold, int8 may be off by this share of it "
+        f"({MAX_NEAR_THRESHOLD_DIFF:g})",
     )
     train.set_defaults(handler=_cmd_train)
     from export.sign_cli import add_signing_parsers
@@ -187,6 +233,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         tag_map=args.tag_map,
         model_version=args.model_version,
         label=args.label,
+        false_alarms_per_hour=args.false_alarms_per_hour,
         threshold_quantile=args.threshold_quantile,
         threshold_margin=args.threshold_margin,
         smoothing=args.smoothing,
@@ -195,6 +242,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         force=args.force,
         allow_parity_loss=args.allow_parity_loss,
+        max_int8_flip_fraction=args.max_int8_flips,
+        max_int8_divergence=args.max_int8_divergence,
         keep_all_columns=args.keep_all_columns,
         max_spc_alarm_share=args.max_spc_alarm_share,
         allow_spc_alarms=args.allow_spc_alarms,

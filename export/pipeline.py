@@ -6,13 +6,15 @@
 2. fit the RobustScaler (each scale floored at the channel's normal std) and the I-MR limits
    on the raw train rows; refuse limits whose SPC alarm holds on more than
    `--max-spc-alarm-share` of the held-out normal rows, naming the channels holding it
-3. train the VAE (or VAE-GAN) on scaled, clipped train windows (`--relative` channels minus
-   their window mean), early-stopping on the validation windows
+3. find the drifting channels on the normal rows (export/drift.py; `--relative` names them
+   instead), train the VAE (or VAE-GAN) on scaled, clipped train windows (drifting channels
+   minus their window mean), early-stopping on the validation windows
 4. export the fp32 scoring model
-5. score the held-out windows (validation + calibration) with the fp32 model:
-   threshold = quantile * margin
+5. score the held-out windows (validation + calibration) with the fp32 model: the threshold
+   meets the false-alarm budget (export/budget.py), as does the shift detector's
 6. quantise to int8 dynamically and statically, keep the one closer to fp32 on the held-out
-   windows (parity.json records both); fail on a parity loss
+   windows and their probes (parity.json records both); when int8 fails the gate, ship fp32
+   alone with a warning
 7. write manifest.json, verify with load_bundle, move the bundle into place
 """
 
@@ -32,6 +34,7 @@ from agent.bundles.manifest import FUSIONS, Channel, Manifest
 from agent.core.scaler import RobustScaler
 from agent.core.spc import fit_imr
 from export import bundle as bundle_io
+from export.budget import FALSE_ALARMS_PER_HOUR, row_seconds, vae_threshold
 from export.calibrate import (
     AUTO_FUSION,
     DEFAULT_FUSION,
@@ -41,20 +44,25 @@ from export.calibrate import (
     smoothed_parts,
     spc_trace,
 )
-from export.data import count_windows, make_windows, read_tables, split_tables
+from export.data import Table, count_windows, make_windows, read_tables, split_tables
+from export.defaults import (
+    DEFAULT_BETA,
+    DEFAULT_WINDOW,
+    MAX_FLIP_FRACTION,
+    MAX_NEAR_THRESHOLD_DIFF,
+)
+from export.drift import Drift, find_drift, named_drift
 from export.errors import ExportError
 from export.latent import SCORES, split_score
 from export.parity import (
     Parity,
-    calibrate_threshold,
-    check_parity,
+    parity_warning,
     quantize_best,
     score_onnx,
     write_parity,
 )
 from export.progress import ProgressBar, wants_bar
 from export.selection import read_tag_map_tags, select_columns
-from export.shift_fit import MARGIN as SHIFT_MARGIN
 from export.shift_fit import shift_for_bundle
 from export.sign import write_golden
 
@@ -70,23 +78,31 @@ class TrainOptions:
     inputs: list[Path]
     out: Path
     columns: list[str] | None = None
-    window: int = 32
+    window: int = DEFAULT_WINDOW
     hop: int = 1
     epochs: int = 60
     seed: int = 0
     model: str = "vae"
+    #: None: the drifting channels are found on the data (export/drift.py); ["none"]: no
+    #: channel is relative; else the channels named
     relative: list[str] | None = None
-    score: str = "max"
+    #: None: chosen on the held-out windows (export/score_choice.py)
+    score: str | None = None
     encoder: str = "dense"
-    beta: float = 1e-3
+    beta: float = DEFAULT_BETA
     tag_map: Path | None = None
     model_version: int = 1
     label: str = ""
-    threshold_quantile: float = 0.999
-    threshold_margin: float = 1.25
+    #: The VAE and shift thresholds meet this budget (export/budget.py) unless a quantile
+    #: (and margin) or a shift margin is given, the older rule.
+    false_alarms_per_hour: float = FALSE_ALARMS_PER_HOUR
+    threshold_quantile: float | None = None
+    threshold_margin: float | None = None
     smoothing: float = 1.0
     fusion: str = DEFAULT_FUSION
-    shift_margin: float = SHIFT_MARGIN
+    shift_margin: float | None = None
+    max_int8_flip_fraction: float = MAX_FLIP_FRACTION
+    max_int8_divergence: float = MAX_NEAR_THRESHOLD_DIFF
     quiet: bool = False
     force: bool = False
     allow_parity_loss: bool = False
@@ -113,7 +129,7 @@ def validate(options: TrainOptions) -> None:
         (options.epochs >= 1, f"--epochs must be at least 1 (got {options.epochs})"),
         (options.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
         (
-            options.score in SCORES,
+            options.score is None or options.score in SCORES,
             f"--score must be max or mean, optionally +latent ({', '.join(SCORES)})",
         ),
         (options.beta >= 0.0, f"--beta must be non-negative (got {options.beta})"),
@@ -124,16 +140,31 @@ def validate(options: TrainOptions) -> None:
             f"--model-version must be at least 1 (got {options.model_version})",
         ),
         (
-            0.0 < options.threshold_quantile <= 1.0,
+            options.threshold_quantile is None or 0.0 < options.threshold_quantile <= 1.0,
             f"--threshold-quantile must be in (0, 1] (got {options.threshold_quantile})",
         ),
         (
-            options.threshold_margin > 0.0,
+            options.threshold_margin is None or options.threshold_margin > 0.0,
             f"--threshold-margin must be positive (got {options.threshold_margin})",
         ),
         (
-            options.shift_margin > 0.0,
+            options.shift_margin is None or options.shift_margin > 0.0,
             f"--shift-margin must be positive (got {options.shift_margin})",
+        ),
+        (
+            0.0 < options.false_alarms_per_hour <= 3600.0,
+            "--false-alarms-per-hour must be positive, e.g. 0.125 for one per 8 h "
+            f"(got {options.false_alarms_per_hour})",
+        ),
+        (
+            0.0 <= options.max_int8_flip_fraction <= 1.0,
+            "--max-int8-flips must be a share in [0, 1], e.g. 0.01 for 1 % "
+            f"(got {options.max_int8_flip_fraction})",
+        ),
+        (
+            options.max_int8_divergence >= 0.0,
+            "--max-int8-divergence must be a non-negative share of the threshold, e.g. 0.1 "
+            f"(got {options.max_int8_divergence})",
         ),
         (
             0.0 < options.smoothing <= 1.0,
@@ -165,6 +196,20 @@ SCALE_FLOOR_OF_STD = 1.0
 MODELS = ("vae", "vae-gan")
 #: Weight of the decoder's adversarial loss for `--model vae-gan`, against an MSE near 1.
 ADVERSARIAL_WEIGHT = 0.01
+
+
+#: `--relative none`: no channel relative, drift detection off.
+NO_RELATIVE = "none"
+
+
+def drift_of(tables: list[Table], columns: list[str], relative: list[str] | None) -> Drift:
+    """The relative channels: found on the normal rows, or as `--relative` names them."""
+    streams = [np.concatenate(t.segments) for t in tables if t.segments]
+    if relative is None:
+        return find_drift(streams, columns)
+    names = [] if relative == [NO_RELATIVE] else relative
+    relative_mask(columns, names)  # refuses unknown names
+    return named_drift(streams, columns, names)
 
 
 def relative_mask(columns: list[str], relative: list[str] | None) -> npt.NDArray[np.float32]:
@@ -232,7 +277,14 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
     train_rows = split.stacked("train")
     scaler = floored_scaler(train_rows, np.concatenate([train_rows, *split.val, *split.cal]))
     spc = fit_imr(train_rows, nsigmas=3.0, sigma="larger")
-    trace = spc_trace(spc, [*split.val, *split.cal])
+    drift = drift_of(tables, columns, options.relative)
+    for line in drift.lines():
+        say(line)
+    # A drifting channel leaves fixed limits in normal operation by definition; its chart says
+    # so (SPC events), but that is no reason to refuse the bundle, whose VAE models it relative
+    # (its moving-range and flatline rules still count).
+    drifting_mask = np.array([c in drift.drifting for c in columns], dtype=bool)
+    trace = spc_trace(spc, [*split.val, *split.cal], ignore=drifting_mask)
     spc_warning = check_spc_alarm_share(
         trace, columns, options.max_spc_alarm_share, options.allow_spc_alarms
     )
@@ -270,7 +322,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         beta=options.beta,
         adversarial=ADVERSARIAL_WEIGHT if options.model == "vae-gan" else 0.0,
     )
-    relative = relative_mask(columns, options.relative)
+    relative = relative_mask(columns, drift.drifting)
+    seconds, seconds_from = row_seconds(options.inputs)
     bar = ProgressBar(sys.stderr, config.epochs) if wants_bar(sys.stderr, options.quiet) else None
     try:
         result = train_vae(
@@ -284,7 +337,22 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         if bar is not None:
             bar.close()
     baseline = channel_baseline(result.model, windows["val"], relative)
-    reduce, with_latent = split_score(options.score)
+    score = options.score
+    score_choice = None
+    if score is None:
+        from export.score_choice import choose_score
+
+        score_choice = choose_score(
+            result.model,
+            windows["train"],
+            np.concatenate([windows["val"], windows["cal"]]),
+            baseline,
+            relative,
+            (options.false_alarms_per_hour, seconds),
+        )
+        score = score_choice.score
+        say(score_choice.line())
+    reduce, with_latent = split_score(score)
     latent = None
     if with_latent:
         from export.onnx_export import fit_latent
@@ -307,30 +375,49 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
         # the calibration part alone is a few dozen windows.
         held_out = np.concatenate([windows["val"], windows["cal"]])
         cal_fp32, _ = score_onnx(fp32_path, held_out)
-        q, margin = options.threshold_quantile, options.threshold_margin
-        # The threshold is a quantile of the statistic the monitor compares with it: the
-        # EWMA of the scores when smoothing is on (each held-out part smoothed on its own).
+        # The threshold is set on the statistic the monitor compares with it: the EWMA of the
+        # scores when smoothing is on (each held-out part smoothed on its own).
         n_val = len(windows["val"])
         alpha = options.smoothing
         thresholded = smoothed_parts([cal_fp32[:n_val], cal_fp32[n_val:]], alpha)
-        threshold = calibrate_threshold(thresholded.astype(np.float32), q, margin)
+        threshold, method, threshold_record = vae_threshold(
+            thresholded,
+            options.false_alarms_per_hour,
+            seconds,
+            options.threshold_quantile,
+            options.threshold_margin,
+        )
+        say(f"threshold {threshold:.4g}: {method} ({seconds:g} s per row: {seconds_from})")
         auto, fusion_basis = fusion_for(trace, options.window)
         fusion = auto if options.fusion == AUTO_FUSION else options.fusion
         fusion_basis = {**fusion_basis, "auto_choice": auto, "chosen_by": options.fusion}
         say(f"fusion {fusion} (SPC alarm on held-out normal rows: {fusion_basis})")
         drifting = [c for c, r in zip(columns, relative, strict=True) if r]
         shift = shift_for_bundle(
-            [t.segments for t in tables], columns, drifting, fusion, options.shift_margin
+            [t.segments for t in tables],
+            columns,
+            drifting,
+            fusion,
+            options.shift_margin,
+            budget=None if options.shift_margin else (options.false_alarms_per_hour, seconds),
         )
         parity, quantization = quantize_best(
-            fp32_path, int8_path, windows["train"], held_out, cal_fp32, threshold
+            fp32_path,
+            int8_path,
+            windows["train"],
+            held_out,
+            cal_fp32,
+            threshold,
+            options.max_int8_flip_fraction,
+            options.max_int8_divergence,
         )
         say(f"exported {fp32_path.name} and {int8_path.name} ({quantization['method']})")
         write_parity(staging / bundle_io.PARITY_NAME, parity, quantization)
-        check_parity(parity, options.allow_parity_loss)
-        if not parity.passed:
-            say("warning: int8 parity check failed; exporting anyway (--allow-parity-loss)")
-        golden = write_golden(staging, windows["cal"], bundle_io.MODEL_FILES)
+        warning = parity_warning(parity, options.allow_parity_loss)
+        if warning:
+            say(warning)
+        models = bundle_io.shipped_models(staging, parity.passed or options.allow_parity_loss)
+        golden = write_golden(staging, windows["cal"], models)
 
         manifest = Manifest(
             model_version=options.model_version,
@@ -345,8 +432,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
             model=options.model,
             threshold=threshold,
             threshold_method=(
-                f"quantile {q:g} of {cal_fp32.size} held-out normal windows x {margin:g}"
-                + (f" (scores smoothed, EWMA weight {alpha:g})" if alpha < 1.0 else "")
+                method + (f" (scores smoothed, EWMA weight {alpha:g})" if alpha < 1.0 else "")
             ),
             smoothing=alpha,
             fusion=fusion,
@@ -361,7 +447,7 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                     if latent is not None
                     else ""
                 ),
-                "score_reduce": options.score,
+                "score_reduce": score,
                 **({"latent_term": latent.to_manifest()} if latent is not None else {}),
                 "encoder": options.encoder,
                 "channel_baseline": [float(b) for b in baseline],
@@ -369,9 +455,10 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "beta": config.beta,
                 "latent": config.latent,
                 "hidden": config.hidden,
+                "threshold_rule": threshold_record,
             },
-            models=dict(bundle_io.MODEL_FILES),
-            files=bundle_io.file_entries(staging, golden),
+            models=models,
+            files=bundle_io.file_entries(staging, golden, models),
             golden=golden,
             training={
                 "rows_train": rows["train"],
@@ -385,6 +472,8 @@ def run_train(options: TrainOptions, log: Log | None = None) -> TrainOutcome:
                 "inputs": [p.name for p in options.inputs],
                 # what the model was not given, and why (export/selection.py)
                 "columns_left_out": selection.record(),
+                "drift": drift.record(),
+                **({"score_choice": score_choice.record()} if score_choice else {}),
                 # for the explainer: which tags usually move together (issue 8)
                 "correlation": training_correlation(train_rows),
             },

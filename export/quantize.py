@@ -12,6 +12,18 @@ Small MatMuls (fewer than `SMALL_WEIGHTS` weights: the VAE's latent bottleneck) 
 Dynamic quantisation rounds their activations to 8 bits too, and an error in the 8 latent
 numbers moves the whole reconstruction: with them in int8, score correlation with fp32 fell to
 0.987 on the demo line; with them in fp32 it is 0.9987, for about 2 KB more model.
+
+Weights are quantised to 7 bits (`reduce_range`), so the int8 model gives the same answers on
+every CPU. Dynamic quantisation feeds MatMulInteger uint8 activations and int8 weights. On x86
+without VNNI (AVX2-only, or AVX-512 without VNNI) onnxruntime's u8s8 kernel multiplies them with
+`vpmaddubsw`, which adds each pair of u8 x s8 products into a saturating int16: 2 x 255 x 127 =
+64,770 does not fit, so large activations are clipped there and nowhere else (VNNI and aarch64
+accumulate in int32). With weights in [-64, 63] a pair is at most 2 x 255 x 64 = 32,640, which
+fits, so every kernel computes the same exact integer sums. onnxruntime's quantisation docs give
+this remedy for that accuracy drop. Under `qemu-x86_64 -cpu Haswell` (AVX2, no VNNI) the test
+bundle of tests/integration/export/test_export.py scored at a correlation of 0.920 with fp32
+with 8-bit weights (0.9999 on an AVX-512 VNNI CPU); with 7 bits the int8 scores are
+bit-identical on both CPUs (benchmarks/int8_cpus.py; docs/skab.md, "int8 on every CPU").
 """
 
 from __future__ import annotations
@@ -38,6 +50,10 @@ from export.errors import ExportError
 
 _QUANTIZED_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul"})
 SMALL_WEIGHTS = 4096
+#: 7-bit weights: no int16 saturation in onnxruntime's non-VNNI x86 kernels (see above).
+REDUCE_RANGE = True
+#: The largest |weight| a 7-bit signed quantised weight takes (onnxruntime: [-64, 63]).
+REDUCED_WEIGHT_MAX = 64
 
 
 def small_matmuls(model: onnx.ModelProto, limit: int = SMALL_WEIGHTS) -> list[str]:
@@ -125,6 +141,7 @@ def quantize_int8(
     per_channel: bool = True,
     method: str = "dynamic",
     calibration: npt.NDArray[np.float32] | None = None,
+    reduce_range: bool = REDUCE_RANGE,
 ) -> dict[str, object]:
     """Write an int8-quantised copy of `fp32_path`; return what was done.
 
@@ -147,7 +164,12 @@ def quantize_int8(
             matmul_path = Path(scratch) / "matmul.onnx"
             pre_path = Path(scratch) / "pre.onnx"
             onnx.save_model(model, str(matmul_path))
-            quant_pre_process(str(matmul_path), str(pre_path), skip_optimization=True)
+            try:
+                quant_pre_process(str(matmul_path), str(pre_path), skip_optimization=True)
+            except Exception:
+                # its symbolic shape inference fails on some graphs (the max+latent score's):
+                # onnx's own inference is enough to quantise MatMuls by their weights
+                onnx.save_model(onnx.shape_inference.infer_shapes(model), str(pre_path))
             if method == "dynamic":
                 quantize_dynamic(
                     pre_path,
@@ -156,6 +178,7 @@ def quantize_int8(
                     per_channel=per_channel,
                     op_types_to_quantize=["MatMul"],
                     nodes_to_exclude=kept_fp32,
+                    reduce_range=reduce_range,
                 )
             else:
                 assert calibration is not None
@@ -170,6 +193,7 @@ def quantize_int8(
                     op_types_to_quantize=["MatMul"],
                     nodes_to_exclude=kept_fp32,
                     calibrate_method=CalibrationMethod.MinMax,
+                    reduce_range=reduce_range,
                 )
     except ExportError:
         raise
@@ -194,6 +218,7 @@ def quantize_int8(
         "method": f"onnxruntime quantize_{method}",
         "weight_type": "QInt8",
         "per_channel": per_channel,
+        "reduce_range": reduce_range,
         "gemm_rewritten": rewritten,
         "quantized_matmuls": n_quantized,
         "kept_fp32": kept_fp32,

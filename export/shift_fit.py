@@ -59,6 +59,7 @@ def fit_shift(
     quantile: float = QUANTILE,
     margin: float = MARGIN,
     max_freeze: int = MAX_FREEZE,
+    budget: tuple[float, float] | None = None,
 ) -> tuple[ShiftParams | None, dict[str, object]]:
     """The fitted parameters (None when no channel can be watched) and a record of the fit.
 
@@ -104,11 +105,16 @@ def fit_shift(
     idx = np.array(watched)
     held = np.concatenate(held_parts)[:, idx]
     score = np.max(np.abs(held) / scale[idx], axis=1)
-    threshold = float(np.quantile(score, quantile)) * margin
-    method = (
-        f"quantile {quantile:g} of {score.size} held-out normal rows x {margin:g}; "
-        f"scale from {fit.shape[0]} training rows"
-    )
+    if budget is None:
+        threshold = float(np.quantile(score, quantile)) * margin
+        rule = f"quantile {quantile:g} of {score.size} held-out normal rows x {margin:g}"
+    else:
+        from export.budget import budget_threshold  # the VAE's rule (export/budget.py)
+
+        found = budget_threshold(score, *budget)
+        threshold = found.threshold
+        rule = found.describe(budget[0], budget[1], "rows")
+    method = f"{rule}; scale from {fit.shape[0]} training rows"
     params = ShiftParams(
         channels=len(columns),
         watched=tuple(watched),
@@ -128,15 +134,19 @@ def shift_for_bundle(
     columns: list[str],
     exclude: list[str],
     fusion: str,
-    margin: float = MARGIN,
+    margin: float | None = MARGIN,
+    budget: tuple[float, float] | None = None,
 ) -> tuple[ShiftParams, dict[str, object]] | None:
     """The manifest's shift detector and the record of its fit (None if no channel can be
-    watched); ExportError when the chosen fusion needs it and there is none."""
+    watched); ExportError when the chosen fusion needs it and there is none. With `budget`
+    (false alarms per hour, seconds per row) the threshold meets it instead of the margin."""
     from export.errors import ExportError
 
     streams = [np.concatenate(s) for s in segments if s]
     try:
-        params, record = fit_shift(streams, columns, exclude, margin=margin)
+        params, record = fit_shift(
+            streams, columns, exclude, margin=margin or MARGIN, budget=budget
+        )
     except ValueError as exc:
         if fusion in SHIFT_FUSIONS:
             raise ExportError(f"--fusion {fusion}: {exc}") from None

@@ -18,7 +18,10 @@ from agent.paths import firmware_configs
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle trained by `lineside-export train` on two hours of simulated normal data."""
+    """A bundle trained by `lineside-export train` on two hours of simulated normal data, with
+    the settings the update, runtime and sink tests were written against (window 32, score max,
+    quantile thresholds, no relative channel), not the export's data-driven defaults, which
+    tests/integration/export/test_export_defaults.py and the demo cover."""
     from agent.demo.run import write_historian
     from export.pipeline import TrainOptions, run_train
 
@@ -35,6 +38,13 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             tag_map=firmware_configs() / "plc" / "simulated-extruder.toml",
             label="test",
             quiet=True,
+            window=32,
+            score="max",
+            beta=1e-3,
+            relative=["none"],
+            threshold_quantile=0.999,
+            threshold_margin=1.25,
+            shift_margin=1.25,
         )
     )
     return out

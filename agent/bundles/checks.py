@@ -9,8 +9,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent import __version__
 from agent.bundles import archive
 from agent.bundles.bundle import load_bundle
@@ -20,6 +18,7 @@ from agent.bundles.refusals import Refusal, UpdateRefused, shown
 from agent.config import NodeTag, SiteConfig, Tag
 from agent.core.codec import DataType
 from agent.errors import BundleError, BundleFormatError, ConfigError
+from agent.pipeline.golden import FLOAT_PRECISION, GoldenUnreadable, golden_arrays, run_golden
 
 log = logging.getLogger(__name__)
 HEX_DIGITS = "0123456789abcdef"
@@ -161,44 +160,47 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def check_models(bundle_dir: Path, manifest: Manifest) -> None:
-    """Run every ONNX model on the golden inputs and compare with the expected outputs."""
-    golden = manifest.golden
-    if golden is None or golden.get("file") not in manifest.files:
+def check_models(bundle_dir: Path, manifest: Manifest) -> list[str]:
+    """Run every ONNX model on the golden inputs, on this CPU, and compare with the expected
+    outputs; refuse a model that does not load, returns NaN, or (fp32) differs. An int8 model
+    that differs here is not refused: the agent runs fp32 instead (agent.pipeline.golden), and
+    the returned warnings say so."""
+    try:
+        arrays = golden_arrays(bundle_dir, manifest)
+    except GoldenUnreadable as exc:
+        raise UpdateRefused(Refusal.NO_GOLDEN, str(exc)) from None
+    if arrays is None:
         raise UpdateRefused(
             Refusal.NO_GOLDEN,
             "the manifest names no golden inputs ('golden.file'); re-export the bundle",
         )
-    rtol, atol = float(golden.get("rtol", 1e-2)), float(golden.get("atol", 1e-3))
-    try:
-        with np.load(bundle_dir / golden["file"], allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        x = arrays["x"].astype(np.float32)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UpdateRefused(Refusal.NO_GOLDEN, f"golden file cannot be read: {exc}") from None
+    if FLOAT_PRECISION not in manifest.models:
+        raise UpdateRefused(
+            Refusal.BAD_MANIFEST, "the bundle ships no fp32 model, which every agent can run"
+        )
+    warnings: list[str] = []
     for precision, name in sorted(manifest.models.items()):
         try:
-            score, contrib = _session(bundle_dir / name).run(["score", "contrib"], {"x": x})
+            result = run_golden(_session(bundle_dir / name), arrays, precision, name, manifest)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UpdateRefused(
                 Refusal.MODEL_LOAD, f"{name} does not load or run in onnxruntime: {first}"
             ) from None
-        if not (np.isfinite(score).all() and np.isfinite(contrib).all()):
+        if not result.finite:
             raise UpdateRefused(
                 Refusal.NON_FINITE, f"{name} returns NaN or infinity on the golden inputs"
             )
-        for out, got in (("score", score), ("contrib", contrib)):
-            want = arrays.get(f"{out}_{precision}")
-            if want is None or want.shape != got.shape or not np.allclose(got, want, rtol, atol):
-                diff = "shape" if want is None or want.shape != got.shape else (
-                    f"max abs diff {float(np.max(np.abs(got - want))):.3g}"
-                )  # fmt: skip
-                raise UpdateRefused(
-                    Refusal.GOLDEN_MISMATCH,
-                    f"{name} {out} differs from the golden outputs ({diff}; rtol {rtol}, "
-                    f"atol {atol})",
-                )
+        if not result.problem:
+            continue
+        if precision == FLOAT_PRECISION:
+            raise UpdateRefused(Refusal.GOLDEN_MISMATCH, f"{name} {result.problem}")
+        warning = f"{name} {result.problem}: this device runs the fp32 model instead"
+        log.warning("%s", warning)
+        warnings.append(warning)
+    if "int8" not in manifest.models:
+        warnings.append("the bundle ships no int8 model (refused at export): it runs as fp32")
+    return warnings
 
 
 def check_bundle_fits(config: SiteConfig, field: str = "model.bundle") -> None:

@@ -84,6 +84,8 @@ class Verified:
     path: Path
     override: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    #: What the golden run on this CPU found that is not a refusal (int8 runs as fp32 here).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,17 @@ class InstallResult:
     override: bool
     pruned: list[int]
     seconds: dict[str, float]
+    warnings: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for humans and the USB result file."""
         was = f" (was {self.previous})" if self.previous is not None else ""
         forced = ", downgrade override" if self.override else ""
-        return f"installed model {self.version} {shown(self.label)}{was}, key {self.key_id}{forced}"
+        warned = "".join(f"; warning: {w}" for w in self.warnings)
+        return (
+            f"installed model {self.version} {shown(self.label)}{was}, key {self.key_id}"
+            f"{forced}{warned}"
+        )
 
 
 def _free(path: Path) -> int:
@@ -210,11 +217,11 @@ def verify_into(
     crash("extracted")
     clock["extract"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    check_models(bundle, manifest)
+    warnings = check_models(bundle, manifest)
     crash("models-checked")
     clock["models"] = time.perf_counter() - t2
     copy.unlink()
-    return Verified(manifest, raw, key, bundle, override, clock)
+    return Verified(manifest, raw, key, bundle, override, clock, tuple(warnings))
 
 
 def _running(store: ModelStore) -> Manifest | None:
@@ -303,8 +310,9 @@ def install_file(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     result = InstallResult(
-        version, v.manifest.label, previous, v.key_id, path, v.override, pruned, v.seconds
-    )
+        version, v.manifest.label, previous, v.key_id, path, v.override, pruned, v.seconds,
+        v.warnings,
+    )  # fmt: skip
     log.info("%s", result.describe())
     if on_done is not None:
         on_done(result)

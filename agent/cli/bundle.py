@@ -92,7 +92,8 @@ def _verify(args: argparse.Namespace) -> str:
     store = ModelStore(_store_root(args)) if args.state_dir else None
     v = verify_file(Path(args.path), _trust(args), store=store, site=_site(args))
     m = v.manifest
-    return f"ok: model {m.model_version} {m.label!r}, {len(m.files)} files, key {v.key_id}"
+    warned = "".join(f"; warning: {w}" for w in v.warnings)
+    return f"ok: model {m.model_version} {m.label!r}, {len(m.files)} files, key {v.key_id}{warned}"
 
 
 def _install(args: argparse.Namespace) -> str:

@@ -8,6 +8,7 @@ A hot swap replaces the model and keeps the window (agent.runtime.hotswap).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from agent.bundles.bundle import Bundle, load_bundle
 from agent.core.scaler import RobustScaler
 from agent.core.window import SlidingWindow
 from agent.pipeline.detectors.base import FloatArray, WindowModel
+from agent.pipeline.golden import FLOAT_PRECISION, fallback_reason
 from agent.types import Score
+
+log = logging.getLogger(__name__)
 
 
 def make_session(model: Path, threads: int = 1) -> ort.InferenceSession:
@@ -39,18 +43,30 @@ class VaeModel:
     errors, each in units of its normal level), with one contribution per channel, against
     the threshold calibrated at export time. The model is frozen, so it has no
     state beyond its bundle: pickling it keeps the bundle path and reopens the session.
+
+    An int8 model that does not reproduce the bundle's golden outputs on this CPU, or a bundle
+    that ships no int8 model, runs as fp32 (agent.pipeline.golden): `precision` is what runs,
+    `requested` what was asked for, `fallback` why they differ ("" when they do not).
     """
 
     def __init__(self, bundle: Bundle, precision: str = "int8", threads: int = 1) -> None:
         manifest = bundle.manifest
         self.bundle = bundle
-        self.precision = precision
+        self.requested = precision
         self.threads = threads
         self.window = manifest.window
         self.channels = len(manifest.channels)
         self.threshold = manifest.threshold
         self.scaler = RobustScaler.from_dict(manifest.scaler)
-        self.session = make_session(bundle.model_path(precision), threads)
+        shipped = precision in manifest.models
+        session = make_session(bundle.model_path(precision), threads) if shipped else None
+        self.fallback = fallback_reason(bundle, precision, session)
+        if self.fallback or session is None:
+            log.warning("%s: %s", bundle.path, self.fallback)
+            precision = FLOAT_PRECISION
+            session = make_session(bundle.model_path(precision), threads)
+        self.precision = precision
+        self.session = session
 
     def score_batch(self, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Scores (n,) and contributions (n, channels) of a batch of raw windows."""
@@ -69,7 +85,7 @@ class VaeModel:
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle the bundle reference, not the onnxruntime session (it cannot be pickled)."""
-        return {"path": self.bundle.path, "precision": self.precision, "threads": self.threads}
+        return {"path": self.bundle.path, "precision": self.requested, "threads": self.threads}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Reopen the bundle (hashes checked again) and its session."""
