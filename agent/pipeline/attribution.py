@@ -90,6 +90,18 @@ class TagAttribution:
         """The fused shares after the last row."""
         return self._fused.copy()
 
+    def state(self) -> dict[str, list[float]]:
+        """The running hits and ranking, JSON-able (a detector snapshot's `attribution`)."""
+        return {"hits": self._hits.tolist(), "fused": self._fused.tolist()}
+
+    def restore(self, state: dict[str, list[float]]) -> None:
+        """Continue from a saved `state()`; ValueError if it is of another number of tags."""
+        hits = np.asarray(state["hits"], dtype=np.float64)
+        fused = np.asarray(state["fused"], dtype=np.float64)
+        if hits.shape != (self.channels,) or fused.shape != (self.channels,):
+            raise ValueError("the saved attribution is of another number of tags")
+        self._hits, self._fused = hits, fused
+
 
 def _shares(x: FloatArray) -> FloatArray:
     x = np.where(np.isfinite(x) & (x > 0), x, 0.0)

@@ -10,7 +10,9 @@ a value on every row. The limits are the bundle's SPC limits and the tag map's s
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +64,30 @@ class DriftForecaster:
         self._rows.clear()
         self._count = 0
         self.last = {}
+
+    def state(self) -> dict[str, Any]:
+        """The rows it fits and its last forecasts, JSON-able (a snapshot's `forecast`)."""
+        return {
+            "ts": list(self._ts),
+            "rows": [r.tolist() for r in self._rows],
+            "count": self._count,
+            "last": [
+                {**dataclasses.asdict(f), "limit": dataclasses.asdict(f.limit)}
+                for f in self.last.values()
+            ],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a saved `state()`; ValueError if its rows are of other channels."""
+        rows = [np.asarray(r, dtype=np.float64) for r in state["rows"]]
+        if any(r.shape != (len(self.channels),) for r in rows) or len(rows) != len(state["ts"]):
+            raise ValueError("the saved forecast rows are of other channels")
+        self.reset()
+        self._ts.extend(float(t) for t in state["ts"])
+        self._rows.extend(rows)
+        self._count = int(state["count"])
+        last = [Forecast(**{**f, "limit": Limit(**f["limit"])}) for f in state["last"]]
+        self.last = {f.tag: f for f in last if f.tag in self.channels}
 
     def update(self, ts: float, row: FloatArray) -> dict[str, Forecast]:
         """Take one row; the forecasts of the tags that drift (refitted every `every` rows)."""

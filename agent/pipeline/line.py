@@ -301,6 +301,9 @@ class LineMonitor(AlarmEvents):
             "last_score": None
             if last is None
             else [last.value, last.threshold, *last.contributions],
+            # Added after format 1's first release: a snapshot without them restores as reset.
+            "attribution": self.attribution.state(),
+            "forecast": None if self.forecaster is None else self.forecaster.state(),
         }
 
     def _shift_state(self, shift: ShiftDetector) -> dict[str, object]:
@@ -338,3 +341,11 @@ class LineMonitor(AlarmEvents):
             if last is None
             else Score(float(last[0]), float(last[1]), tuple(float(v) for v in last[2:]))
         )
+        self.attribution.reset()
+        if state.get("attribution") is not None:
+            self.attribution.restore(state["attribution"])
+        self.attribution_shares = self.attribution.shares
+        if self.forecaster is not None:
+            self.forecaster.reset()
+            if state.get("forecast") is not None:
+                self.forecaster.restore(state["forecast"])
