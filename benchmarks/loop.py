@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.bundles.bundle import load_bundle  # noqa: E402
-from agent.demo.run import demo_config, free_port, write_site_file  # noqa: E402
+from agent.demo.run import demo_config, ensure_bundle, free_port, write_site_file  # noqa: E402
 from agent.demo.simulator.process import SIGNAL_NAMES, ExtrusionLine  # noqa: E402
 from agent.pipeline.build import build_monitor  # noqa: E402
 from agent.pipeline.detectors.vae import VaeModel  # noqa: E402
@@ -164,10 +164,12 @@ def bench_process(bundle: Path) -> list[tuple[str, str]]:
 def main() -> None:
     """Print both tables."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bundle", default=str(REPO / ".demo/bundle"))
+    parser.add_argument("--bundle", help="default: the demo's, built when absent")
     parser.add_argument("--samples", type=int, default=5000)
     args = parser.parse_args()
-    bundle = Path(args.bundle)
+    # The demo bundle (`make demo` leaves it in .demo/), built through the export path
+    # when absent, so `make bench` runs from a clean clone.
+    bundle = Path(args.bundle) if args.bundle else ensure_bundle(REPO / ".demo", sys.stderr)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     load_bundle(bundle)  # fail early with the reason if it is not there
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, bundle {bundle}")

@@ -334,7 +334,6 @@ def run_agent(
     address = f"@lineside-plant-{uuid.uuid4().hex}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + address[1:])
-    sock.settimeout(120)
     started = time.monotonic()
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(site), "--log-level", "warning"],
@@ -342,8 +341,19 @@ def run_agent(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        while b"READY=1" not in sock.recv(4096):
-            pass
+        sock.settimeout(1.0)
+        while True:  # READY=1, or the agent's exit said at once rather than after the timeout
+            try:
+                if b"READY=1" in sock.recv(4096):
+                    break
+            except TimeoutError:
+                if agent.poll() is not None:
+                    raise RuntimeError(
+                        f"the agent exited ({agent.returncode}) before READY: run `python -m "
+                        f"agent check-config {site}` for why"
+                    ) from None
+                if time.monotonic() - started > 120:
+                    raise
         ready = time.monotonic() - started
         result = asyncio.run(measure_agent(site, agent.pid, len(ports), seconds, subscribe))
         result["ready"] = ready
@@ -529,7 +539,7 @@ def decode_cost(folder: Path, rounds: int = 2000) -> tuple[float, float]:
 def main() -> None:
     """Run every size and print the table."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bundle", default=str(REPO / ".demo/bundle"))
+    parser.add_argument("--bundle", help="default: the demo's, built when absent")
     parser.add_argument("--sizes", default="1,5,10,20")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="sizes 1 and 20, 5 s windows")
@@ -555,7 +565,11 @@ def main() -> None:
         return
     sizes = [1, 20] if args.quick else [int(s) for s in args.sizes.split(",")]
     seconds = 5.0 if args.quick else args.seconds
-    bundle = Path(args.bundle)
+    # The demo bundle (`make demo` leaves it in .demo/), built through the export path
+    # when absent, so `make bench` runs from a clean clone.
+    from agent.demo.run import ensure_bundle
+
+    bundle = Path(args.bundle) if args.bundle else ensure_bundle(REPO / ".demo", sys.stderr)
     ports = [free_port() for _ in range(max(sizes))]
     sim = subprocess.Popen(
         [sys.executable, __file__, "--serve", ",".join(map(str, ports))],
